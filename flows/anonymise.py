@@ -1,0 +1,257 @@
+"""Anonymisation: one column policy and pure, vectorised functions from a raw batch to an anonymised one.
+
+Nothing here does I/O. A raw value never leaves these functions except as an HMAC, a domain or a bin.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date
+from enum import StrEnum
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+# Bump when the policy or key derivation changes: it is part of every cache key.
+POLICY_VERSION = "2026-11-1"
+
+
+class Treatment(StrEnum):
+    """What happens to a source field."""
+
+    KEEP = "keep"
+    GENERALISE = "generalise"
+    PSEUDONYMISE = "pseudonymise"
+    DROP = "drop"
+
+
+# The column policy, in one place: every field the API sends, what happens to it, and why.
+COLUMN_POLICY: dict[str, tuple[Treatment, str]] = {
+    "id": (Treatment.DROP, "restarts at 1 in every response, so it identifies nothing"),
+    "firstname": (Treatment.PSEUDONYMISE, "only inside the keyed hash person_key"),
+    "lastname": (Treatment.PSEUDONYMISE, "only inside the keyed hash person_key"),
+    "email": (Treatment.GENERALISE, "-> email_domain (lower-case); the local part is dropped"),
+    "phone": (Treatment.PSEUDONYMISE, "only inside the keyed hash person_key"),
+    "birthday": (Treatment.GENERALISE, "-> age_group (10-year bin at the reference date)"),
+    "gender": (Treatment.KEEP, "lower-cased; must be in the known set"),
+    "address.id": (Treatment.DROP, "meaningless constant"),
+    "address.street": (Treatment.DROP, "locates a person"),
+    "address.streetName": (Treatment.DROP, "locates a person"),
+    "address.buildingNumber": (Treatment.DROP, "locates a person"),
+    "address.city": (Treatment.DROP, "not needed by any report (data minimisation)"),
+    "address.zipcode": (Treatment.DROP, "locates a person"),
+    "address.country": (Treatment.KEEP, "needed by the reports; coarse"),
+    "address.country_code": (Treatment.KEEP, "upper-cased ISO code"),
+    "address.latitude": (Treatment.DROP, "locates a person"),
+    "address.longitude": (Treatment.DROP, "locates a person"),
+    "address.coordinates": (Treatment.DROP, "older payload shape of latitude/longitude"),
+    "website": (Treatment.DROP, "often personal, not needed"),
+    "image": (Treatment.DROP, "not needed"),
+}
+
+# Identity of a record for person_key; ids restart per response, so content is the only identity there is.
+IDENTITY_FIELDS = ("firstname", "lastname", "email", "phone", "birthday")
+KNOWN_GENDERS = ("female", "male")
+MAX_AGE = 130
+AGE_GROUPS = tuple(f"[{low + 1:02d}-{low + 10}]" for low in range(0, MAX_AGE, 10))
+GMAIL_DOMAINS = ("gmail.com", "googlemail.com")
+DOMAIN_PATTERN = r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$"
+
+
+class QuarantineReason(StrEnum):
+    """Why a record was held back (checked in this order; the first that applies is recorded)."""
+
+    NOT_A_RECORD = "not_a_record"
+    BIRTHDAY_UNPARSEABLE = "birthday_unparseable"
+    BIRTHDAY_IN_FUTURE = "birthday_in_future"
+    AGE_OUT_OF_RANGE = "age_out_of_range"
+    EMAIL_WITHOUT_DOMAIN = "email_without_domain"
+    EMAIL_DOMAIN_INVALID = "email_domain_invalid"
+    ADDRESS_MISSING = "address_missing"
+    COUNTRY_MISSING = "country_missing"
+    COUNTRY_CODE_MISSING = "country_code_missing"
+    GENDER_UNKNOWN = "gender_unknown"
+
+
+PERSONS_SCHEMA = pa.schema(
+    [
+        pa.field("person_key", pa.string(), nullable=False),
+        pa.field("gender", pa.string(), nullable=False),
+        pa.field("age_group", pa.string(), nullable=False),
+        pa.field("email_domain", pa.string(), nullable=False),
+        pa.field("country", pa.string(), nullable=False),
+        pa.field("country_code", pa.string(), nullable=False),
+        pa.field("age_reference_date", pa.date32(), nullable=False),
+    ]
+)
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        pa.field("person_key", pa.string(), nullable=False),
+        pa.field("quarantine_reason", pa.string(), nullable=False),
+        pa.field("page_number", pa.int32(), nullable=False),
+        pa.field("record_index", pa.int32(), nullable=False),
+        pa.field("page_seed", pa.int64(), nullable=False),
+    ]
+)
+
+
+@dataclass
+class AnonymisedBatch:
+    """Anonymised persons, quarantined records (keys and reasons only) and counts."""
+
+    persons: pa.Table
+    quarantine: pa.Table
+    extracted: int
+    duplicates: int
+    reasons: Counter[str] = field(default_factory=Counter)
+
+
+def age_group(age: int) -> str:
+    """The bin of one age: 0-10 -> [01-10], 11-20 -> [11-20], ..., 121-130 -> [121-130]."""
+    if not 0 <= age <= MAX_AGE:
+        raise ValueError(f"age {age} is outside 0..{MAX_AGE}")
+    return AGE_GROUPS[max(age - 1, 0) // 10]
+
+
+def age_groups(ages: np.ndarray) -> np.ndarray:
+    """Vectorised `age_group` for ages already known to be within 0..MAX_AGE."""
+    labels = np.array(AGE_GROUPS, dtype=object)
+    return labels[np.maximum(ages - 1, 0) // 10]
+
+
+def age_group_bounds(label: str) -> tuple[int, int]:
+    """(lowest, highest) age a bin covers; [01-10] covers 0 as well."""
+    low, high = label.strip("[]").split("-")
+    return (0 if int(low) == 1 else int(low), int(high))
+
+
+def parse_birthdays(birthday: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Strict YYYY-MM-DD parsing: (valid, year, month, day); impossible dates such as 02-30 are invalid."""
+    text = pc.utf8_trim_whitespace(birthday)
+    shaped = pc.fill_null(pc.match_substring_regex(text, r"^\d{4}-\d{2}-\d{2}$"), False)
+    safe = pc.if_else(shaped, text, "0000-00-00")
+    year = pc.cast(pc.utf8_slice_codeunits(safe, 0, 4), pa.int32()).to_numpy(zero_copy_only=False)
+    month = pc.cast(pc.utf8_slice_codeunits(safe, 5, 7), pa.int32()).to_numpy(zero_copy_only=False)
+    day = pc.cast(pc.utf8_slice_codeunits(safe, 8, 10), pa.int32()).to_numpy(zero_copy_only=False)
+    leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
+    month_length = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int32)
+    days_in_month = month_length[np.clip(month, 0, 12)] + ((month == 2) & leap)
+    valid = shaped.to_numpy(zero_copy_only=False) & (year >= 1) & (month >= 1) & (month <= 12)
+    valid &= (day >= 1) & (day <= days_in_month)
+    return valid, year, month, day
+
+
+def ages_at(year: np.ndarray, month: np.ndarray, day: np.ndarray, reference: date) -> np.ndarray:
+    """Completed years at the reference date (a 29 February birthday counts from 1 March in common years)."""
+    not_yet = (month > reference.month) | ((month == reference.month) & (day > reference.day))
+    return reference.year - year - not_yet.astype(np.int32)
+
+
+def email_domains(email: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """(lower-cased domain after the last '@' or null, domain-looks-valid mask)."""
+    text = pc.utf8_lower(pc.utf8_trim_whitespace(email))
+    domain = pc.struct_field(pc.extract_regex(text, r"^.*@(?P<domain>[^@]*)$"), "domain")
+    domain = pc.if_else(pc.equal(domain, ""), pa.scalar(None, pa.string()), domain)
+    looks_valid = pc.fill_null(pc.match_substring_regex(domain, DOMAIN_PATTERN), False)
+    return domain, looks_valid.to_numpy(zero_copy_only=False)
+
+
+def canonical_identity(raw: pa.Table) -> pa.Array:
+    """One normalised string per record from IDENTITY_FIELDS (trimmed, lower-cased; phone digits only)."""
+    parts = []
+    for name in IDENTITY_FIELDS:
+        column = pc.utf8_lower(pc.utf8_trim_whitespace(raw[name]))
+        if name == "phone":
+            column = pc.replace_substring_regex(column, r"[^0-9+]", "")
+        parts.append(pc.fill_null(column, "\x00"))
+    return pc.binary_join_element_wise(*parts, "\x1f")
+
+
+def person_keys(raw: pa.Table, secret: bytes) -> list[str]:
+    """HMAC-SHA256(secret, canonical identity) as lower-case hex, one per record."""
+    if not secret:
+        raise ValueError("the person_key secret must not be empty")
+    base = hmac.new(secret, digestmod=hashlib.sha256)
+    keys = []
+    for identity in canonical_identity(raw).to_pylist():
+        mac = base.copy()
+        mac.update(identity.encode())
+        keys.append(mac.hexdigest())
+    return keys
+
+
+def quarantine_reasons(raw: pa.Table, reference: date) -> tuple[np.ndarray, np.ndarray, pa.Array, pa.Array]:
+    """(reason or None per record, ages, email domains, normalised genders)."""
+    valid_birthday, year, month, day = parse_birthdays(raw["birthday"])
+    ages = np.where(valid_birthday, ages_at(year, month, day, reference), 0)
+    domain, domain_ok = email_domains(raw["email"])
+    gender = pc.utf8_lower(pc.utf8_trim_whitespace(raw["gender"]))
+    country = pc.utf8_trim_whitespace(raw["country"])
+    code = pc.utf8_trim_whitespace(raw["country_code"])
+    is_blank = lambda column: pc.fill_null(pc.equal(column, ""), True).to_numpy(zero_copy_only=False)  # noqa: E731
+    checks = [
+        (~raw["is_record"].to_numpy(zero_copy_only=False), QuarantineReason.NOT_A_RECORD),
+        (~valid_birthday, QuarantineReason.BIRTHDAY_UNPARSEABLE),
+        (ages < 0, QuarantineReason.BIRTHDAY_IN_FUTURE),
+        (ages > MAX_AGE, QuarantineReason.AGE_OUT_OF_RANGE),
+        (pc.is_null(domain).to_numpy(zero_copy_only=False), QuarantineReason.EMAIL_WITHOUT_DOMAIN),
+        (~domain_ok, QuarantineReason.EMAIL_DOMAIN_INVALID),
+        (~raw["has_address"].to_numpy(zero_copy_only=False), QuarantineReason.ADDRESS_MISSING),
+        (is_blank(country), QuarantineReason.COUNTRY_MISSING),
+        (is_blank(code), QuarantineReason.COUNTRY_CODE_MISSING),
+        (
+            ~pc.fill_null(pc.is_in(gender, pa.array(KNOWN_GENDERS)), False).to_numpy(zero_copy_only=False),
+            QuarantineReason.GENDER_UNKNOWN,
+        ),
+    ]
+    reasons = np.select([mask for mask, _ in checks], [str(reason) for _, reason in checks], default=None)
+    return reasons, ages, domain, gender
+
+
+def anonymise_batch(raw: pa.Table, secret: bytes, reference: date) -> AnonymisedBatch:
+    """Apply the column policy to a raw batch: anonymised persons (deduplicated) and quarantined records."""
+    keys = person_keys(raw, secret)
+    reasons, ages, domain, gender = quarantine_reasons(raw, reference)
+    quarantined = np.flatnonzero(reasons != None)  # noqa: E711 - element-wise comparison
+    seen: set[str] = set()
+    kept: list[int] = []
+    for index in np.flatnonzero(reasons == None):  # noqa: E711
+        if keys[index] not in seen:
+            seen.add(keys[index])
+            kept.append(int(index))
+    keep = pa.array(kept, type=pa.int64())
+    key_array = pa.array(keys, type=pa.string())
+    persons = pa.Table.from_arrays(
+        [
+            key_array.take(keep),
+            gender.take(keep),
+            pa.array(age_groups(ages[kept]), type=pa.string()),
+            domain.take(keep),
+            pc.utf8_trim_whitespace(raw["country"]).take(keep),
+            pc.utf8_upper(pc.utf8_trim_whitespace(raw["country_code"])).take(keep),
+            pa.array(np.full(len(kept), reference), type=pa.date32()),
+        ],
+        schema=PERSONS_SCHEMA,
+    )
+    take = pa.array(quarantined, type=pa.int64())
+    quarantine = pa.Table.from_arrays(
+        [
+            key_array.take(take),
+            pa.array(reasons[quarantined].tolist(), type=pa.string()),
+            raw["page_number"].take(take),
+            raw["record_index"].take(take),
+            raw["page_seed"].take(take),
+        ],
+        schema=QUARANTINE_SCHEMA,
+    )
+    return AnonymisedBatch(
+        persons=persons,
+        quarantine=quarantine,
+        extracted=raw.num_rows,
+        duplicates=int((reasons == None).sum()) - len(kept),  # noqa: E711
+        reasons=Counter(reasons[quarantined].tolist()),
+    )

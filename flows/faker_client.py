@@ -1,0 +1,257 @@
+"""The one client of the Faker API: paging, retries with backoff and jitter, Retry-After, rate, concurrency.
+
+Raw pages live only in memory: nothing here logs, persists or puts a response body into an exception.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+import orjson
+
+from flows.plan import PageRequest
+
+logger = logging.getLogger(__name__)
+
+RETRYABLE_STATUS = frozenset({500, 502, 503, 504, 429})
+
+
+class FakerApiError(RuntimeError):
+    """A page could not be fetched; the message names the page and status, never the payload."""
+
+
+class MalformedPageError(ValueError):
+    """A response body was not a complete Faker API envelope (retried like a transport error)."""
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """How the client talks to the API; passed in, never read from the environment here."""
+
+    base_url: str
+    timeout_s: float = 15.0
+    max_attempts: int = 10
+    backoff_initial_s: float = 0.25
+    backoff_max_s: float = 15.0
+    retry_after_max_s: float = 120.0
+    rate_limit_per_s: float = 100.0
+    max_in_flight: int = 4
+
+
+@dataclass(frozen=True)
+class PageQuery:
+    """Population filters sent with every page request."""
+
+    locale: str
+    birthday_start: date | None = None
+    birthday_end: date | None = None
+
+    def params(self, page: PageRequest) -> dict[str, str]:
+        """Query parameters of one page request."""
+        params = {"_quantity": str(page.quantity), "_seed": str(page.seed), "_locale": self.locale}
+        if self.birthday_start:
+            params["_birthday_start"] = self.birthday_start.isoformat()
+        if self.birthday_end:
+            params["_birthday_end"] = self.birthday_end.isoformat()
+        return params
+
+
+@dataclass
+class FetchStats:
+    """Counters of one extraction (thread-safe updates through `add`)."""
+
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
+    server_errors: int = 0
+    malformed: int = 0
+    transport_errors: int = 0
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def add(self, **increments: int) -> None:
+        """Add to several counters at once."""
+        with self._lock:
+            for name, value in increments.items():
+                setattr(self, name, getattr(self, name) + value)
+
+    def as_dict(self) -> dict[str, int]:
+        """Plain counters for logs and manifests."""
+        return {
+            "requests": self.requests,
+            "retries": self.retries,
+            "throttled": self.throttled,
+            "server_errors": self.server_errors,
+            "malformed": self.malformed,
+            "transport_errors": self.transport_errors,
+        }
+
+
+class RateLimiter:
+    """Spaces requests evenly at `rate` per second and lets a 429 pause every worker at once."""
+
+    def __init__(self, rate_per_s: float) -> None:
+        self._interval = 1.0 / rate_per_s if rate_per_s > 0 else 0.0
+        self._next_slot = 0.0
+        self._paused_until = 0.0
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        """Block until this caller may send a request."""
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next_slot, self._paused_until)
+            self._next_slot = slot + self._interval
+        delay = slot - now
+        if delay > 0:
+            time.sleep(delay)
+
+    def pause(self, seconds: float) -> None:
+        """Hold back all requests for `seconds` (the server asked us to)."""
+        with self._lock:
+            self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date); None if absent or invalid."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def backoff_delay(attempt: int, initial_s: float, max_s: float, rng: random.Random) -> float:
+    """Full-jitter exponential backoff: uniform in [0, min(max, initial * 2**attempt)]."""
+    return rng.uniform(0.0, min(max_s, initial_s * (2**attempt)))
+
+
+def parse_envelope(body: bytes) -> dict[str, Any]:
+    """Decode and check a Faker API envelope; raise MalformedPageError (no content) when it is not one."""
+    try:
+        envelope = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise MalformedPageError(f"response body is not valid JSON ({len(body)} bytes)") from None
+    if not isinstance(envelope, dict) or not isinstance(envelope.get("data"), list):
+        raise MalformedPageError("response is not a Faker API envelope (no data list)")
+    total = envelope.get("total")
+    if isinstance(total, int) and total != len(envelope["data"]):
+        raise MalformedPageError(f"envelope says total={total} but holds {len(envelope['data'])} records")
+    return envelope
+
+
+class FakerApiClient:
+    """Pages through /persons; one instance per extraction, shared by its worker threads."""
+
+    def __init__(self, config: ClientConfig, stats: FetchStats | None = None, rng_seed: int | None = None):
+        self.config = config
+        self.stats = stats or FetchStats()
+        self._limiter = RateLimiter(config.rate_limit_per_s)
+        self._rng = random.Random(rng_seed)
+        self._http = httpx.Client(
+            base_url=config.base_url.rstrip("/"),
+            timeout=config.timeout_s,
+            limits=httpx.Limits(
+                max_connections=config.max_in_flight, max_keepalive_connections=config.max_in_flight
+            ),
+            headers={"Accept": "application/json", "User-Agent": "persons-pipeline/0.1"},
+        )
+
+    def __enter__(self) -> FakerApiClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self._http.close()
+
+    def fetch_page(self, page: PageRequest, query: PageQuery) -> dict[str, Any]:
+        """Fetch one page, retrying transient failures; raise FakerApiError when attempts run out."""
+        params = query.params(page)
+        last_problem = "no attempt made"
+        for attempt in range(self.config.max_attempts):
+            if attempt:
+                self.stats.add(retries=1)
+            self._limiter.acquire()
+            self.stats.add(requests=1)
+            try:
+                response = self._http.get("/persons", params=params)
+            except httpx.TransportError as exc:
+                self.stats.add(transport_errors=1)
+                last_problem = f"{type(exc).__name__}"
+                self._sleep_backoff(attempt)
+                continue
+            status = response.status_code
+            if status == 200:
+                try:
+                    return parse_envelope(response.content)
+                except MalformedPageError as exc:
+                    self.stats.add(malformed=1)
+                    last_problem = str(exc)
+                    self._sleep_backoff(attempt)
+                    continue
+            if status == 429:
+                self.stats.add(throttled=1)
+                wait = parse_retry_after(response.headers.get("Retry-After"))
+                last_problem = "HTTP 429"
+                if wait is None:
+                    self._sleep_backoff(attempt)
+                else:
+                    wait = min(wait, self.config.retry_after_max_s) + self._rng.uniform(0, 0.05)
+                    self._limiter.pause(wait)
+                continue
+            if status in RETRYABLE_STATUS:
+                self.stats.add(server_errors=1)
+                last_problem = f"HTTP {status}"
+                self._sleep_backoff(attempt)
+                continue
+            raise FakerApiError(f"page {page.number} (_seed={page.seed}) refused with HTTP {status}")
+        raise FakerApiError(
+            f"page {page.number} (_seed={page.seed}) failed after {self.config.max_attempts} attempts; "
+            f"last problem: {last_problem}"
+        )
+
+    def iter_pages(
+        self, pages: Iterable[PageRequest], query: PageQuery
+    ) -> Iterator[tuple[PageRequest, dict[str, Any]]]:
+        """Yield (page, envelope) in page order with at most max_in_flight requests outstanding."""
+        window: deque[tuple[PageRequest, Future[dict[str, Any]]]] = deque()
+        with ThreadPoolExecutor(self.config.max_in_flight, thread_name_prefix="faker-fetch") as pool:
+            try:
+                for page in pages:
+                    window.append((page, pool.submit(self.fetch_page, page, query)))
+                    if len(window) >= self.config.max_in_flight:
+                        done_page, future = window.popleft()
+                        yield done_page, future.result()
+                while window:
+                    done_page, future = window.popleft()
+                    yield done_page, future.result()
+            finally:
+                for _, future in window:
+                    future.cancel()
+
+    def _sleep_backoff(self, attempt: int) -> None:
+        time.sleep(
+            backoff_delay(attempt, self.config.backoff_initial_s, self.config.backoff_max_s, self._rng)
+        )

@@ -1,0 +1,480 @@
+"""The Prefect flow: extract -> anonymise -> land -> load -> validate -> merge -> report, batch by batch.
+
+Raw pages exist only inside `extract_pages` and `anonymise_batch` (NO_CACHE, never persisted, scrubbed
+exceptions). The first thing that is cached, persisted or written is an anonymised batch.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import orjson
+import pyarrow as pa
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.context import TaskRunContext
+from prefect.futures import PrefectFuture
+from prefect.runtime import flow_run
+from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.transactions import Transaction, transaction
+from pydantic import SecretStr
+
+from flows.anonymise import POLICY_VERSION, AnonymisedBatch, anonymise_batch
+from flows.faker_client import ClientConfig, FakerApiClient, FakerApiError, FetchStats, PageQuery
+from flows.landing import (
+    LandedBatch,
+    LandingStore,
+    LocalLandingStore,
+    land_anonymised,
+    parquet_to_table,
+    write_manifest,
+)
+from flows.plan import BatchPlan, plan_batches, resolve_parameters
+from flows.records import RAW_SCHEMA, flatten_page
+from flows.report import Report, render_json, render_summary, summary_rows, write_report_files
+from flows.settings import PipelineSettings, get_settings
+from flows.validation import BatchRejected, GateResult, ValidationGate, write_docs_home
+from flows.warehouse import MergeResult, Warehouse, make_warehouse
+
+FLOW_NAME = "persons-pipeline"
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class RawDataStepError(RuntimeError):
+    """A step holding raw personal data failed; only the step and the error type are told."""
+
+
+class PipelineFailed(RuntimeError):
+    """The run finished but did not publish every batch; the message says which and why (no values)."""
+
+
+def scrub_errors(step: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Re-raise any error of a raw-data step without its message, which might quote a raw value."""
+
+    def decorate(function: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(function)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return function(*args, **kwargs)
+            except FakerApiError:
+                raise  # our own message: page number, seed and status only
+            except Exception as exc:
+                raise RawDataStepError(f"{step} failed with {type(exc).__name__}") from None
+
+        return wrapper
+
+    return decorate
+
+
+@dataclass
+class ExtractedBatch:
+    """Raw records of one batch (memory only) and what extraction observed."""
+
+    raw: pa.Table
+    unknown_fields: Counter[str] = field(default_factory=Counter)
+    fetch: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+@task(
+    name="extract-pages", cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=[2, 10]
+)
+@scrub_errors("extract")
+def extract_pages(plan: BatchPlan, client_config: ClientConfig, query: PageQuery) -> ExtractedBatch:
+    """Fetch a batch's pages (N in flight, rate-limited, retried) into one raw Arrow table."""
+    started = time.perf_counter()
+    stats = FetchStats()
+    unknown: Counter[str] = Counter()
+    record_batches = []
+    with FakerApiClient(client_config, stats) as client:
+        for page, envelope in client.iter_pages(plan.pages, query):
+            record_batch, page_unknown = flatten_page(envelope, page)
+            record_batches.append(record_batch)
+            unknown.update(page_unknown)
+    raw = pa.Table.from_batches(record_batches, schema=RAW_SCHEMA)
+    return ExtractedBatch(raw, unknown, stats.as_dict(), time.perf_counter() - started)
+
+
+@task(name="anonymise-batch", cache_policy=NO_CACHE, persist_result=False)
+@scrub_errors("anonymise")
+def anonymise_pages(extracted: ExtractedBatch, secret: SecretStr, reference_date: date) -> AnonymisedBatch:
+    """Apply the column policy; from here on nothing personal remains."""
+    return anonymise_batch(extracted.raw, secret.get_secret_value().encode(), reference_date)
+
+
+@task(name="land-batch", cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=2)
+def land_batch(
+    anonymised: AnonymisedBatch,
+    extracted_meta: dict[str, Any],
+    store: LandingStore,
+    plan: BatchPlan,
+    run_id: str,
+    run_date: date,
+) -> LandedBatch:
+    """Write the anonymised batch and its quarantine list as Parquet files."""
+    return land_anonymised(
+        store,
+        anonymised,
+        batch_id=plan.batch_id,
+        batch_index=plan.index,
+        run_id=run_id,
+        run_date=run_date,
+        unknown_fields=extracted_meta["unknown_fields"],
+        fetch=extracted_meta["fetch"],
+    )
+
+
+def secret_fingerprint(secret: SecretStr) -> str:
+    """A non-reversible tag of the key, so a new key never reuses batches keyed with the old one."""
+    return hashlib.sha256(b"person_key-secret|" + secret.get_secret_value().encode()).hexdigest()[:16]
+
+
+def ingest_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    """Same pages, filters, key, policy, reference date and landing place -> same landed batch."""
+    plan: BatchPlan = parameters["plan"]
+    client_config: ClientConfig = parameters["client_config"]
+    query: PageQuery = parameters["query"]
+    material = [
+        POLICY_VERSION,
+        client_config.base_url,
+        query.locale,
+        str(query.birthday_start),
+        str(query.birthday_end),
+        [[page.number, page.seed, page.quantity] for page in plan.pages],
+        parameters["reference_date"].isoformat(),
+        secret_fingerprint(parameters["secret"]),
+        parameters["store"].identity,
+    ]
+    return "ingest-" + hashlib.sha256(orjson.dumps(material)).hexdigest()
+
+
+@task(name="ingest-batch", cache_key_fn=ingest_cache_key, persist_result=True)
+def ingest_batch(
+    plan: BatchPlan,
+    client_config: ClientConfig,
+    query: PageQuery,
+    secret: SecretStr,
+    reference_date: date,
+    store: LandingStore,
+    run_id: str,
+    run_date: date,
+) -> LandedBatch:
+    """Extract, anonymise and land one batch; cached, so a rerun does not refetch what already landed."""
+    extracted = extract_pages(plan, client_config, query)
+    meta = {"unknown_fields": dict(extracted.unknown_fields), "fetch": extracted.fetch}
+    extract_seconds, raw_rows = extracted.seconds, extracted.raw.num_rows
+    started = time.perf_counter()
+    anonymised = anonymise_pages(extracted, secret, reference_date)
+    del extracted  # the raw batch is not needed any more; do not keep it alive while landing
+    anonymise_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    landed = land_batch(anonymised, meta, store, plan, run_id, run_date)
+    landed.timings = {
+        "extract": round(extract_seconds, 4),
+        "anonymise": round(anonymise_seconds, 4),
+        "land": round(time.perf_counter() - started, 4),
+    }
+    if landed.extracted != raw_rows:
+        raise RuntimeError(
+            f"batch {plan.batch_id}: {raw_rows} records extracted, {landed.extracted} anonymised"
+        )
+    return landed
+
+
+@task(name="migrate-warehouse", cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=5)
+def migrate_warehouse(warehouse: Warehouse) -> list[str]:
+    """Apply pending schema migrations and re-create the views."""
+    return warehouse.migrate()
+
+
+@task(name="load-batch", cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=5)
+def load_batch(warehouse: Warehouse, store: LandingStore, landed: LandedBatch, run_id: str) -> int:
+    """Append the landed files to the warehouse's landing layer (replacing this run's earlier copy)."""
+    persons_file = store.read_bytes(landed.persons_key)
+    if hashlib.sha256(persons_file).hexdigest() != landed.persons_sha256:
+        raise RuntimeError(f"batch {landed.batch_id}: landed file changed since it was written")
+    persons = parquet_to_table(persons_file)
+    quarantine = parquet_to_table(store.read_bytes(landed.quarantine_key))
+    return warehouse.load_batch(landed, persons, quarantine, run_id)
+
+
+@load_batch.on_rollback
+def _hold_back_batch(txn: Transaction) -> None:
+    """Whatever failed after loading, the batch stays in landing, visibly marked as not merged."""
+    warehouse: Warehouse = txn.get("warehouse")
+    warehouse.hold_back_batch(txn.get("run_id"), txn.get("batch_id"))
+
+
+@task(name="validate-batch", cache_policy=NO_CACHE, persist_result=False)
+def validate_batch(
+    warehouse: Warehouse, gate: ValidationGate, landed: LandedBatch, run_id: str
+) -> GateResult:
+    """Run the GX suite on the batch as the warehouse holds it; raise BatchRejected if it fails."""
+    frame = warehouse.read_batch(run_id, landed.batch_id)
+    expected = landed.extracted - landed.quarantined - landed.duplicates
+    result = gate.validate(frame, landed.batch_id, expected)
+    warehouse.record_validation(run_id, landed.batch_id, result.success, result.failed, result.docs_page)
+    if not result.success:
+        raise BatchRejected(landed.batch_id, result.failed, result.statistics, result.docs_page)
+    return result
+
+
+@task(name="merge-batch", cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=5)
+def merge_batch(warehouse: Warehouse, landed: LandedBatch, run_id: str) -> MergeResult:
+    """MERGE the validated batch into staging on person_key (all or nothing)."""
+    return warehouse.merge_batch(run_id, landed.batch_id)
+
+
+@task(name="build-report", cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=5)
+def build_report(warehouse: Warehouse) -> Report:
+    """Answer the reporting questions from the reporting views."""
+    return warehouse.read_report()
+
+
+def _publish_artifacts(report: Report, docs_index: Path, run_id: str) -> None:
+    """Report tables and the data docs link as Prefect artifacts (aggregates only)."""
+    create_table_artifact(
+        key="persons-report",
+        table=[{"metric": name, "value": value} for name, value in summary_rows(report)],
+        description=f"Persons report of run {run_id}",
+    )
+    create_table_artifact(
+        key="persons-top-gmail-countries",
+        table=report.top_gmail_countries,
+        description="Countries with the most Gmail users",
+    )
+    create_table_artifact(
+        key="persons-age-groups", table=report.age_groups, description="Persons per age group"
+    )
+    create_markdown_artifact(
+        key="persons-data-docs",
+        markdown=(
+            f"# Validation data docs\n\n[Data docs of run {run_id}]({docs_index.as_uri()})\n\n`{docs_index}`\n"
+        ),
+        description="Great Expectations data docs of this run",
+    )
+
+
+def client_config_from(settings: PipelineSettings, api_url: str) -> ClientConfig:
+    """HTTP client configuration from the settings object."""
+    return ClientConfig(
+        base_url=api_url,
+        timeout_s=settings.request_timeout_s,
+        max_attempts=settings.max_attempts,
+        backoff_initial_s=settings.backoff_initial_s,
+        backoff_max_s=settings.backoff_max_s,
+        retry_after_max_s=settings.retry_after_max_s,
+        rate_limit_per_s=settings.rate_limit_per_s,
+        max_in_flight=settings.max_in_flight,
+    )
+
+
+@flow(name=FLOW_NAME, task_runner=ThreadPoolTaskRunner(max_workers=4), persist_result=False)
+def persons_pipeline(
+    total: int | None = None,
+    batch_size: int | None = None,
+    pages_per_batch: int | None = None,
+    seed: int | None = None,
+    locale: str | None = None,
+    birthday_start: date | None = None,
+    birthday_end: date | None = None,
+    reference_date: date | None = None,
+    api_url: str | None = None,
+    data_dir: str | None = None,
+    warehouse: str | None = None,
+    report_json: str | None = None,
+) -> dict[str, Any]:
+    """Extract persons from the Faker API, anonymise, land, validate, merge and report (None = setting)."""
+    logger = get_run_logger()
+    settings = get_settings()
+    params = resolve_parameters(
+        settings,
+        total=total,
+        batch_size=batch_size,
+        pages_per_batch=pages_per_batch,
+        seed=seed,
+        locale=locale,
+        birthday_start=birthday_start,
+        birthday_end=birthday_end,
+        reference_date=reference_date,
+        api_url=api_url,
+        data_dir=data_dir,
+        warehouse=warehouse,
+        report_json=report_json,
+    )
+    settings.require_real_secret()
+    started = time.perf_counter()
+    run_id = str(flow_run.get_id() or f"local-{datetime.now(UTC):%Y%m%dT%H%M%S}")
+    run_date = datetime.now(UTC).date()
+    data_dir_path = params.data_dir.resolve()
+    store = LocalLandingStore(data_dir_path / "landing")
+    warehouse_ = make_warehouse(params.warehouse, data_dir_path)
+    plans = plan_batches(params)
+    logger.info(
+        "run %s: %d persons in %d batches of up to %d pages; warehouse %s",
+        run_id,
+        params.total,
+        len(plans),
+        params.pages_per_batch,
+        params.warehouse,
+    )
+
+    applied = migrate_warehouse(warehouse_)
+    if applied:
+        logger.info("applied migrations: %s", ", ".join(applied))
+    gate = ValidationGate(data_dir_path / "data_docs", run_id)
+    client_config = client_config_from(settings, params.api_url)
+    query = PageQuery(params.locale, params.birthday_start, params.birthday_end)
+    ingest = ingest_batch.with_options(result_storage=data_dir_path / ".prefect-cache")
+
+    def submit(plan: BatchPlan, refresh: bool = False) -> PrefectFuture[LandedBatch]:
+        runner = ingest.with_options(refresh_cache=True) if refresh else ingest
+        return runner.submit(
+            plan, client_config, query, settings.hmac_secret, params.reference_date, store, run_id, run_date
+        )
+
+    stage_seconds: Counter[str] = Counter()
+    landed_batches: list[dict[str, Any]] = []
+    problems: list[str] = []
+    pending: deque[tuple[BatchPlan, PrefectFuture[LandedBatch]]] = deque()
+    queue = deque(plans)
+    while queue or pending:
+        while queue and len(pending) < settings.batches_in_flight:
+            plan = queue.popleft()
+            pending.append((plan, submit(plan)))
+        plan, future = pending.popleft()
+        try:
+            landed = future.result()
+            if not store.exists(landed.persons_key) or not store.exists(landed.quarantine_key):
+                logger.warning("batch %s: cached landing files are gone; fetching it again", plan.batch_id)
+                landed = submit(plan, refresh=True).result()
+        except Exception as exc:
+            problems.append(f"batch {plan.batch_id} could not be ingested: {exc}")
+            logger.error("batch %s could not be ingested: %s", plan.batch_id, exc)
+            continue
+        for stage, seconds in landed.timings.items():
+            stage_seconds[stage] += seconds if landed.landed_by_run == run_id else 0.0
+        status = publish_batch(warehouse_, store, gate, landed, run_id, stage_seconds)
+        if status != "merged":
+            problems.append(status)
+        landed_batches.append(
+            {
+                **landed.to_dict(),
+                "status": status if status == "merged" else "rejected",
+                "cached": landed.landed_by_run != run_id,
+            }
+        )
+
+    started_report = time.perf_counter()
+    report = build_report(warehouse_)
+    docs_home = write_docs_home(data_dir_path / "data_docs")
+    docs_index = gate.index_path if gate.index_path.exists() else docs_home
+    context = {
+        "run_id": run_id,
+        "reference_date": params.reference_date.isoformat(),
+        "warehouse": params.warehouse,
+        "data_docs": str(docs_index),
+    }
+    report_dir = data_dir_path / "reports" / run_id
+    write_report_files(report, report_dir, context)
+    if params.report_json:
+        params.report_json.parent.mkdir(parents=True, exist_ok=True)
+        params.report_json.write_bytes(render_json(report, {**context, "stages": dict(stage_seconds)}))
+    _publish_artifacts(report, docs_index, run_id)
+    stage_seconds["report"] += time.perf_counter() - started_report
+    manifest = {
+        "run_id": run_id,
+        "parameters": orjson.loads(params.model_dump_json()),
+        "policy_version": POLICY_VERSION,
+        "batches": landed_batches,
+        "problems": problems,
+        "stages_seconds": {name: round(value, 4) for name, value in stage_seconds.items()},
+        "wall_seconds": round(time.perf_counter() - started, 3),
+        "data_docs": str(docs_index),
+        "report_dir": str(report_dir),
+    }
+    manifest_key = write_manifest(store, run_date, run_id, manifest)
+    summary = render_summary(report)
+    print(summary)
+    print(f"data docs: {docs_index}")
+    print(f"report:    {report_dir}")
+    logger.info(
+        "report: total_persons=%d quarantined=%d rejected_batches=%d; data docs %s; manifest %s",
+        report.total_persons,
+        report.quarantined,
+        report.rejected_batches,
+        docs_index,
+        store.uri(manifest_key),
+    )
+    if problems:
+        raise PipelineFailed(
+            f"{len(problems)} of {len(plans)} batches were not published: "
+            + "; ".join(problems)
+            + f"; data docs: {docs_index}"
+        )
+    return {
+        "run_id": run_id,
+        "report": report.to_dict(),
+        "data_docs": str(docs_index),
+        "report_dir": str(report_dir),
+        "manifest": store.uri(manifest_key),
+    }
+
+
+def publish_batch(
+    warehouse: Warehouse,
+    store: LandingStore,
+    gate: ValidationGate,
+    landed: LandedBatch,
+    run_id: str,
+    stage_seconds: Counter[str],
+) -> str:
+    """Load, validate and merge one batch inside a transaction; 'merged' or a one-line reason it was not."""
+    logger = get_run_logger()
+    try:
+        with transaction() as txn:
+            txn.set("warehouse", warehouse)
+            txn.set("run_id", run_id)
+            txn.set("batch_id", landed.batch_id)
+            started = time.perf_counter()
+            load_batch(warehouse, store, landed, run_id)
+            stage_seconds["load"] += time.perf_counter() - started
+            started = time.perf_counter()
+            validate_batch(warehouse, gate, landed, run_id)
+            stage_seconds["validate"] += time.perf_counter() - started
+            started = time.perf_counter()
+            merged = merge_batch(warehouse, landed, run_id)
+            stage_seconds["merge"] += time.perf_counter() - started
+    except BatchRejected as rejected:
+        logger.error(
+            "batch %s rejected by the validation gate: %s", landed.batch_id, ", ".join(rejected.failed)
+        )
+        return (
+            f"batch {landed.batch_id} rejected by the validation gate (failed: {', '.join(rejected.failed)})"
+        )
+    except Exception as exc:
+        logger.error("batch %s not merged: %s", landed.batch_id, exc)
+        return f"batch {landed.batch_id} not merged: {type(exc).__name__}: {exc}"
+    logger.info(
+        "batch %s merged: %d persons (%d new), %d quarantined, %d duplicates; staging holds %d",
+        landed.batch_id,
+        landed.persons,
+        merged.inserted,
+        landed.quarantined,
+        landed.duplicates,
+        merged.staging_rows,
+    )
+    return "merged"
+
+
+__all__ = ["FLOW_NAME", "PipelineFailed", "persons_pipeline"]

@@ -1,0 +1,152 @@
+"""The report: answers to the reporting questions, rendered as JSON, Markdown, CSV and a stdout summary."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+TOP_COUNTRIES = 3
+
+
+@dataclass(frozen=True)
+class Report:
+    """Aggregates only: counts, shares and country names; never a person's value."""
+
+    total_persons: int
+    gmail_germany_share_pct: float | None
+    top_gmail_countries: list[dict[str, Any]]
+    gmail_over_60: int
+    age_groups: list[dict[str, Any]]
+    quarantined: int
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    rejected_batches: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report's JSON shape (keys are part of the contract)."""
+        return asdict(self)
+
+
+def render_json(report: Report, context: dict[str, Any] | None = None) -> bytes:
+    """Report keys at the top level, run context (run id, reference date, ...) under `run`."""
+    payload = report.to_dict()
+    if context:
+        payload["run"] = context
+    return orjson.dumps(payload, option=orjson.OPT_INDENT_2)
+
+
+def _markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(_cell(value) for value in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    text = "n/a" if value is None else (f"{value:.2f}" if isinstance(value, float) else str(value))
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def summary_rows(report: Report) -> list[list[Any]]:
+    """(metric, value) rows of the headline figures."""
+    return [
+        ["total_persons", report.total_persons],
+        ["gmail_germany_share_pct", report.gmail_germany_share_pct],
+        ["gmail_over_60", report.gmail_over_60],
+        ["quarantined", report.quarantined],
+        ["rejected_batches", report.rejected_batches],
+    ]
+
+
+def render_markdown(report: Report, context: dict[str, Any] | None = None) -> str:
+    """A human-readable report."""
+    parts = ["# Persons report", ""]
+    if context:
+        parts += [f"- {name}: {value}" for name, value in context.items()] + [""]
+    parts += ["## Summary", "", _markdown_table(["metric", "value"], summary_rows(report)), ""]
+    parts += ["## Top Gmail countries", ""]
+    parts += [
+        _markdown_table(
+            ["rank", "country", "gmail_users"],
+            [
+                [rank, row["country"], row["gmail_users"]]
+                for rank, row in enumerate(report.top_gmail_countries, 1)
+            ],
+        ),
+        "",
+    ]
+    parts += ["## Age groups", ""]
+    parts += [
+        _markdown_table(["age_group", "persons"], [[r["age_group"], r["persons"]] for r in report.age_groups])
+    ]
+    parts += ["", "## Quarantine reasons", ""]
+    parts += [
+        _markdown_table(["reason", "records"], [[k, v] for k, v in report.quarantine_reasons.items()]),
+        "",
+    ]
+    return "\n".join(parts)
+
+
+def _csv(headers: list[str], rows: list[list[Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(headers)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def render_csvs(report: Report) -> dict[str, str]:
+    """One CSV per table of the report, by file name."""
+    return {
+        "summary.csv": _csv(["metric", "value"], summary_rows(report)),
+        "top_gmail_countries.csv": _csv(
+            ["rank", "country", "gmail_users"],
+            [
+                [rank, row["country"], row["gmail_users"]]
+                for rank, row in enumerate(report.top_gmail_countries, 1)
+            ],
+        ),
+        "age_groups.csv": _csv(
+            ["age_group", "persons"], [[r["age_group"], r["persons"]] for r in report.age_groups]
+        ),
+        "quarantine_reasons.csv": _csv(
+            ["reason", "records"], [[k, v] for k, v in report.quarantine_reasons.items()]
+        ),
+    }
+
+
+def render_summary(report: Report) -> str:
+    """The short text printed at the end of a run."""
+    share = "n/a" if report.gmail_germany_share_pct is None else f"{report.gmail_germany_share_pct:.2f}%"
+    top = (
+        ", ".join(f"{row['country']} ({row['gmail_users']})" for row in report.top_gmail_countries) or "none"
+    )
+    groups = ", ".join(f"{row['age_group']}: {row['persons']}" for row in report.age_groups) or "none"
+    return "\n".join(
+        [
+            f"total persons:                 {report.total_persons}",
+            f"Gmail users in Germany:        {share} of all persons",
+            f"top {TOP_COUNTRIES} Gmail countries:        {top}",
+            f"Gmail users older than 60:     {report.gmail_over_60}",
+            f"age groups:                    {groups}",
+            f"quarantined records:           {report.quarantined}",
+            f"rejected batches:              {report.rejected_batches}",
+        ]
+    )
+
+
+def write_report_files(report: Report, folder: Path, context: dict[str, Any] | None = None) -> list[Path]:
+    """Write report.md, report.json and the CSVs into `folder`; return the paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    files = {"report.md": render_markdown(report, context), **render_csvs(report)}
+    for name, text in files.items():
+        path = folder / name
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    json_path = folder / "report.json"
+    json_path.write_bytes(render_json(report, context))
+    return [*written, json_path]

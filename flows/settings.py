@@ -1,0 +1,87 @@
+"""Runtime settings: the one place configuration is read from the environment (prefix ``PERSONS_``)."""
+
+from __future__ import annotations
+
+from datetime import date
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Deliberately obvious: the quickstart needs a key, production must bring its own (see `require_real_secret`).
+OFFLINE_DEMO_SECRET = "offline-quickstart-secret-NOT-FOR-PRODUCTION"  # noqa: S105
+
+DEFAULT_API_URL = "https://fakerapi.it/api/v2"
+MAX_PAGE_SIZE = 1000
+
+
+class PipelineSettings(BaseSettings):
+    """Every tunable of the pipeline, with a default, a description and bounds."""
+
+    model_config = SettingsConfigDict(env_prefix="PERSONS_", extra="ignore", frozen=True)
+
+    # --- what to extract (defaults of the flow parameters) ---
+    api_url: str = Field(DEFAULT_API_URL, description="Base URL of the Faker API (without /persons).")
+    total: int = Field(30_000, ge=1, le=100_000_000, description="Persons to extract in one run.")
+    batch_size: int = Field(
+        MAX_PAGE_SIZE,
+        ge=1,
+        le=MAX_PAGE_SIZE,
+        description="Persons per API request (the API caps it at 1000).",
+    )
+    pages_per_batch: int = Field(
+        50, ge=1, le=1000, description="API pages landed, validated and merged together as one batch."
+    )
+    seed: int = Field(42, ge=0, le=2**31 - 1, description="Run seed; every page's _seed is derived from it.")
+    locale: str = Field("en_US", pattern=r"^[a-z]{2,3}_[A-Z]{2}$", description="Faker locale, e.g. de_DE.")
+    birthday_start: date | None = Field(None, description="Earliest birthday requested (_birthday_start).")
+    birthday_end: date | None = Field(None, description="Latest birthday requested (_birthday_end).")
+    data_dir: Path = Field(
+        Path("data"), description="Root folder for landing files, warehouse, docs, reports."
+    )
+    warehouse: Literal["duckdb", "snowflake"] = Field("duckdb", description="Warehouse engine.")
+
+    # --- HTTP client ---
+    request_timeout_s: float = Field(15.0, gt=0, le=300, description="Per-request timeout.")
+    max_attempts: int = Field(10, ge=1, le=50, description="Attempts per page before the page fails.")
+    backoff_initial_s: float = Field(0.25, ge=0, le=60, description="First retry delay (doubles, jittered).")
+    backoff_max_s: float = Field(15.0, ge=0, le=600, description="Upper bound of one retry delay.")
+    retry_after_max_s: float = Field(
+        120.0, ge=0, le=3600, description="Longest Retry-After that is honoured."
+    )
+    rate_limit_per_s: float = Field(
+        100.0, ge=0, le=10_000, description="Client-side request rate limit (0 = unlimited)."
+    )
+    max_in_flight: int = Field(4, ge=1, le=64, description="Requests in flight at once.")
+    batches_in_flight: int = Field(
+        2, ge=1, le=8, description="Batches extracted ahead of the one being validated (bounds memory)."
+    )
+
+    # --- privacy ---
+    hmac_secret: SecretStr = Field(
+        SecretStr(OFFLINE_DEMO_SECRET),
+        description="Key of the HMAC-SHA256 person_key (set it in production).",
+    )
+    allow_demo_secret: bool = Field(
+        True, description="Allow the built-in offline secret (only for local quickstarts and tests)."
+    )
+
+    @field_validator("birthday_start", "birthday_end", mode="before")
+    @classmethod
+    def _empty_date_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    def require_real_secret(self) -> None:
+        """Refuse to run with the demo secret where it is not allowed."""
+        if not self.allow_demo_secret and self.hmac_secret.get_secret_value() == OFFLINE_DEMO_SECRET:
+            raise ValueError(
+                "PERSONS_HMAC_SECRET must be set: the built-in offline secret is not allowed here"
+            )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> PipelineSettings:
+    """Settings read once per process from the environment."""
+    return PipelineSettings()

@@ -1,0 +1,238 @@
+"""The small interface every warehouse implements, and the logic they share (all SQL from `sql/`)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import pandas as pd
+import pyarrow as pa
+
+from flows.landing import LandedBatch
+from flows.report import TOP_COUNTRIES, Report
+from flows.warehouse.sql import (
+    REPEATABLE_SCRIPTS,
+    SqlScript,
+    load_dialect_sql,
+    load_sql,
+    versioned_migrations,
+)
+
+
+def utc_now() -> datetime:
+    """Naive UTC timestamp, the form both engines store in `timestamp` columns."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    """What publishing one batch changed."""
+
+    batch_id: str
+    inserted: int
+    staging_rows: int
+
+
+class Cursor(ABC):
+    """The little of DB-API both engines are used through."""
+
+    @abstractmethod
+    def run(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Execute one statement and return its rows (empty for DDL/DML)."""
+
+    @abstractmethod
+    def fetch_frame(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+        """Execute a query and return its result as a DataFrame."""
+
+    @abstractmethod
+    def begin(self) -> None:
+        """Start a transaction where the engine supports it around the statements that follow."""
+
+    @abstractmethod
+    def commit(self) -> None:
+        """Commit the transaction started by `begin`."""
+
+    @abstractmethod
+    def rollback(self) -> None:
+        """Undo the transaction started by `begin`."""
+
+    def execute(self, script: SqlScript, /, **values: Any) -> list[tuple[Any, ...]]:
+        """Run a one-statement SQL file with named bind values."""
+        sql, params = script.bind(**values)
+        return self.run(sql, params)
+
+
+class Warehouse(ABC):
+    """Landing, staging, transform and reporting layers behind one interface (DuckDB or Snowflake)."""
+
+    dialect: ClassVar[str]
+
+    @abstractmethod
+    def cursor(self) -> AbstractContextManager[Cursor]:
+        """A cursor on a fresh connection, closed on exit."""
+
+    @abstractmethod
+    def _append_batch(
+        self,
+        cursor: Cursor,
+        landed: LandedBatch,
+        persons: pa.Table,
+        quarantine: pa.Table,
+        run_id: str,
+        loaded_at: datetime,
+    ) -> None:
+        """Append the batch's persons and quarantine rows to the landing tables (engine-specific)."""
+
+    @property
+    @abstractmethod
+    def location(self) -> str:
+        """Where the warehouse is, for humans (no credentials)."""
+
+    def sql(self, relative_stem: str) -> SqlScript:
+        """The statement for this engine (a per-dialect file where one exists)."""
+        return load_dialect_sql(relative_stem, self.dialect)
+
+    def migrate(self) -> list[str]:
+        """Apply pending versioned migrations, then re-create the views; return what was applied."""
+        applied_now: list[str] = []
+        with self.cursor() as cursor:
+            for statement in load_sql("migrations/create_schema_change_history.sql").statements():
+                cursor.run(self.prepare(statement))
+            applied = {
+                version: checksum
+                for version, checksum in cursor.execute(self.sql("landing/select_applied_migrations"))
+            }
+            for migration in versioned_migrations():
+                label = migration.version_label
+                if label in applied:
+                    if applied[label] != migration.script.checksum:
+                        raise RuntimeError(
+                            f"migration {migration.script.name} was edited after it was applied"
+                        )
+                    continue
+                for statement in migration.script.statements():
+                    cursor.run(self.prepare(statement))
+                cursor.execute(
+                    self.sql("landing/insert_applied_migration"),
+                    version=label,
+                    script=migration.script.name,
+                    checksum=migration.script.checksum,
+                    applied_at=utc_now(),
+                )
+                applied_now.append(migration.script.name)
+            for name in REPEATABLE_SCRIPTS:
+                for statement in load_sql(name).statements():
+                    cursor.run(self.prepare(statement))
+        return applied_now
+
+    def prepare(self, statement: str) -> str:
+        """Hook for dialect differences in DDL (identity for the reference dialect)."""
+        return statement
+
+    def load_batch(self, landed: LandedBatch, persons: pa.Table, quarantine: pa.Table, run_id: str) -> int:
+        """Replace this run's copy of the batch in landing (retry-safe) and record it as loaded."""
+        loaded_at = utc_now()
+        keys = {"run_id": run_id, "batch_id": landed.batch_id}
+        with self.cursor() as cursor:
+            cursor.begin()
+            try:
+                cursor.execute(self.sql("landing/delete_batch_persons"), **keys)
+                cursor.execute(self.sql("landing/delete_batch_quarantine"), **keys)
+                cursor.execute(self.sql("landing/delete_batch_audit"), **keys)
+                self._append_batch(cursor, landed, persons, quarantine, run_id, loaded_at)
+                cursor.execute(
+                    self.sql("landing/insert_batch_audit"),
+                    **keys,
+                    batch_index=landed.batch_index,
+                    persons=landed.persons,
+                    quarantined=landed.quarantined,
+                    extracted=landed.extracted,
+                    duplicates=landed.duplicates,
+                    landed_file=landed.persons_key,
+                    loaded_at=loaded_at,
+                )
+                (loaded,) = cursor.execute(self.sql("landing/count_batch_persons"), **keys)[0]
+                if loaded != persons.num_rows:
+                    raise RuntimeError(
+                        f"batch {landed.batch_id}: loaded {loaded} rows, file holds {persons.num_rows}"
+                    )
+                cursor.commit()
+            except BaseException:
+                cursor.rollback()
+                raise
+        return int(loaded)
+
+    def read_batch(self, run_id: str, batch_id: str) -> pd.DataFrame:
+        """The batch as landed in the warehouse, for the validation gate."""
+        with self.cursor() as cursor:
+            sql, params = self.sql("landing/select_batch_persons").bind(run_id=run_id, batch_id=batch_id)
+            return cursor.fetch_frame(sql, params)
+
+    def record_validation(
+        self, run_id: str, batch_id: str, passed: bool, failed: Sequence[str], docs: str
+    ) -> None:
+        """Store the gate's verdict on the batch's audit row."""
+        with self.cursor() as cursor:
+            cursor.execute(
+                self.sql("landing/update_batch_validated"),
+                run_id=run_id,
+                batch_id=batch_id,
+                status="validated" if passed else "rejected",
+                failed_expectations=",".join(failed) or None,
+                data_docs=docs,
+                validated_at=utc_now(),
+            )
+
+    def hold_back_batch(self, run_id: str, batch_id: str) -> None:
+        """Mark a loaded batch that will not be merged (unless the gate already rejected it)."""
+        with self.cursor() as cursor:
+            cursor.execute(self.sql("landing/update_batch_held_back"), run_id=run_id, batch_id=batch_id)
+
+    def merge_batch(self, run_id: str, batch_id: str) -> MergeResult:
+        """Publish a validated batch to staging with one MERGE on person_key."""
+        merged_at = utc_now()
+        with self.cursor() as cursor:
+            (before,) = cursor.execute(self.sql("staging/count_persons"))[0]
+            cursor.begin()
+            try:
+                cursor.execute(
+                    self.sql("staging/merge_into_persons"),
+                    run_id=run_id,
+                    batch_id=batch_id,
+                    merged_at=merged_at,
+                )
+                cursor.execute(
+                    self.sql("landing/update_batch_merged"),
+                    run_id=run_id,
+                    batch_id=batch_id,
+                    merged_at=merged_at,
+                )
+                cursor.commit()
+            except BaseException:
+                cursor.rollback()
+                raise
+            (after,) = cursor.execute(self.sql("staging/count_persons"))[0]
+        return MergeResult(batch_id=batch_id, inserted=int(after) - int(before), staging_rows=int(after))
+
+    def read_report(self, top_n: int = TOP_COUNTRIES) -> Report:
+        """Answer the reporting questions from the reporting views."""
+        with self.cursor() as cursor:
+            summary = cursor.execute(self.sql("reporting/select_report_summary"))[0]
+            total, share, over_60, quarantined, rejected = summary
+            top = cursor.execute(self.sql("reporting/select_top_gmail_countries"), top_n=top_n)
+            groups = cursor.execute(self.sql("reporting/select_age_groups"))
+            reasons = cursor.execute(self.sql("reporting/select_quarantine_reasons"))
+        return Report(
+            total_persons=int(total),
+            gmail_germany_share_pct=None if share is None else float(share),
+            top_gmail_countries=[{"country": country, "gmail_users": int(users)} for country, users in top],
+            gmail_over_60=int(over_60),
+            age_groups=[{"age_group": group, "persons": int(persons)} for group, persons in groups],
+            quarantined=int(quarantined),
+            quarantine_reasons={reason: int(records) for reason, records in reasons},
+            rejected_batches=int(rejected),
+        )

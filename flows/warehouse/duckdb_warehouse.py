@@ -1,0 +1,107 @@
+"""DuckDB: the embedded warehouse (one file, one writer process at a time)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from flows.landing import LandedBatch
+from flows.warehouse.base import Cursor, Warehouse
+
+
+class DuckDBCursor(Cursor):
+    """A DuckDB connection used through the shared cursor interface."""
+
+    def __init__(self, connection: duckdb.DuckDBPyConnection) -> None:
+        self.connection = connection
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Execute and fetch (DDL and DML return no rows)."""
+        result = self.connection.execute(sql, list(params))
+        return result.fetchall() if result.description else []
+
+    def fetch_frame(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+        """Execute and return a DataFrame through Arrow."""
+        return self.connection.sql(sql, params=list(params)).to_arrow_table().to_pandas()
+
+    def begin(self) -> None:
+        """Explicit transaction."""
+        self.connection.begin()
+
+    def commit(self) -> None:
+        """Commit."""
+        self.connection.commit()
+
+    def rollback(self) -> None:
+        """Roll back if a transaction is open."""
+        with suppress(duckdb.TransactionException):
+            self.connection.rollback()
+
+
+class DuckDBWarehouse(Warehouse):
+    """Opens a short-lived connection per operation, so other processes can take turns on the file."""
+
+    dialect: ClassVar[str] = "duckdb"
+
+    def __init__(self, path: Path, lock_timeout_s: float = 300.0, threads: int = 2) -> None:
+        self.path = path
+        self.lock_timeout_s = lock_timeout_s
+        self.threads = threads
+
+    @property
+    def location(self) -> str:
+        """The database file."""
+        return str(self.path)
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        """Connect, waiting while another process holds the file's write lock."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.lock_timeout_s
+        delay = 0.05
+        while True:
+            try:
+                return duckdb.connect(str(self.path), config={"threads": self.threads})
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    @contextmanager
+    def cursor(self) -> Iterator[Cursor]:
+        """A connection for one operation, closed afterwards (releasing the file lock)."""
+        connection = self._connect()
+        try:
+            yield DuckDBCursor(connection)
+        finally:
+            connection.close()
+
+    def _append_batch(
+        self,
+        cursor: Cursor,
+        landed: LandedBatch,
+        persons: pa.Table,
+        quarantine: pa.Table,
+        run_id: str,
+        loaded_at: datetime,
+    ) -> None:
+        """Insert from the landed Arrow tables, registered as relations for the INSERT ... SELECT."""
+        assert isinstance(cursor, DuckDBCursor)
+        connection = cursor.connection
+        connection.register("landed_persons", persons)
+        connection.register("landed_quarantine", quarantine)
+        try:
+            values = {"batch_id": landed.batch_id, "run_id": run_id, "loaded_at": loaded_at}
+            cursor.execute(self.sql("landing/insert_persons"), **values)
+            cursor.execute(self.sql("landing/insert_quarantined_persons"), **values)
+        finally:
+            connection.unregister("landed_persons")
+            connection.unregister("landed_quarantine")

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Offline quickstart: serve the bundled Faker API twin on 127.0.0.1, run the pipeline against it, stop the twin.
+# Extra arguments go to `persons-pipeline run` (e.g. --total 100000 --reference-date 2026-01-01).
+set -euo pipefail
+
+export PREFECT_HOME="${PREFECT_HOME:-$PWD/.prefect-home}"
+workdir="$(mktemp -d)"
+twin_pid=""
+cleanup() {
+    if [[ -n "$twin_pid" ]]; then kill "$twin_pid" 2>/dev/null || true; wait "$twin_pid" 2>/dev/null || true; fi
+    rm -rf "$workdir"
+}
+trap cleanup EXIT
+
+persons-pipeline twin --port 0 --port-file "$workdir/port" >"$workdir/twin.log" 2>&1 &
+twin_pid=$!
+for _ in $(seq 1 100); do
+    [[ -s "$workdir/port" ]] && break
+    kill -0 "$twin_pid" 2>/dev/null || { cat "$workdir/twin.log" >&2; exit 1; }
+    sleep 0.1
+done
+[[ -s "$workdir/port" ]] || { echo "the Faker twin did not start" >&2; exit 1; }
+api_url="http://127.0.0.1:$(cat "$workdir/port")/api/v2"
+echo "Faker API twin at $api_url; Prefect home $PREFECT_HOME"
+
+persons-pipeline run --api-url "$api_url" --report-json "${REPORT_JSON:-data/report.json}" "$@"

@@ -1,0 +1,8 @@
+insert into landing.batches (
+    run_id, batch_id, batch_index, status, persons, quarantined, extracted, duplicates,
+    landed_file, loaded_at
+)
+values (
+    :run_id, :batch_id, :batch_index, 'loaded', :persons, :quarantined, :extracted, :duplicates,
+    :landed_file, :loaded_at
+)

@@ -1,0 +1,17 @@
+-- DuckDB: append a landed batch from the Arrow table registered as landed_persons.
+insert into landing.persons (
+    person_key, gender, age_group, email_domain, country, country_code,
+    age_reference_date, batch_id, run_id, loaded_at
+)
+select
+    person_key,
+    gender,
+    age_group,
+    email_domain,
+    country,
+    country_code,
+    age_reference_date,
+    :batch_id as batch_id,
+    :run_id as run_id,
+    :loaded_at as loaded_at
+from landed_persons

@@ -1,0 +1,15 @@
+-- DuckDB: append a batch's quarantined records from the Arrow table registered as landed_quarantine.
+insert into landing.quarantined_persons (
+    person_key, quarantine_reason, page_number, record_index, page_seed,
+    batch_id, run_id, loaded_at
+)
+select
+    person_key,
+    quarantine_reason,
+    page_number,
+    record_index,
+    page_seed,
+    :batch_id as batch_id,
+    :run_id as run_id,
+    :loaded_at as loaded_at
+from landed_quarantine

@@ -1,0 +1,4 @@
+select
+    version,
+    checksum
+from landing.schema_change_history

@@ -1,0 +1,22 @@
+-- Records held back by anonymisation and never published since: one row per person_key.
+create or replace view reporting.rpt_quarantined as
+with
+
+quarantined as (
+    select * from landing.quarantined_persons
+),
+
+published as (
+    select person_key from staging.persons
+),
+
+final as (
+    select
+        person_key,
+        min(quarantine_reason) as quarantine_reason
+    from quarantined
+    where person_key not in (select published.person_key from published)
+    group by person_key
+)
+
+select * from final

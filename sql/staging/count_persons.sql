@@ -1,0 +1,2 @@
+select count(*) as persons
+from staging.persons

@@ -1,0 +1,136 @@
+"""Shared fixtures: real local servers (Prefect, the Faker twin) started and stopped by the tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for_http(url: str, timeout_s: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Poll until `url` answers 200 (fail early if the process died)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process for {url} exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"{url} did not come up within {timeout_s} s")
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 15) -> None:
+    """SIGTERM the process group, then SIGKILL if it lingers."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout_s)
+
+
+@dataclass(frozen=True)
+class PrefectServer:
+    """A running `prefect server start` and the homes of server and clients."""
+
+    api_url: str
+    server_home: Path
+    client_home: Path
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
+    """A real Prefect server on 127.0.0.1 with its own PREFECT_HOME; clients get another home."""
+    server_home = tmp_path_factory.mktemp("prefect-server-home")
+    client_home = tmp_path_factory.mktemp("prefect-client-home")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(
+        PREFECT_HOME=str(server_home),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_LOGGING_LEVEL="WARNING",
+    )
+    log = (server_home / "server.log").open("wb")
+    process = subprocess.Popen(
+        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    api_url = f"http://127.0.0.1:{port}/api"
+    try:
+        wait_for_http(f"{api_url}/health", 90, process)
+        yield PrefectServer(api_url, server_home, client_home)
+    finally:
+        stop_process(process)
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def prefect_client(prefect_server: PrefectServer) -> Iterator[PrefectServer]:
+    """Point this process (and subprocesses through os.environ) at the session's Prefect server."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
+
+    previous = {name: os.environ.get(name) for name in ("PREFECT_API_URL", "PREFECT_HOME")}
+    os.environ["PREFECT_API_URL"] = prefect_server.api_url
+    os.environ["PREFECT_HOME"] = str(prefect_server.client_home)
+    with temporary_settings(
+        updates={PREFECT_API_URL: prefect_server.api_url, PREFECT_HOME: prefect_server.client_home}
+    ):
+        yield prefect_server
+    for name, value in previous.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@pytest.fixture
+def fast_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Short backoffs and no client-side rate limit, so fault tests finish quickly; settings re-read."""
+    from flows.settings import get_settings
+
+    monkeypatch.setenv("PERSONS_BACKOFF_INITIAL_S", "0.01")
+    monkeypatch.setenv("PERSONS_BACKOFF_MAX_S", "0.2")
+    monkeypatch.setenv("PERSONS_RATE_LIMIT_PER_S", "0")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def twin() -> Iterator[object]:
+    """A fresh Faker API twin on 127.0.0.1 (no faults)."""
+    from flows.faker_twin import FakerTwin
+
+    with FakerTwin() as server:
+        yield server
