@@ -37,7 +37,7 @@ COLUMN_POLICY: dict[str, tuple[Treatment, str]] = {
     "email": (Treatment.GENERALISE, "-> email_domain (lower-case); the local part is dropped"),
     "phone": (Treatment.PSEUDONYMISE, "only inside the keyed hash person_key"),
     "birthday": (Treatment.GENERALISE, "-> age_group (10-year bin at the reference date)"),
-    "gender": (Treatment.KEEP, "lower-cased; must be in the known set"),
+    "gender": (Treatment.KEEP, "lower-cased; the gate admits only the known set"),
     "address.id": (Treatment.DROP, "meaningless constant"),
     "address.street": (Treatment.DROP, "locates a person"),
     "address.streetName": (Treatment.DROP, "locates a person"),
@@ -59,6 +59,12 @@ KNOWN_GENDERS = ("female", "male")
 MAX_AGE = 130
 AGE_GROUPS = tuple(f"[{low + 1:02d}-{low + 10}]" for low in range(0, MAX_AGE, 10))
 GMAIL_DOMAINS = ("gmail.com", "googlemail.com")
+# What an email address or a phone number looks like; kept columns must hold neither (the privacy screen).
+EMAIL_LIKE = r"[^@\s]+@[^@\s]+\.[^@\s]+"
+PHONE_LIKE = r"^\s*\+?[0-9][0-9 ().\-/]{5,}[0-9]\s*$"
+REDACTED_EMAIL = "[redacted:email]"
+REDACTED_PHONE = "[redacted:phone]"
+SCREENED_COLUMNS = ("gender", "email_domain", "country", "country_code")
 DOMAIN_PATTERN = r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$"
 
 
@@ -74,13 +80,12 @@ class QuarantineReason(StrEnum):
     ADDRESS_MISSING = "address_missing"
     COUNTRY_MISSING = "country_missing"
     COUNTRY_CODE_MISSING = "country_code_missing"
-    GENDER_UNKNOWN = "gender_unknown"
 
 
 PERSONS_SCHEMA = pa.schema(
     [
         pa.field("person_key", pa.string(), nullable=False),
-        pa.field("gender", pa.string(), nullable=False),
+        pa.field("gender", pa.string()),
         pa.field("age_group", pa.string(), nullable=False),
         pa.field("email_domain", pa.string(), nullable=False),
         pa.field("country", pa.string(), nullable=False),
@@ -108,6 +113,7 @@ class AnonymisedBatch:
     extracted: int
     duplicates: int
     reasons: Counter[str] = field(default_factory=Counter)
+    redactions: Counter[str] = field(default_factory=Counter)
 
 
 def age_group(age: int) -> str:
@@ -203,13 +209,33 @@ def quarantine_reasons(raw: pa.Table, reference: date) -> tuple[np.ndarray, np.n
         (~raw["has_address"].to_numpy(zero_copy_only=False), QuarantineReason.ADDRESS_MISSING),
         (is_blank(country), QuarantineReason.COUNTRY_MISSING),
         (is_blank(code), QuarantineReason.COUNTRY_CODE_MISSING),
-        (
-            ~pc.fill_null(pc.is_in(gender, pa.array(KNOWN_GENDERS)), False).to_numpy(zero_copy_only=False),
-            QuarantineReason.GENDER_UNKNOWN,
-        ),
     ]
     reasons = np.select([mask for mask, _ in checks], [str(reason) for _, reason in checks], default=None)
     return reasons, ages, domain, gender
+
+
+def privacy_screen(persons: pa.Table) -> tuple[pa.Table, Counter[str]]:
+    """Replace kept values that look like an email or a phone number by a marker (counted per column).
+
+    Such a value means the source shifted personal data into a kept field. The marker lands instead of the
+    value, and the validation gate refuses any batch that holds one, so the batch is visibly not published.
+    """
+    redactions: Counter[str] = Counter()
+    columns = []
+    for name in persons.column_names:
+        column = persons[name]
+        if name in SCREENED_COLUMNS:
+            for pattern, marker, kind in (
+                (EMAIL_LIKE, REDACTED_EMAIL, "email"),
+                (PHONE_LIKE, REDACTED_PHONE, "phone"),
+            ):
+                hits = pc.fill_null(pc.match_substring_regex(column, pattern), False)
+                count = pc.sum(hits).as_py() or 0
+                if count:
+                    redactions[f"{name}:{kind}"] += count
+                    column = pc.if_else(hits, marker, column)
+        columns.append(column)
+    return pa.Table.from_arrays(columns, schema=persons.schema), redactions
 
 
 def anonymise_batch(raw: pa.Table, secret: bytes, reference: date) -> AnonymisedBatch:
@@ -237,6 +263,7 @@ def anonymise_batch(raw: pa.Table, secret: bytes, reference: date) -> Anonymised
         ],
         schema=PERSONS_SCHEMA,
     )
+    persons, redactions = privacy_screen(persons)
     take = pa.array(quarantined, type=pa.int64())
     quarantine = pa.Table.from_arrays(
         [
@@ -254,4 +281,5 @@ def anonymise_batch(raw: pa.Table, secret: bytes, reference: date) -> Anonymised
         extracted=raw.num_rows,
         duplicates=int((reasons == None).sum()) - len(kept),  # noqa: E711
         reasons=Counter(reasons[quarantined].tolist()),
+        redactions=redactions,
     )

@@ -1,4 +1,4 @@
-"""Landing zone: anonymised batches as Parquet (zstd) files and a manifest per run, in a folder or a bucket."""
+"""Landing zone: anonymised batches as zstd Parquet files and a manifest per run, in a folder or a bucket."""
 
 from __future__ import annotations
 
@@ -106,6 +106,7 @@ class LandedBatch:
     persons_sha256: str
     reasons: dict[str, int] = field(default_factory=dict)
     unknown_fields: dict[str, int] = field(default_factory=dict)
+    redactions: dict[str, int] = field(default_factory=dict)
     fetch: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -162,6 +163,7 @@ def land_anonymised(
         persons_sha256=hashlib.sha256(persons_bytes).hexdigest(),
         reasons=dict(sorted(anonymised.reasons.items())),
         unknown_fields=dict(sorted(unknown_fields.items())),
+        redactions=dict(sorted(anonymised.redactions.items())),
         fetch=fetch,
     )
 

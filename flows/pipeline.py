@@ -258,9 +258,7 @@ def _publish_artifacts(report: Report, docs_index: Path, run_id: str) -> None:
     )
     create_markdown_artifact(
         key="persons-data-docs",
-        markdown=(
-            f"# Validation data docs\n\n[Data docs of run {run_id}]({docs_index.as_uri()})\n\n`{docs_index}`\n"
-        ),
+        markdown=f"# Validation data docs\n\n[Run {run_id}]({docs_index.as_uri()})\n\n`{docs_index}`\n",
         description="Great Expectations data docs of this run",
     )
 

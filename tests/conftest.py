@@ -107,6 +107,12 @@ def prefect_client(prefect_server: PrefectServer) -> Iterator[PrefectServer]:
         updates={PREFECT_API_URL: prefect_server.api_url, PREFECT_HOME: prefect_server.client_home}
     ):
         yield prefect_server
+        from prefect.events.worker import EventsWorker
+        from prefect.logging.handlers import APILogWorker
+
+        # Deliver buffered logs and events while the server is still up.
+        APILogWorker.drain_all(timeout=10)
+        EventsWorker.drain_all(timeout=10)
     for name, value in previous.items():
         if value is None:
             os.environ.pop(name, None)

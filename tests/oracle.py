@@ -114,10 +114,8 @@ def classify(record: Any, reference: date) -> tuple[str | None, dict[str, Any]]:
     if not isinstance(code, str) or not code.strip():
         return "country_code_missing", {}
     gender = record.get("gender")
-    if not isinstance(gender, str) or gender.strip().lower() not in {"male", "female"}:
-        return "gender_unknown", {}
     return None, {
-        "gender": gender.strip().lower(),
+        "gender": gender.strip().lower() if isinstance(gender, str) else None,
         "age": age,
         "age_group": age_group(age),
         "email_domain": domain,

@@ -1,0 +1,71 @@
+"""No raw personal value at rest: every file of the data folder and of Prefect (server and client) scanned."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flows.faker_twin import FakerTwin, TwinFaults
+from flows.settings import OFFLINE_DEMO_SECRET
+from tests.conftest import PrefectServer
+from tests.integration.conftest import REFERENCE_DATE, FlowRun
+from tests.leakscan import Needles, scan
+from tests.oracle import expected_from_served
+
+SECRET = OFFLINE_DEMO_SECRET.encode()
+
+
+def test_no_raw_personal_value_reaches_disk_logs_results_or_docs(
+    twin: FakerTwin, run_pipeline: Callable[..., FlowRun], prefect_client: PrefectServer
+) -> None:
+    records = []
+    # A run with bad records, unknown fields, both payload shapes and transport faults (retries, logs) ...
+    noisy = TwinFaults(
+        bad_record_rate=0.2, extra_fields=True, coordinates="mixed", error_rate=0.2, truncate_rate=0.1
+    )
+    twin.set_faults(noisy)
+    first = run_pipeline(twin.url, total=3000, batch_size=500, pages_per_batch=3, seed=101)
+    assert first.state.is_completed(), first.state.message
+    records += expected_from_served(twin.served(), noisy, REFERENCE_DATE, SECRET).raw_records
+    # ... and a run whose batch the gate rejects: emails shifted into the country field by the source.
+    twin.reset()
+    shifted = TwinFaults(pii_country_rate=0.05)
+    twin.set_faults(shifted)
+    second = run_pipeline(
+        twin.url, data_dir=first.data_dir, total=1000, batch_size=500, pages_per_batch=2, seed=102
+    )
+    assert second.state.is_failed()
+    records += expected_from_served(twin.served(), shifted, REFERENCE_DATE, SECRET).raw_records
+
+    needles = Needles.from_records(records)
+    assert len(needles.substrings) > 5000 and len(needles.values) > 500
+    roots = [first.data_dir, prefect_client.server_home, prefect_client.client_home]
+    findings = scan(roots, needles)
+
+    assert findings == []
+    scanned = [path for root in roots for path in root.rglob("*") if path.is_file()]
+    suffixes = {path.suffix for path in scanned}
+    assert {
+        ".parquet",
+        ".duckdb",
+        ".json",
+        ".html",
+        ".csv",
+        ".md",
+        ".db",
+    } <= suffixes  # the scan saw them all
+    assert any(".prefect-cache" in str(path) for path in scanned)  # and Prefect's persisted results
+
+
+def test_leak_scan_finds_a_planted_value(tmp_path) -> None:
+    record = {
+        "firstname": "Zebedee",
+        "lastname": "Quarterfield",
+        "email": "zebedee.q77@example.com",
+        "phone": "+15550001111",
+        "address": {"street": "12 Hidden Lane", "country": "Chad"},
+    }
+    needles = Needles.from_records([record])
+    (tmp_path / "clean.txt").write_text("nothing here")
+    assert scan([tmp_path], needles) == []
+    (tmp_path / "log.txt").write_text("failed for zebedee.q77 at +15550001111")
+    assert {finding.needle for finding in scan([tmp_path], needles)} >= {"zebedee.q77"}
