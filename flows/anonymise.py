@@ -61,7 +61,8 @@ AGE_GROUPS = tuple(f"[{low + 1:02d}-{low + 10}]" for low in range(0, MAX_AGE, 10
 GMAIL_DOMAINS = ("gmail.com", "googlemail.com")
 # What an email address or a phone number looks like; kept columns must hold neither (the privacy screen).
 EMAIL_LIKE = r"[^@\s]+@[^@\s]+\.[^@\s]+"
-PHONE_LIKE = r"^\s*\+?[0-9][0-9 ().\-/]{5,}[0-9]\s*$"
+# 7 to 15 digits (E.164) with the usual separators and an optional extension.
+PHONE_LIKE = r"^\s*\+?[ (]*(?:[0-9][ ().\-/]*){6,14}[0-9]\s*(?:(?:x|ext\.?)\s*[0-9]{1,6})?\s*$"
 REDACTED_EMAIL = "[redacted:email]"
 REDACTED_PHONE = "[redacted:phone]"
 SCREENED_COLUMNS = ("gender", "email_domain", "country", "country_code")
@@ -126,7 +127,8 @@ def age_group(age: int) -> str:
 def age_groups(ages: np.ndarray) -> np.ndarray:
     """Vectorised `age_group` for ages already known to be within 0..MAX_AGE."""
     labels = np.array(AGE_GROUPS, dtype=object)
-    return labels[np.maximum(ages - 1, 0) // 10]
+    groups: np.ndarray = labels[np.maximum(ages - 1, 0) // 10]
+    return groups
 
 
 def age_group_bounds(label: str) -> tuple[int, int]:
@@ -154,7 +156,8 @@ def parse_birthdays(birthday: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndar
 def ages_at(year: np.ndarray, month: np.ndarray, day: np.ndarray, reference: date) -> np.ndarray:
     """Completed years at the reference date (a 29 February birthday counts from 1 March in common years)."""
     not_yet = (month > reference.month) | ((month == reference.month) & (day > reference.day))
-    return reference.year - year - not_yet.astype(np.int32)
+    ages: np.ndarray = reference.year - year - not_yet.astype(np.int32)
+    return ages
 
 
 def email_domains(email: pa.Array) -> tuple[pa.Array, np.ndarray]:
@@ -198,20 +201,27 @@ def quarantine_reasons(raw: pa.Table, reference: date) -> tuple[np.ndarray, np.n
     gender = pc.utf8_lower(pc.utf8_trim_whitespace(raw["gender"]))
     country = pc.utf8_trim_whitespace(raw["country"])
     code = pc.utf8_trim_whitespace(raw["country_code"])
-    is_blank = lambda column: pc.fill_null(pc.equal(column, ""), True).to_numpy(zero_copy_only=False)  # noqa: E731
     checks = [
-        (~raw["is_record"].to_numpy(zero_copy_only=False), QuarantineReason.NOT_A_RECORD),
+        (~_mask(raw["is_record"]), QuarantineReason.NOT_A_RECORD),
         (~valid_birthday, QuarantineReason.BIRTHDAY_UNPARSEABLE),
         (ages < 0, QuarantineReason.BIRTHDAY_IN_FUTURE),
         (ages > MAX_AGE, QuarantineReason.AGE_OUT_OF_RANGE),
-        (pc.is_null(domain).to_numpy(zero_copy_only=False), QuarantineReason.EMAIL_WITHOUT_DOMAIN),
+        (_mask(pc.is_null(domain)), QuarantineReason.EMAIL_WITHOUT_DOMAIN),
         (~domain_ok, QuarantineReason.EMAIL_DOMAIN_INVALID),
-        (~raw["has_address"].to_numpy(zero_copy_only=False), QuarantineReason.ADDRESS_MISSING),
-        (is_blank(country), QuarantineReason.COUNTRY_MISSING),
-        (is_blank(code), QuarantineReason.COUNTRY_CODE_MISSING),
+        (~_mask(raw["has_address"]), QuarantineReason.ADDRESS_MISSING),
+        (_mask(pc.fill_null(pc.equal(country, ""), True)), QuarantineReason.COUNTRY_MISSING),
+        (_mask(pc.fill_null(pc.equal(code, ""), True)), QuarantineReason.COUNTRY_CODE_MISSING),
     ]
-    reasons = np.select([mask for mask, _ in checks], [str(reason) for _, reason in checks], default=None)
+    reasons = np.full(raw.num_rows, None, dtype=object)
+    for mask, reason in reversed(checks):  # reversed, so the first check that applies is the one recorded
+        reasons[mask] = str(reason)
     return reasons, ages, domain, gender
+
+
+def _mask(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A boolean Arrow column as a NumPy mask."""
+    mask: np.ndarray = np.asarray(column.to_numpy(zero_copy_only=False), dtype=bool)
+    return mask
 
 
 def privacy_screen(persons: pa.Table) -> tuple[pa.Table, Counter[str]]:

@@ -84,7 +84,7 @@ def run_command(args: argparse.Namespace) -> int:
     state = persons_pipeline(**flow_arguments(params), return_state=True)
     if state.is_completed():
         return EXIT_OK
-    print(f"persons-pipeline run: {state.name.lower()}: {state.message}", file=sys.stderr)
+    print(f"persons-pipeline run: {(state.name or 'failed').lower()}: {state.message}", file=sys.stderr)
     return EXIT_FAILED
 
 

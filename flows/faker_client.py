@@ -167,6 +167,7 @@ class FakerApiClient:
         self.stats = stats or FetchStats()
         self._limiter = RateLimiter(config.rate_limit_per_s)
         self._rng = random.Random(rng_seed)
+        self._cancelled = threading.Event()
         self._http = httpx.Client(
             base_url=config.base_url.rstrip("/"),
             timeout=config.timeout_s,
@@ -191,6 +192,8 @@ class FakerApiClient:
         params = query.params(page)
         last_problem = "no attempt made"
         for attempt in range(self.config.max_attempts):
+            if self._cancelled.is_set():
+                raise FakerApiError(f"page {page.number} (_seed={page.seed}) abandoned: another page failed")
             if attempt:
                 self.stats.add(retries=1)
             self._limiter.acquire()
@@ -247,11 +250,14 @@ class FakerApiClient:
                 while window:
                     done_page, future = window.popleft()
                     yield done_page, future.result()
+            except BaseException:
+                self._cancelled.set()  # a page failed for good: stop the others' retries promptly
+                raise
             finally:
                 for _, future in window:
                     future.cancel()
 
     def _sleep_backoff(self, attempt: int) -> None:
-        time.sleep(
+        self._cancelled.wait(
             backoff_delay(attempt, self.config.backoff_initial_s, self.config.backoff_max_s, self._rng)
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import time
-from collections import Counter, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -277,7 +277,11 @@ def client_config_from(settings: PipelineSettings, api_url: str) -> ClientConfig
     )
 
 
-@flow(name=FLOW_NAME, task_runner=ThreadPoolTaskRunner(max_workers=4), persist_result=False)
+@flow(
+    name=FLOW_NAME,
+    task_runner=ThreadPoolTaskRunner(max_workers=4),  # type: ignore[arg-type]  # Prefect's generic is too narrow
+    persist_result=False,
+)
 def persons_pipeline(
     total: int | None = None,
     batch_size: int | None = None,
@@ -341,7 +345,7 @@ def persons_pipeline(
             plan, client_config, query, settings.hmac_secret, params.reference_date, store, run_id, run_date
         )
 
-    stage_seconds: Counter[str] = Counter()
+    stage_seconds: defaultdict[str, float] = defaultdict(float)
     landed_batches: list[dict[str, Any]] = []
     problems: list[str] = []
     pending: deque[tuple[BatchPlan, PrefectFuture[LandedBatch]]] = deque()
@@ -435,7 +439,7 @@ def publish_batch(
     gate: ValidationGate,
     landed: LandedBatch,
     run_id: str,
-    stage_seconds: Counter[str],
+    stage_seconds: defaultdict[str, float],
 ) -> str:
     """Load, validate and merge one batch inside a transaction; 'merged' or a one-line reason it was not."""
     logger = get_run_logger()

@@ -85,6 +85,7 @@ class ValidationGate:
 
     def __init__(self, docs_root: Path, run_id: str) -> None:
         import great_expectations as gx  # noqa: PLC0415 - 2.5 s import, only where validation happens
+        from great_expectations.checkpoint.actions import UpdateDataDocsAction  # noqa: PLC0415
         from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: PLC0415
         from great_expectations.expectations.expectation_configuration import (  # noqa: PLC0415
             ExpectationConfiguration,
@@ -128,7 +129,7 @@ class ValidationGate:
             gx.Checkpoint(
                 name="persons_batch_checkpoint",
                 validation_definitions=[validation],
-                actions=[gx.checkpoint.UpdateDataDocsAction(name="update_data_docs", site_names=[SITE_NAME])],
+                actions=[UpdateDataDocsAction(name="update_data_docs", site_names=[SITE_NAME])],
                 result_format=RESULT_FORMAT,
             )
         )

@@ -107,9 +107,10 @@ def _decoded_texts(path: Path, data: bytes) -> Iterator[tuple[str, str]]:
     for text in _strings(document):
         if len(text) >= 16 and re.fullmatch(r"[A-Za-z0-9+/=\s]+", text):
             try:
-                yield "base64", base64.b64decode(text, validate=False).decode("utf-8", "replace")
+                decoded = base64.b64decode(text, validate=False).decode("utf-8", "replace")
             except ValueError:
-                pass
+                continue
+            yield "base64", decoded
 
 
 def _cells(path: Path) -> Iterator[tuple[str, str]]:
@@ -140,11 +141,10 @@ def _cells(path: Path) -> Iterator[tuple[str, str]]:
             ]
             for table in tables:
                 for row in connection.execute(f'select * from "{table}"'):
-                    for value in row:
-                        if isinstance(value, bytes):
-                            value = value.decode("utf-8", "replace")
-                        if isinstance(value, str):
-                            yield f"sqlite:{table}", value
+                    for cell in row:
+                        text = cell.decode("utf-8", "replace") if isinstance(cell, bytes) else cell
+                        if isinstance(text, str):
+                            yield f"sqlite:{table}", text
         finally:
             connection.close()
     else:

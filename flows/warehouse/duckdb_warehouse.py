@@ -30,7 +30,8 @@ class DuckDBCursor(Cursor):
 
     def fetch_frame(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
         """Execute and return a DataFrame through Arrow."""
-        return self.connection.sql(sql, params=list(params)).to_arrow_table().to_pandas()
+        frame: pd.DataFrame = self.connection.sql(sql, params=list(params)).to_arrow_table().to_pandas()
+        return frame
 
     def begin(self) -> None:
         """Explicit transaction."""

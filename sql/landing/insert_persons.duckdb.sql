@@ -11,7 +11,7 @@ select
     country,
     country_code,
     age_reference_date,
-    :batch_id as batch_id,
-    :run_id as run_id,
-    :loaded_at as loaded_at
+    :batch_id,
+    :run_id,
+    :loaded_at
 from landed_persons

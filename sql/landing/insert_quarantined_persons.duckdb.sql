@@ -9,7 +9,7 @@ select
     page_number,
     record_index,
     page_seed,
-    :batch_id as batch_id,
-    :run_id as run_id,
-    :loaded_at as loaded_at
+    :batch_id,
+    :run_id,
+    :loaded_at
 from landed_quarantine

@@ -1,0 +1,334 @@
+"""Anonymisation with fixed vectors: keys, age bins, birthdays, domains, quarantine, policy, screen."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from flows.anonymise import (
+    AGE_GROUPS,
+    COLUMN_POLICY,
+    EMAIL_LIKE,
+    KNOWN_GENDERS,
+    PERSONS_SCHEMA,
+    PHONE_LIKE,
+    REDACTED_EMAIL,
+    REDACTED_PHONE,
+    Treatment,
+    age_group,
+    age_group_bounds,
+    age_groups,
+    ages_at,
+    anonymise_batch,
+    email_domains,
+    parse_birthdays,
+    person_keys,
+    privacy_screen,
+)
+from flows.plan import PageRequest
+from flows.records import RAW_SCHEMA, flatten_page
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+REFERENCE = date(2026, 11, 26)
+IDENTITY = ["firstname", "lastname", "email", "phone", "birthday"]
+
+
+def identity_table(rows: list[list[str | None]]) -> pa.Table:
+    return pa.table(
+        {name: pa.array([row[i] for row in rows], pa.string()) for i, name in enumerate(IDENTITY)}
+    )
+
+
+def raw_table(records: list[dict]) -> pa.Table:
+    envelope = {"data": records}
+    batch, _ = flatten_page(envelope, PageRequest(number=0, seed=42, quantity=len(records)))
+    return pa.Table.from_batches([batch], schema=RAW_SCHEMA)
+
+
+def person(**overrides) -> dict:
+    record = {
+        "firstname": "Ada",
+        "lastname": "Lovelace",
+        "email": "ada.lovelace@Gmail.com",
+        "phone": "+441234567890",
+        "birthday": "1960-12-10",
+        "gender": "female",
+        "address": {"street": "1 Analytical Row", "country": "Germany", "country_code": "de"},
+    }
+    record.update(overrides)
+    return record
+
+
+class TestPersonKey:
+    def test_fixed_vector(self) -> None:
+        keys = person_keys(
+            identity_table([["Brown", "Schroeder", "emilie24@fahey.com", "+18725574706", "1939-03-20"]]),
+            b"test-secret",
+        )
+        assert keys == ["20af250d8108a9757f666aad09fff5d2643eb77e195a9bdd41e6dd6289771a82"]
+
+    def test_is_hmac_sha256_of_the_canonical_identity(self) -> None:
+        canonical = "\x1f".join(["brown", "schroeder", "emilie24@fahey.com", "+18725574706", "1939-03-20"])
+        expected = hmac.new(b"test-secret", canonical.encode(), hashlib.sha256).hexdigest()
+        keys = person_keys(
+            identity_table([["Brown", "Schroeder", "emilie24@fahey.com", "+18725574706", "1939-03-20"]]),
+            b"test-secret",
+        )
+        assert keys == [expected]
+
+    def test_normalisation_case_whitespace_and_phone_punctuation(self) -> None:
+        keys = person_keys(
+            identity_table(
+                [
+                    ["Brown", "Schroeder", "emilie24@fahey.com", "+18725574706", "1939-03-20"],
+                    ["  BROWN ", "schroeder", "Emilie24@Fahey.com ", "+1 (872) 557-4706", " 1939-03-20"],
+                ]
+            ),
+            b"test-secret",
+        )
+        assert keys[0] == keys[1]
+
+    def test_missing_fields_have_a_fixed_vector_and_differ_from_empty(self) -> None:
+        keys = person_keys(
+            identity_table([[None, "x", None, None, None], ["", "x", "", "", ""]]), b"test-secret"
+        )
+        assert keys[0] == "b551e3d7eae2ff636b11f5c327dafedf622e34aee164eaac3d044337834457c5"
+        assert keys[0] != keys[1]
+
+    def test_depends_on_the_secret(self) -> None:
+        table = identity_table([["Ada", "Lovelace", "ada@x.org", "+1", "1815-12-10"]])
+        assert person_keys(table, b"one") != person_keys(table, b"two")
+        with pytest.raises(ValueError, match="secret"):
+            person_keys(table, b"")
+
+
+class TestAgeGroups:
+    @pytest.mark.parametrize(
+        ("age", "label"),
+        [
+            (0, "[01-10]"),
+            (1, "[01-10]"),
+            (10, "[01-10]"),
+            (11, "[11-20]"),
+            (20, "[11-20]"),
+            (60, "[51-60]"),
+            (61, "[61-70]"),
+            (99, "[91-100]"),
+            (100, "[91-100]"),
+            (101, "[101-110]"),
+            (130, "[121-130]"),
+        ],
+    )
+    def test_bins(self, age: int, label: str) -> None:
+        assert age_group(age) == label
+        assert age_groups(np.array([age]))[0] == label
+
+    @pytest.mark.parametrize("age", [-1, 131])
+    def test_outside_the_bins(self, age: int) -> None:
+        with pytest.raises(ValueError):
+            age_group(age)
+
+    def test_thirteen_bins_and_their_bounds(self) -> None:
+        assert len(AGE_GROUPS) == 13
+        assert age_group_bounds("[01-10]") == (0, 10)
+        assert age_group_bounds("[61-70]") == (61, 70)
+        assert age_group_bounds("[121-130]") == (121, 130)
+
+
+class TestBirthdays:
+    def test_strict_iso_dates(self) -> None:
+        values = pa.array(
+            [
+                "1990-02-03",
+                " 1990-02-03 ",
+                "1990-2-3",
+                "1990-02-30",
+                "2001-02-29",
+                "2000-02-29",
+                None,
+                "",
+                "31/12/1990",
+                "1990-02-03T00:00:00",
+                "0000-01-01",
+                "1990-13-01",
+            ],
+            pa.string(),
+        )
+        valid, year, month, day = parse_birthdays(values)
+        assert valid.tolist() == [
+            True,
+            True,
+            False,
+            False,
+            False,
+            True,
+            False,
+            False,
+            False,
+            False,
+            False,
+            False,
+        ]
+        assert (year[0], month[0], day[0]) == (1990, 2, 3)
+
+    def test_ages_at_the_reference_date(self) -> None:
+        year, month, day = (
+            np.array([2000, 2000, 2000, 2004]),
+            np.array([11, 11, 11, 2]),
+            np.array([25, 26, 27, 29]),
+        )
+        assert ages_at(year, month, day, REFERENCE).tolist() == [26, 26, 25, 22]
+        # 29 February counts from 1 March in a common year
+        assert ages_at(np.array([2004]), np.array([2]), np.array([29]), date(2005, 2, 28)).tolist() == [0]
+        assert ages_at(np.array([2004]), np.array([2]), np.array([29]), date(2005, 3, 1)).tolist() == [1]
+
+
+def test_email_domains() -> None:
+    domain, valid = email_domains(
+        pa.array(
+            ["a@Gmail.COM", " b@googlemail.com ", "nodomain", "x@", "a@b@c.de", None, "y@localhost"],
+            pa.string(),
+        )
+    )
+    assert domain.to_pylist() == ["gmail.com", "googlemail.com", None, None, "c.de", None, "localhost"]
+    assert valid.tolist() == [True, True, False, False, True, False, False]
+
+
+class TestAnonymiseBatch:
+    def test_a_clean_record(self) -> None:
+        batch = anonymise_batch(raw_table([person()]), b"k", REFERENCE)
+        assert batch.persons.schema == PERSONS_SCHEMA
+        row = batch.persons.to_pylist()[0]
+        assert row["gender"] == "female"
+        assert row["age_group"] == "[61-70]"  # 65 at 2026-11-26
+        assert row["email_domain"] == "gmail.com"
+        assert row["country_code"] == "DE"
+        assert row["age_reference_date"] == REFERENCE
+        assert batch.quarantine.num_rows == 0
+
+    @pytest.mark.parametrize(
+        ("overrides", "reason"),
+        [
+            ({"birthday": "1990-02-30"}, "birthday_unparseable"),
+            ({"birthday": None}, "birthday_unparseable"),
+            ({"birthday": 19900101}, "birthday_unparseable"),
+            ({"birthday": "2100-01-01"}, "birthday_in_future"),
+            ({"birthday": "2026-11-27"}, "birthday_in_future"),
+            ({"birthday": "1890-01-01"}, "age_out_of_range"),
+            ({"email": "ada.lovelacegmail.com"}, "email_without_domain"),
+            ({"email": "ada@"}, "email_without_domain"),
+            ({"email": None}, "email_without_domain"),
+            ({"email": "ada@localhost"}, "email_domain_invalid"),
+            ({"address": None}, "address_missing"),
+            ({"address": "Main Street 1"}, "address_missing"),
+            ({"address": {"country": None, "country_code": "DE"}}, "country_missing"),
+            ({"address": {"country": "  ", "country_code": "DE"}}, "country_missing"),
+            ({"address": {"country": "Germany"}}, "country_code_missing"),
+        ],
+    )
+    def test_quarantine_reasons(self, overrides: dict, reason: str) -> None:
+        batch = anonymise_batch(raw_table([person(), person(**overrides)]), b"k", REFERENCE)
+        assert batch.persons.num_rows == 1
+        assert batch.quarantine.to_pylist()[0]["quarantine_reason"] == reason
+        assert batch.quarantine.to_pylist()[0]["record_index"] == 1
+        assert batch.reasons == {reason: 1}
+
+    def test_born_on_the_reference_date_is_age_zero(self) -> None:
+        batch = anonymise_batch(raw_table([person(birthday="2026-11-26")]), b"k", REFERENCE)
+        assert batch.persons["age_group"].to_pylist() == ["[01-10]"]
+
+    def test_non_record_items_are_quarantined(self) -> None:
+        envelope = {"data": [person(), None, "text"]}
+        batch_rows, _ = flatten_page(envelope, PageRequest(0, 1, 3))
+        batch = anonymise_batch(pa.Table.from_batches([batch_rows]), b"k", REFERENCE)
+        assert batch.reasons == {"not_a_record": 2}
+
+    def test_duplicates_within_a_batch_are_kept_once_and_counted(self) -> None:
+        batch = anonymise_batch(
+            raw_table([person(), person(firstname=" ADA "), person(lastname="Byron")]), b"k", REFERENCE
+        )
+        assert batch.persons.num_rows == 2
+        assert batch.duplicates == 1
+        assert batch.extracted == 3
+
+    def test_unknown_gender_passes_to_the_gate(self) -> None:
+        batch = anonymise_batch(raw_table([person(gender=" Unknown ")]), b"k", REFERENCE)
+        assert batch.persons["gender"].to_pylist() == ["unknown"]
+
+    def test_injection_strings_are_kept_literally(self) -> None:
+        injection = "Robert'); DROP TABLE staging.persons;--"
+        batch = anonymise_batch(
+            raw_table([person(address={"country": injection, "country_code": "XX"})]), b"k", REFERENCE
+        )
+        assert batch.persons["country"].to_pylist() == [injection]
+
+
+class TestPrivacyScreen:
+    def test_emails_and_phones_in_kept_columns_never_land(self) -> None:
+        records = [
+            person(address={"country": "ada@example.org", "country_code": "DE"}),
+            person(address={"country": "+49 30 1234567", "country_code": "DE"}, firstname="Other"),
+            person(firstname="Third"),
+        ]
+        batch = anonymise_batch(raw_table(records), b"k", REFERENCE)
+        assert batch.persons["country"].to_pylist() == [REDACTED_EMAIL, REDACTED_PHONE, "Germany"]
+        assert batch.redactions == {"country:email": 1, "country:phone": 1}
+        text = json.dumps(batch.persons.to_pylist(), default=str)
+        assert "ada@example.org" not in text and "1234567" not in text
+
+    def test_clean_tables_are_unchanged(self) -> None:
+        batch = anonymise_batch(raw_table([person()]), b"k", REFERENCE)
+        screened, redactions = privacy_screen(batch.persons)
+        assert screened.equals(batch.persons) and not redactions
+
+
+class TestColumnPolicy:
+    def test_every_payload_field_has_a_treatment(self) -> None:
+        nested = json.loads((FIXTURES / "person_v1_nested_coordinates.json").read_text())
+        flat = json.loads((FIXTURES / "persons_v2_envelope.json").read_text())["data"][0]
+        fields = set()
+        for record in (nested, flat):
+            fields |= {key for key in record if key != "address"} | {
+                f"address.{key}" for key in record["address"]
+            }
+        assert fields <= set(COLUMN_POLICY)
+
+    def test_no_removed_field_is_an_output_column(self) -> None:
+        output = set(PERSONS_SCHEMA.names)
+        for source, (treatment, _) in COLUMN_POLICY.items():
+            name = source.split(".")[-1]
+            if treatment in {Treatment.DROP, Treatment.PSEUDONYMISE}:
+                assert name not in output, source
+        assert {"firstname", "lastname", "phone", "street", "zipcode", "latitude", "longitude"}.isdisjoint(
+            output
+        )
+
+    def test_both_payload_shapes_anonymise_the_same_way(self) -> None:
+        nested = json.loads((FIXTURES / "person_v1_nested_coordinates.json").read_text())
+        flat = json.loads((FIXTURES / "persons_v2_envelope.json").read_text())["data"]
+        batch = anonymise_batch(raw_table([nested, *flat]), b"k", REFERENCE)
+        assert batch.persons.num_rows == 3
+        assert batch.persons["country_code"].to_pylist() == ["BN", "KP", "SO"]
+        assert batch.persons["age_group"].to_pylist() == ["[121-130]", "[81-90]", "[11-20]"]
+
+    def test_the_suite_admits_exactly_the_policy(self) -> None:
+        suite = json.loads(
+            (Path(__file__).resolve().parents[2] / "expectations" / "persons_batch.json").read_text()
+        )
+        by_name = {item["meta"]["name"]: item["kwargs"] for item in suite["expectations"]}
+        assert by_name["columns_are_exactly_the_policy_columns"]["column_set"] == PERSONS_SCHEMA.names
+        assert by_name["age_group_within_bins"]["value_set"] == list(AGE_GROUPS)
+        assert by_name["gender_in_known_set"]["value_set"] == list(KNOWN_GENDERS)
+        email = EMAIL_LIKE + "|" + re.escape(REDACTED_EMAIL)
+        phone = PHONE_LIKE + "|" + re.escape(REDACTED_PHONE)
+        for column in ("gender", "email_domain", "country", "country_code", "person_key"):
+            assert by_name[f"{column}_holds_no_email_address"]["regex"] == email
+            assert by_name[f"{column}_holds_no_phone_number"]["regex"] == phone
