@@ -60,9 +60,10 @@ MAX_AGE = 130
 AGE_GROUPS = tuple(f"[{low + 1:02d}-{low + 10}]" for low in range(0, MAX_AGE, 10))
 GMAIL_DOMAINS = ("gmail.com", "googlemail.com")
 # What an email address or a phone number looks like; kept columns must hold neither (the privacy screen).
-EMAIL_LIKE = r"[^@\s]+@[^@\s]+\.[^@\s]+"
+# Written without \s so that pandas hands them to pyarrow's RE2 (much faster than Python's re) in the gate.
+EMAIL_LIKE = r"[^@ \t\r\n]+@[^@ \t\r\n]+\.[^@ \t\r\n]+"
 # 7 to 15 digits (E.164) with the usual separators and an optional extension.
-PHONE_LIKE = r"^\s*\+?[ (]*(?:[0-9][ ().\-/]*){6,14}[0-9]\s*(?:(?:x|ext\.?)\s*[0-9]{1,6})?\s*$"
+PHONE_LIKE = r"^[ \t]*\+?[ (]*(?:[0-9][ ().\-/]*){6,14}[0-9][ \t]*(?:(?:x|ext\.?)[ \t]*[0-9]{1,6})?[ \t]*$"
 REDACTED_EMAIL = "[redacted:email]"
 REDACTED_PHONE = "[redacted:phone]"
 SCREENED_COLUMNS = ("gender", "email_domain", "country", "country_code")

@@ -10,16 +10,23 @@ import functools
 import hashlib
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
+from uuid import UUID
 
 import orjson
 import pyarrow as pa
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 from prefect.futures import PrefectFuture
@@ -38,7 +45,7 @@ from flows.landing import (
     parquet_to_table,
     write_manifest,
 )
-from flows.plan import BatchPlan, plan_batches, resolve_parameters
+from flows.plan import BatchPlan, RunParameters, plan_batches, resolve_parameters
 from flows.records import RAW_SCHEMA, flatten_page
 from flows.report import Report, render_json, render_summary, summary_rows, write_report_files
 from flows.settings import PipelineSettings, get_settings
@@ -277,6 +284,45 @@ def client_config_from(settings: PipelineSettings, api_url: str) -> ClientConfig
     )
 
 
+@dataclass
+class StageClock:
+    """Seconds spent per stage over a run (summed over batches)."""
+
+    seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    @contextmanager
+    def measure(self, stage: str) -> Iterator[None]:
+        """Add the duration of the block to `stage`."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] += time.perf_counter() - started
+
+    def rounded(self) -> dict[str, float]:
+        """Stage seconds rounded for reports."""
+        return {stage: round(value, 4) for stage, value in self.seconds.items()}
+
+
+@dataclass
+class RunContext:
+    """What every step of one run shares."""
+
+    run_id: str
+    run_date: date
+    params: RunParameters
+    settings: PipelineSettings
+    store: LandingStore
+    warehouse: Warehouse
+    gate: ValidationGate
+    clock: StageClock = field(default_factory=StageClock)
+
+    @property
+    def data_dir(self) -> Path:
+        """The run's data folder, absolute."""
+        return self.params.data_dir.resolve()
+
+
 @flow(
     name=FLOW_NAME,
     task_runner=ThreadPoolTaskRunner(max_workers=4),  # type: ignore[arg-type]  # Prefect's generic is too narrow
@@ -297,7 +343,6 @@ def persons_pipeline(
     report_json: str | None = None,
 ) -> dict[str, Any]:
     """Extract persons from the Faker API, anonymise, land, validate, merge and report (None = setting)."""
-    logger = get_run_logger()
     settings = get_settings()
     params = resolve_parameters(
         settings,
@@ -316,147 +361,109 @@ def persons_pipeline(
     )
     settings.require_real_secret()
     started = time.perf_counter()
-    run_id = str(flow_run.get_id() or f"local-{datetime.now(UTC):%Y%m%dT%H%M%S}")
-    run_date = datetime.now(UTC).date()
     data_dir_path = params.data_dir.resolve()
-    store = LocalLandingStore(data_dir_path / "landing")
-    warehouse_ = make_warehouse(params.warehouse, data_dir_path)
-    plans = plan_batches(params)
-    logger.info(
-        "run %s: %d persons in %d batches of up to %d pages; warehouse %s",
-        run_id,
-        params.total,
-        len(plans),
-        params.pages_per_batch,
-        params.warehouse,
-    )
+    run_id = str(flow_run.get_id() or f"local-{datetime.now(UTC):%Y%m%dT%H%M%S}")
+    with make_warehouse(params.warehouse, data_dir_path) as warehouse_:
+        run = RunContext(
+            run_id=run_id,
+            run_date=datetime.now(UTC).date(),
+            params=params,
+            settings=settings,
+            store=LocalLandingStore(data_dir_path / "landing"),
+            warehouse=warehouse_,
+            gate=ValidationGate(data_dir_path / "data_docs", run_id),
+        )
+        applied = migrate_warehouse(warehouse_)
+        if applied:
+            get_run_logger().info("applied migrations: %s", ", ".join(applied))
+        try:
+            batches, problems = process_batches(run)
+        finally:
+            with run.clock.measure("docs"):
+                run.gate.build_docs()
+                write_docs_home(data_dir_path / "data_docs")
+        return finish_run(run, batches, problems, started)
 
-    applied = migrate_warehouse(warehouse_)
-    if applied:
-        logger.info("applied migrations: %s", ", ".join(applied))
-    gate = ValidationGate(data_dir_path / "data_docs", run_id)
-    client_config = client_config_from(settings, params.api_url)
-    query = PageQuery(params.locale, params.birthday_start, params.birthday_end)
-    ingest = ingest_batch.with_options(result_storage=data_dir_path / ".prefect-cache")
+
+def process_batches(run: RunContext) -> tuple[list[dict[str, Any]], list[str]]:
+    """Ingest batches (a few ahead, in worker threads) and publish each in order; return them and problems."""
+    logger = get_run_logger()
+    plans = plan_batches(run.params)
+    logger.info(
+        "run %s: %d persons in %d batches of up to %d pages of %d; warehouse %s",
+        run.run_id,
+        run.params.total,
+        len(plans),
+        run.params.pages_per_batch,
+        run.params.batch_size,
+        run.params.warehouse,
+    )
+    client_config = client_config_from(run.settings, run.params.api_url)
+    query = PageQuery(run.params.locale, run.params.birthday_start, run.params.birthday_end)
+    ingest = ingest_batch.with_options(result_storage=run.data_dir / ".prefect-cache")
 
     def submit(plan: BatchPlan, refresh: bool = False) -> PrefectFuture[LandedBatch]:
         runner = ingest.with_options(refresh_cache=True) if refresh else ingest
         return runner.submit(
-            plan, client_config, query, settings.hmac_secret, params.reference_date, store, run_id, run_date
+            plan,
+            client_config,
+            query,
+            run.settings.hmac_secret,
+            run.params.reference_date,
+            run.store,
+            run.run_id,
+            run.run_date,
         )
 
-    stage_seconds: defaultdict[str, float] = defaultdict(float)
-    landed_batches: list[dict[str, Any]] = []
+    progress = cast(
+        UUID, create_progress_artifact(progress=0.0, description=f"Batches published by run {run.run_id}")
+    )
+    batches: list[dict[str, Any]] = []
     problems: list[str] = []
     pending: deque[tuple[BatchPlan, PrefectFuture[LandedBatch]]] = deque()
     queue = deque(plans)
     while queue or pending:
-        while queue and len(pending) < settings.batches_in_flight:
+        while queue and len(pending) < run.settings.batches_in_flight:
             plan = queue.popleft()
             pending.append((plan, submit(plan)))
         plan, future = pending.popleft()
-        try:
-            landed = future.result()
-            if not store.exists(landed.persons_key) or not store.exists(landed.quarantine_key):
-                logger.warning("batch %s: cached landing files are gone; fetching it again", plan.batch_id)
-                landed = submit(plan, refresh=True).result()
-        except Exception as exc:
-            problems.append(f"batch {plan.batch_id} could not be ingested: {exc}")
-            logger.error("batch %s could not be ingested: %s", plan.batch_id, exc)
-            continue
+        with run.clock.measure("wait_for_ingest"):
+            try:
+                landed = future.result()
+                if not run.store.exists(landed.persons_key) or not run.store.exists(landed.quarantine_key):
+                    logger.warning(
+                        "batch %s: cached landing files are gone; fetching it again", plan.batch_id
+                    )
+                    landed = submit(plan, refresh=True).result()
+            except Exception as exc:
+                problems.append(f"batch {plan.batch_id} could not be ingested: {exc}")
+                logger.error("batch %s could not be ingested: %s", plan.batch_id, exc)
+                continue
+        fresh = landed.landed_by_run == run.run_id
         for stage, seconds in landed.timings.items():
-            stage_seconds[stage] += seconds if landed.landed_by_run == run_id else 0.0
-        status = publish_batch(warehouse_, store, gate, landed, run_id, stage_seconds)
+            run.clock.seconds[stage] += seconds if fresh else 0.0
+        status = publish_batch(run, landed)
         if status != "merged":
             problems.append(status)
-        landed_batches.append(
-            {
-                **landed.to_dict(),
-                "status": status if status == "merged" else "rejected",
-                "cached": landed.landed_by_run != run_id,
-            }
-        )
-
-    started_report = time.perf_counter()
-    report = build_report(warehouse_)
-    docs_home = write_docs_home(data_dir_path / "data_docs")
-    docs_index = gate.index_path if gate.index_path.exists() else docs_home
-    context = {
-        "run_id": run_id,
-        "reference_date": params.reference_date.isoformat(),
-        "warehouse": params.warehouse,
-        "data_docs": str(docs_index),
-    }
-    report_dir = data_dir_path / "reports" / run_id
-    write_report_files(report, report_dir, context)
-    if params.report_json:
-        params.report_json.parent.mkdir(parents=True, exist_ok=True)
-        params.report_json.write_bytes(render_json(report, {**context, "stages": dict(stage_seconds)}))
-    _publish_artifacts(report, docs_index, run_id)
-    stage_seconds["report"] += time.perf_counter() - started_report
-    manifest = {
-        "run_id": run_id,
-        "parameters": orjson.loads(params.model_dump_json()),
-        "policy_version": POLICY_VERSION,
-        "batches": landed_batches,
-        "problems": problems,
-        "stages_seconds": {name: round(value, 4) for name, value in stage_seconds.items()},
-        "wall_seconds": round(time.perf_counter() - started, 3),
-        "data_docs": str(docs_index),
-        "report_dir": str(report_dir),
-    }
-    manifest_key = write_manifest(store, run_date, run_id, manifest)
-    summary = render_summary(report)
-    print(summary)
-    print(f"data docs: {docs_index}")
-    print(f"report:    {report_dir}")
-    logger.info(
-        "report: total_persons=%d quarantined=%d rejected_batches=%d; data docs %s; manifest %s",
-        report.total_persons,
-        report.quarantined,
-        report.rejected_batches,
-        docs_index,
-        store.uri(manifest_key),
-    )
-    if problems:
-        raise PipelineFailed(
-            f"{len(problems)} of {len(plans)} batches were not published: "
-            + "; ".join(problems)
-            + f"; data docs: {docs_index}"
-        )
-    return {
-        "run_id": run_id,
-        "report": report.to_dict(),
-        "data_docs": str(docs_index),
-        "report_dir": str(report_dir),
-        "manifest": store.uri(manifest_key),
-    }
+        batches.append({**landed.to_dict(), "merged": status == "merged", "cached": not fresh})
+        update_progress_artifact(progress, progress=100.0 * (len(batches) + len(problems)) / len(plans))
+    return batches, problems
 
 
-def publish_batch(
-    warehouse: Warehouse,
-    store: LandingStore,
-    gate: ValidationGate,
-    landed: LandedBatch,
-    run_id: str,
-    stage_seconds: defaultdict[str, float],
-) -> str:
+def publish_batch(run: RunContext, landed: LandedBatch) -> str:
     """Load, validate and merge one batch inside a transaction; 'merged' or a one-line reason it was not."""
     logger = get_run_logger()
     try:
         with transaction() as txn:
-            txn.set("warehouse", warehouse)
-            txn.set("run_id", run_id)
+            txn.set("warehouse", run.warehouse)
+            txn.set("run_id", run.run_id)
             txn.set("batch_id", landed.batch_id)
-            started = time.perf_counter()
-            load_batch(warehouse, store, landed, run_id)
-            stage_seconds["load"] += time.perf_counter() - started
-            started = time.perf_counter()
-            validate_batch(warehouse, gate, landed, run_id)
-            stage_seconds["validate"] += time.perf_counter() - started
-            started = time.perf_counter()
-            merged = merge_batch(warehouse, landed, run_id)
-            stage_seconds["merge"] += time.perf_counter() - started
+            with run.clock.measure("load"):
+                load_batch(run.warehouse, run.store, landed, run.run_id)
+            with run.clock.measure("validate"):
+                validate_batch(run.warehouse, run.gate, landed, run.run_id)
+            with run.clock.measure("merge"):
+                merged = merge_batch(run.warehouse, landed, run.run_id)
     except BatchRejected as rejected:
         logger.error(
             "batch %s rejected by the validation gate: %s", landed.batch_id, ", ".join(rejected.failed)
@@ -477,6 +484,69 @@ def publish_batch(
         merged.staging_rows,
     )
     return "merged"
+
+
+def finish_run(
+    run: RunContext, batches: list[dict[str, Any]], problems: list[str], started: float
+) -> dict[str, Any]:
+    """Report (views, files, artifacts, stdout) and manifest; PipelineFailed if a batch was not published."""
+    logger = get_run_logger()
+    with run.clock.measure("report"):
+        report = build_report(run.warehouse)
+        docs_index = (
+            run.gate.index_path if run.gate.index_path.exists() else run.data_dir / "data_docs" / "index.html"
+        )
+        context = {
+            "run_id": run.run_id,
+            "reference_date": run.params.reference_date.isoformat(),
+            "warehouse": run.params.warehouse,
+            "data_docs": str(docs_index),
+        }
+        report_dir = run.data_dir / "reports" / run.run_id
+        write_report_files(report, report_dir, context)
+        _publish_artifacts(report, docs_index, run.run_id)
+    wall = round(time.perf_counter() - started, 3)
+    if run.params.report_json:
+        run.params.report_json.parent.mkdir(parents=True, exist_ok=True)
+        run.params.report_json.write_bytes(
+            render_json(report, {**context, "stages": run.clock.rounded(), "wall_seconds": wall})
+        )
+    manifest = {
+        "run_id": run.run_id,
+        "parameters": orjson.loads(run.params.model_dump_json()),
+        "policy_version": POLICY_VERSION,
+        "batches": batches,
+        "problems": problems,
+        "stages_seconds": run.clock.rounded(),
+        "wall_seconds": wall,
+        "data_docs": str(docs_index),
+        "report_dir": str(report_dir),
+    }
+    manifest_key = write_manifest(run.store, run.run_date, run.run_id, manifest)
+    print(render_summary(report))
+    print(f"data docs: {docs_index}")
+    print(f"report:    {report_dir}")
+    logger.info(
+        "report: total_persons=%d quarantined=%d rejected_batches=%d; data docs %s; manifest %s",
+        report.total_persons,
+        report.quarantined,
+        report.rejected_batches,
+        docs_index,
+        run.store.uri(manifest_key),
+    )
+    if problems:
+        raise PipelineFailed(
+            f"{len(problems)} batch(es) were not published: "
+            + "; ".join(problems)
+            + f"; data docs: {docs_index}"
+        )
+    return {
+        "run_id": run.run_id,
+        "report": report.to_dict(),
+        "data_docs": str(docs_index),
+        "report_dir": str(report_dir),
+        "manifest": run.store.uri(manifest_key),
+    }
 
 
 __all__ = ["FLOW_NAME", "PipelineFailed", "persons_pipeline"]

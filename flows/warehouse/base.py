@@ -71,6 +71,19 @@ class Warehouse(ABC):
 
     dialect: ClassVar[str]
 
+    def open(self) -> None:  # noqa: B027 - an optional hook, deliberately empty by default
+        """Acquire what a run keeps for its duration (nothing by default)."""
+
+    def close(self) -> None:  # noqa: B027 - an optional hook, deliberately empty by default
+        """Release what `open` acquired."""
+
+    def __enter__(self) -> Warehouse:
+        self.open()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     @abstractmethod
     def cursor(self) -> AbstractContextManager[Cursor]:
         """A cursor on a fresh connection, closed on exit."""

@@ -48,14 +48,27 @@ class DuckDBCursor(Cursor):
 
 
 class DuckDBWarehouse(Warehouse):
-    """Opens a short-lived connection per operation, so other processes can take turns on the file."""
+    """One DuckDB file. Inside `with warehouse:` one connection serves the whole run (a checkpoint per
+    close costs ~0.2 s at a million rows); outside it, each operation opens and closes its own."""
 
     dialect: ClassVar[str] = "duckdb"
 
-    def __init__(self, path: Path, lock_timeout_s: float = 300.0, threads: int = 2) -> None:
+    def __init__(self, path: Path, lock_timeout_s: float = 900.0, threads: int = 2) -> None:
         self.path = path
         self.lock_timeout_s = lock_timeout_s
         self.threads = threads
+        self._connection: duckdb.DuckDBPyConnection | None = None
+
+    def open(self) -> None:
+        """Hold a connection (and the file's write lock) until `close`."""
+        if self._connection is None:
+            self._connection = self._connect()
+
+    def close(self) -> None:
+        """Release the connection; DuckDB checkpoints the file here."""
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
     @property
     def location(self) -> str:
@@ -78,8 +91,8 @@ class DuckDBWarehouse(Warehouse):
 
     @contextmanager
     def cursor(self) -> Iterator[Cursor]:
-        """A connection for one operation, closed afterwards (releasing the file lock)."""
-        connection = self._connect()
+        """A cursor of the run's connection (thread-safe), or a connection of its own outside a run."""
+        connection = self._connection.cursor() if self._connection is not None else self._connect()
         try:
             yield DuckDBCursor(connection)
         finally:

@@ -38,6 +38,7 @@ def test_a_good_batch_passes(gate: ValidationGate) -> None:
     result = gate.validate(frame(), "b-good", expected_rows=3)
     assert result.success, result.failed
     assert result.statistics["unsuccessful_expectations"] == 0
+    assert gate.build_docs().is_file()
     assert Path(result.docs_page.removeprefix("file://")).is_file()
 
 
@@ -78,6 +79,7 @@ def test_results_and_docs_carry_counts_not_values(gate: ValidationGate) -> None:
     assert result.unexpected_counts["country_holds_no_email_address"] == 1
     error = BatchRejected("b-leak", result.failed, result.statistics, result.docs_page)
     assert planted not in str(error)
+    gate.build_docs()
     for page in gate.docs_dir.rglob("*"):
         if page.is_file() and page.suffix in {".html", ".json"}:
             assert planted not in page.read_text(errors="replace"), page
@@ -85,5 +87,6 @@ def test_results_and_docs_carry_counts_not_values(gate: ValidationGate) -> None:
 
 def test_docs_home_lists_runs(gate: ValidationGate) -> None:
     gate.validate(frame(), "b-home", expected_rows=3)
+    gate.build_docs()
     home = write_docs_home(gate.docs_dir.parent)
     assert "run-unit/index.html" in home.read_text()
