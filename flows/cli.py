@@ -43,7 +43,7 @@ def build_parser() -> OneLineParser:
     run.add_argument("--total", type=int, help="persons to extract (default 30000)")
     run.add_argument("--batch-size", type=int, help="persons per API request, at most 1000 (default 1000)")
     run.add_argument(
-        "--pages-per-batch", type=int, help="pages landed, validated and merged together (default 50)"
+        "--pages-per-batch", type=int, help="pages landed, validated and merged together (default 200)"
     )
     run.add_argument("--seed", type=int, help="run seed; each page's _seed derives from it (default 42)")
     run.add_argument("--locale", help="Faker locale such as en_US or de_DE (default en_US)")

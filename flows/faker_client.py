@@ -15,7 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import orjson
@@ -25,6 +25,16 @@ from flows.plan import PageRequest
 logger = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = frozenset({500, 502, 503, 504, 429})
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class PageParser(Protocol[T_co]):
+    """Turns a response body into a page (in the fetching thread); raises MalformedPageError to retry."""
+
+    def __call__(self, body: bytes, page: PageRequest, /) -> T_co:
+        """Parse `body`, the response to `page`."""
+        ...
 
 
 class FakerApiError(RuntimeError):
@@ -159,6 +169,11 @@ def parse_envelope(body: bytes) -> dict[str, Any]:
     return envelope
 
 
+def default_parser(body: bytes, page: PageRequest) -> dict[str, Any]:
+    """Parse a page into its envelope dict."""
+    return parse_envelope(body)
+
+
 class FakerApiClient:
     """Pages through /persons; one instance per extraction, shared by its worker threads."""
 
@@ -187,8 +202,14 @@ class FakerApiClient:
         """Release pooled connections."""
         self._http.close()
 
-    def fetch_page(self, page: PageRequest, query: PageQuery) -> dict[str, Any]:
-        """Fetch one page, retrying transient failures; raise FakerApiError when attempts run out."""
+    def fetch_page(
+        self,
+        page: PageRequest,
+        query: PageQuery,
+        parse: PageParser[T] = default_parser,  # type: ignore[assignment]
+    ) -> T:
+        """Fetch and parse one page, retrying transient failures (a body `parse` rejects as malformed is one);
+        raise FakerApiError when attempts run out."""
         params = query.params(page)
         last_problem = "no attempt made"
         for attempt in range(self.config.max_attempts):
@@ -208,7 +229,7 @@ class FakerApiClient:
             status = response.status_code
             if status == 200:
                 try:
-                    return parse_envelope(response.content)
+                    return parse(response.content, page)
                 except MalformedPageError as exc:
                     self.stats.add(malformed=1)
                     last_problem = str(exc)
@@ -236,14 +257,17 @@ class FakerApiClient:
         )
 
     def iter_pages(
-        self, pages: Iterable[PageRequest], query: PageQuery
-    ) -> Iterator[tuple[PageRequest, dict[str, Any]]]:
+        self,
+        pages: Iterable[PageRequest],
+        query: PageQuery,
+        parse: PageParser[T] = default_parser,  # type: ignore[assignment]
+    ) -> Iterator[tuple[PageRequest, T]]:
         """Yield (page, envelope) in page order with at most max_in_flight requests outstanding."""
-        window: deque[tuple[PageRequest, Future[dict[str, Any]]]] = deque()
+        window: deque[tuple[PageRequest, Future[T]]] = deque()
         with ThreadPoolExecutor(self.config.max_in_flight, thread_name_prefix="faker-fetch") as pool:
             try:
                 for page in pages:
-                    window.append((page, pool.submit(self.fetch_page, page, query)))
+                    window.append((page, pool.submit(self.fetch_page, page, query, parse)))
                     if len(window) >= self.config.max_in_flight:
                         done_page, future = window.popleft()
                         yield done_page, future.result()

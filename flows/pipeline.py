@@ -6,20 +6,19 @@ exceptions). The first thing that is cached, persisted or written is an anonymis
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import time
-from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Iterator
+from collections import defaultdict, deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar, cast
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import orjson
-import pyarrow as pa
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import (
     create_markdown_artifact,
@@ -35,18 +34,11 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.transactions import Transaction, transaction
 from pydantic import SecretStr
 
-from flows.anonymise import POLICY_VERSION, AnonymisedBatch, anonymise_batch
-from flows.faker_client import ClientConfig, FakerApiClient, FakerApiError, FetchStats, PageQuery
-from flows.landing import (
-    LandedBatch,
-    LandingStore,
-    LocalLandingStore,
-    land_anonymised,
-    parquet_to_table,
-    write_manifest,
-)
+from flows.anonymise import POLICY_VERSION
+from flows.faker_client import ClientConfig, PageQuery
+from flows.ingest_worker import AnonymiseSummary, ExtractSummary, IngestWorker
+from flows.landing import LandedBatch, LandingStore, LocalLandingStore, parquet_to_table, write_manifest
 from flows.plan import BatchPlan, RunParameters, plan_batches, resolve_parameters
-from flows.records import RAW_SCHEMA, flatten_page
 from flows.report import Report, render_json, render_summary, summary_rows, write_report_files
 from flows.settings import PipelineSettings, get_settings
 from flows.validation import BatchRejected, GateResult, ValidationGate, write_docs_home
@@ -57,88 +49,34 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class RawDataStepError(RuntimeError):
-    """A step holding raw personal data failed; only the step and the error type are told."""
-
-
 class PipelineFailed(RuntimeError):
     """The run finished but did not publish every batch; the message says which and why (no values)."""
-
-
-def scrub_errors(step: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Re-raise any error of a raw-data step without its message, which might quote a raw value."""
-
-    def decorate(function: Callable[P, R]) -> Callable[P, R]:
-        @functools.wraps(function)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            try:
-                return function(*args, **kwargs)
-            except FakerApiError:
-                raise  # our own message: page number, seed and status only
-            except Exception as exc:
-                raise RawDataStepError(f"{step} failed with {type(exc).__name__}") from None
-
-        return wrapper
-
-    return decorate
-
-
-@dataclass
-class ExtractedBatch:
-    """Raw records of one batch (memory only) and what extraction observed."""
-
-    raw: pa.Table
-    unknown_fields: Counter[str] = field(default_factory=Counter)
-    fetch: dict[str, int] = field(default_factory=dict)
-    seconds: float = 0.0
 
 
 @task(
     name="extract-pages", cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=[2, 10]
 )
-@scrub_errors("extract")
-def extract_pages(plan: BatchPlan, client_config: ClientConfig, query: PageQuery) -> ExtractedBatch:
-    """Fetch a batch's pages (N in flight, rate-limited, retried) into one raw Arrow table."""
-    started = time.perf_counter()
-    stats = FetchStats()
-    unknown: Counter[str] = Counter()
-    record_batches = []
-    with FakerApiClient(client_config, stats) as client:
-        for page, envelope in client.iter_pages(plan.pages, query):
-            record_batch, page_unknown = flatten_page(envelope, page)
-            record_batches.append(record_batch)
-            unknown.update(page_unknown)
-    raw = pa.Table.from_batches(record_batches, schema=RAW_SCHEMA)
-    return ExtractedBatch(raw, unknown, stats.as_dict(), time.perf_counter() - started)
+def extract_pages(
+    worker: IngestWorker, handle: str, plan: BatchPlan, client_config: ClientConfig, query: PageQuery
+) -> ExtractSummary:
+    """Fetch a batch's pages (N in flight, rate-limited, retried) into the worker; counts come back."""
+    return worker.extract(handle, plan, client_config, query)
 
 
 @task(name="anonymise-batch", cache_policy=NO_CACHE, persist_result=False)
-@scrub_errors("anonymise")
-def anonymise_pages(extracted: ExtractedBatch, secret: SecretStr, reference_date: date) -> AnonymisedBatch:
-    """Apply the column policy; from here on nothing personal remains."""
-    return anonymise_batch(extracted.raw, secret.get_secret_value().encode(), reference_date)
+def anonymise_pages(
+    worker: IngestWorker, handle: str, secret: SecretStr, reference_date: date
+) -> AnonymiseSummary:
+    """Apply the column policy in the worker; from here on nothing personal remains."""
+    return worker.anonymise(handle, secret.get_secret_value().encode(), reference_date)
 
 
-@task(name="land-batch", cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=2)
+@task(name="land-batch", cache_policy=NO_CACHE, persist_result=False)
 def land_batch(
-    anonymised: AnonymisedBatch,
-    extracted_meta: dict[str, Any],
-    store: LandingStore,
-    plan: BatchPlan,
-    run_id: str,
-    run_date: date,
+    worker: IngestWorker, handle: str, store: LandingStore, plan: BatchPlan, run_id: str, run_date: date
 ) -> LandedBatch:
     """Write the anonymised batch and its quarantine list as Parquet files."""
-    return land_anonymised(
-        store,
-        anonymised,
-        batch_id=plan.batch_id,
-        batch_index=plan.index,
-        run_id=run_id,
-        run_date=run_date,
-        unknown_fields=extracted_meta["unknown_fields"],
-        fetch=extracted_meta["fetch"],
-    )
+    return worker.land(handle, store, plan, run_id, run_date)
 
 
 def secret_fingerprint(secret: SecretStr) -> str:
@@ -175,25 +113,25 @@ def ingest_batch(
     store: LandingStore,
     run_id: str,
     run_date: date,
+    worker: IngestWorker,
 ) -> LandedBatch:
     """Extract, anonymise and land one batch; cached, so a rerun does not refetch what already landed."""
-    extracted = extract_pages(plan, client_config, query)
-    meta = {"unknown_fields": dict(extracted.unknown_fields), "fetch": extracted.fetch}
-    extract_seconds, raw_rows = extracted.seconds, extracted.raw.num_rows
-    started = time.perf_counter()
-    anonymised = anonymise_pages(extracted, secret, reference_date)
-    del extracted  # the raw batch is not needed any more; do not keep it alive while landing
-    anonymise_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    landed = land_batch(anonymised, meta, store, plan, run_id, run_date)
+    handle = f"{run_id}/{plan.batch_id}/{uuid4().hex}"
+    try:
+        extracted = extract_pages(worker, handle, plan, client_config, query)
+        anonymised = anonymise_pages(worker, handle, secret, reference_date)
+        started = time.perf_counter()
+        landed = land_batch(worker, handle, store, plan, run_id, run_date)
+    finally:
+        worker.discard(handle)
     landed.timings = {
-        "extract": round(extract_seconds, 4),
-        "anonymise": round(anonymise_seconds, 4),
+        "extract": round(extracted.seconds, 4),
+        "anonymise": round(anonymised.seconds, 4),
         "land": round(time.perf_counter() - started, 4),
     }
-    if landed.extracted != raw_rows:
+    if landed.extracted != extracted.records or landed.persons != anonymised.persons:
         raise RuntimeError(
-            f"batch {plan.batch_id}: {raw_rows} records extracted, {landed.extracted} anonymised"
+            f"batch {plan.batch_id}: counts changed between extraction, anonymisation and landing"
         )
     return landed
 
@@ -314,8 +252,14 @@ class RunContext:
     settings: PipelineSettings
     store: LandingStore
     warehouse: Warehouse
-    gate: ValidationGate
+    worker: IngestWorker
+    gate_ready: Future[ValidationGate]
     clock: StageClock = field(default_factory=StageClock)
+
+    @property
+    def gate(self) -> ValidationGate:
+        """The run's validation gate (built in the background: importing GX takes seconds)."""
+        return self.gate_ready.result()
 
     @property
     def data_dir(self) -> Path:
@@ -363,7 +307,12 @@ def persons_pipeline(
     started = time.perf_counter()
     data_dir_path = params.data_dir.resolve()
     run_id = str(flow_run.get_id() or f"local-{datetime.now(UTC):%Y%m%dT%H%M%S}")
-    with make_warehouse(params.warehouse, data_dir_path) as warehouse_:
+    worker = IngestWorker()
+    worker.start()
+    with (
+        ThreadPoolExecutor(1, thread_name_prefix="gate") as background,
+        make_warehouse(params.warehouse, data_dir_path, settings) as warehouse_,
+    ):
         run = RunContext(
             run_id=run_id,
             run_date=datetime.now(UTC).date(),
@@ -371,14 +320,16 @@ def persons_pipeline(
             settings=settings,
             store=LocalLandingStore(data_dir_path / "landing"),
             warehouse=warehouse_,
-            gate=ValidationGate(data_dir_path / "data_docs", run_id),
+            worker=worker,
+            gate_ready=background.submit(ValidationGate, data_dir_path / "data_docs", run_id),
         )
-        applied = migrate_warehouse(warehouse_)
-        if applied:
-            get_run_logger().info("applied migrations: %s", ", ".join(applied))
         try:
+            applied = migrate_warehouse(warehouse_)
+            if applied:
+                get_run_logger().info("applied migrations: %s", ", ".join(applied))
             batches, problems = process_batches(run)
         finally:
+            worker.close()
             with run.clock.measure("docs"):
                 run.gate.build_docs()
                 write_docs_home(data_dir_path / "data_docs")
@@ -413,6 +364,7 @@ def process_batches(run: RunContext) -> tuple[list[dict[str, Any]], list[str]]:
             run.store,
             run.run_id,
             run.run_date,
+            run.worker,
         )
 
     progress = cast(

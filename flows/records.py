@@ -1,16 +1,23 @@
 """Parse Faker API pages into a raw columnar batch: known fields only, both payload shapes, unknowns counted.
 
+Pages are parsed by pyarrow's JSON reader against the known schema (in C++, without holding the GIL, so the
+fetching threads parse in parallel); a page that does not fit the schema (a number where text belongs, a
+record that is not an object, a truncated body) takes the exact path: orjson and field-by-field coercion.
 The raw batch is personal data: it lives in memory between extraction and anonymisation and nowhere else.
 """
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pa_json
 
+from flows.faker_client import MalformedPageError, parse_envelope
 from flows.plan import PageRequest
 
 # Every field the API is known to send; anything else is dropped and counted (never passed through).
@@ -53,6 +60,28 @@ RAW_SCHEMA = pa.schema(
 )
 
 
+_TEXT = pa.string()
+_COORDINATES = pa.struct([("latitude", pa.float64()), ("longitude", pa.float64())])
+_ADDRESS = pa.struct(
+    [("id", pa.int64())]
+    + [
+        (name, _TEXT)
+        for name in ("street", "streetName", "buildingNumber", "city", "zipcode", "country", "country_code")
+    ]
+    + [("latitude", pa.float64()), ("longitude", pa.float64()), ("coordinates", _COORDINATES)]
+)
+_PERSON = pa.struct(
+    [("id", pa.int64())]
+    + [(name, _TEXT) for name in ("firstname", "lastname", "email", "phone", "birthday", "gender")]
+    + [("address", _ADDRESS), ("website", _TEXT), ("image", _TEXT)]
+)
+# The known contract; unexpected fields are still read ("infer") so that they can be counted, then dropped.
+ENVELOPE_SCHEMA = pa.schema([("total", pa.int64()), ("data", pa.list_(_PERSON))])
+_PARSE_OPTIONS = pa_json.ParseOptions(
+    explicit_schema=ENVELOPE_SCHEMA, unexpected_field_behavior="infer", newlines_in_values=True
+)
+
+
 def as_text(value: object) -> str | None:
     """A JSON scalar as text; objects, arrays and null become None."""
     if isinstance(value, str):
@@ -63,19 +92,19 @@ def as_text(value: object) -> str | None:
 
 
 def count_unknown_fields(records: Sequence[object]) -> Counter[str]:
-    """Count fields outside the known contract, by name (address fields prefixed with 'address.')."""
+    """Count values of fields outside the contract, by name (address fields prefixed with 'address.')."""
     unknown: Counter[str] = Counter()
     for record in records:
         if not isinstance(record, dict):
             continue
         extra = record.keys() - KNOWN_PERSON_FIELDS
         if extra:
-            unknown.update(extra)
+            unknown.update(name for name in extra if record[name] is not None)
         address = record.get("address")
         if isinstance(address, dict):
             extra = address.keys() - KNOWN_ADDRESS_FIELDS
             if extra:
-                unknown.update(f"address.{name}" for name in extra)
+                unknown.update(f"address.{name}" for name in extra if address[name] is not None)
     return unknown
 
 
@@ -100,3 +129,66 @@ def flatten_page(envelope: dict[str, Any], page: PageRequest) -> tuple[pa.Record
     columns["record_index"] = list(range(count))
     columns["page_seed"] = [page.seed] * count
     return pa.RecordBatch.from_pydict(columns, schema=RAW_SCHEMA), count_unknown_fields(data)
+
+
+def _present(values: pa.Array) -> int:
+    """How many entries carry a value."""
+    return len(values) - int(values.null_count)
+
+
+def _count_unknown_columns(records: pa.StructArray, address: pa.Array) -> Counter[str]:
+    """Count values of fields outside the contract (address fields prefixed with 'address.')."""
+    unknown: Counter[str] = Counter()
+    for field in records.type:
+        if field.name not in KNOWN_PERSON_FIELDS:
+            count = _present(pc.struct_field(records, field.name))
+            if count:
+                unknown[field.name] = count
+    if pa.types.is_struct(address.type):
+        for field in address.type:
+            if field.name not in KNOWN_ADDRESS_FIELDS:
+                count = _present(pc.struct_field(address, field.name))
+                if count:
+                    unknown[f"address.{field.name}"] = count
+    return unknown
+
+
+def arrow_page(body: bytes, page: PageRequest) -> tuple[pa.RecordBatch, Counter[str]] | None:
+    """Columnar parse of a well-formed page; None when the page needs the exact path."""
+    try:
+        read_options = pa_json.ReadOptions(
+            use_threads=False, block_size=len(body) + 1
+        )  # the whole page, once
+        table = pa_json.read_json(io.BytesIO(body), read_options=read_options, parse_options=_PARSE_OPTIONS)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if table.num_rows != 1 or table.column("data").null_count:
+        return None
+    records = pc.list_flatten(table.column("data").combine_chunks())
+    total = table.column("total")[0].as_py()
+    if total is not None and total != len(records):
+        raise MalformedPageError(f"envelope says total={total} but holds {len(records)} records")
+    address = pc.struct_field(records, "address")
+    count = len(records)
+    columns = [
+        pc.struct_field(records, name) for name in ("firstname", "lastname", "email", "phone", "birthday")
+    ]
+    columns += [
+        pc.struct_field(records, "gender"),
+        pc.struct_field(address, "country"),
+        pc.struct_field(address, "country_code"),
+        address.is_valid(),
+        records.is_valid(),
+        pa.array([page.number] * count, pa.int32()),
+        pa.array(range(count), pa.int32()),
+        pa.array([page.seed] * count, pa.int64()),
+    ]
+    return pa.RecordBatch.from_arrays(columns, schema=RAW_SCHEMA), _count_unknown_columns(records, address)
+
+
+def parse_page(body: bytes, page: PageRequest) -> tuple[pa.RecordBatch, Counter[str]]:
+    """A page's raw record batch and unknown-field counts; MalformedPageError (content-free) if it is none."""
+    parsed = arrow_page(body, page)
+    if parsed is not None:
+        return parsed
+    return flatten_page(parse_envelope(body), page)

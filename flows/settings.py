@@ -32,7 +32,7 @@ class PipelineSettings(BaseSettings):
         description="Persons per API request (the API caps it at 1000).",
     )
     pages_per_batch: int = Field(
-        50, ge=1, le=1000, description="API pages landed, validated and merged together as one batch."
+        200, ge=1, le=1000, description="API pages landed, validated and merged together as one batch."
     )
     seed: int = Field(42, ge=0, le=2**31 - 1, description="Run seed; every page's _seed is derived from it.")
     locale: str = Field("en_US", pattern=r"^[a-z]{2,3}_[A-Z]{2}$", description="Faker locale, e.g. de_DE.")
@@ -57,6 +57,17 @@ class PipelineSettings(BaseSettings):
     max_in_flight: int = Field(4, ge=1, le=64, description="Requests in flight at once.")
     batches_in_flight: int = Field(
         2, ge=1, le=8, description="Batches extracted ahead of the one being validated (bounds memory)."
+    )
+
+    # --- DuckDB (the embedded warehouse) ---
+    duckdb_memory_limit: str = Field(
+        "512MB",
+        pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$",
+        description="DuckDB's memory cap (one batch's transaction must fit in it).",
+    )
+    duckdb_threads: int = Field(2, ge=1, le=64, description="DuckDB worker threads.")
+    duckdb_lock_timeout_s: float = Field(
+        900.0, ge=0, le=86_400, description="How long to wait for another process's write lock on the file."
     )
 
     # --- privacy ---

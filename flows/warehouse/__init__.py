@@ -4,15 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from flows.settings import PipelineSettings
 from flows.warehouse.base import MergeResult, Warehouse
 
 
-def make_warehouse(kind: str, data_dir: Path) -> Warehouse:
+def make_warehouse(kind: str, data_dir: Path, settings: PipelineSettings) -> Warehouse:
     """The warehouse for this run: DuckDB in <data_dir>/warehouse.duckdb."""
     if kind == "duckdb":
         from flows.warehouse.duckdb_warehouse import DuckDBWarehouse  # noqa: PLC0415
 
-        return DuckDBWarehouse(data_dir / "warehouse.duckdb")
+        return DuckDBWarehouse(
+            data_dir / "warehouse.duckdb",
+            lock_timeout_s=settings.duckdb_lock_timeout_s,
+            threads=settings.duckdb_threads,
+            memory_limit=settings.duckdb_memory_limit,
+        )
     raise ValueError(f"unknown warehouse {kind!r}")
 
 

@@ -9,12 +9,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-import pandas as pd
 import pyarrow as pa
 
 from flows.landing import LandedBatch
 from flows.report import TOP_COUNTRIES, Report
-from flows.warehouse.sql import (
+from flows.sql_files import (
     REPEATABLE_SCRIPTS,
     SqlScript,
     load_dialect_sql,
@@ -45,8 +44,8 @@ class Cursor(ABC):
         """Execute one statement and return its rows (empty for DDL/DML)."""
 
     @abstractmethod
-    def fetch_frame(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
-        """Execute a query and return its result as a DataFrame."""
+    def fetch_arrow(self, sql: str, params: Sequence[Any] = ()) -> pa.Table:
+        """Execute a query and return its result as an Arrow table."""
 
     @abstractmethod
     def begin(self) -> None:
@@ -179,11 +178,11 @@ class Warehouse(ABC):
                 raise
         return int(loaded)
 
-    def read_batch(self, run_id: str, batch_id: str) -> pd.DataFrame:
+    def read_batch(self, run_id: str, batch_id: str) -> pa.Table:
         """The batch as landed in the warehouse, for the validation gate."""
         with self.cursor() as cursor:
             sql, params = self.sql("landing/select_batch_persons").bind(run_id=run_id, batch_id=batch_id)
-            return cursor.fetch_frame(sql, params)
+            return cursor.fetch_arrow(sql, params)
 
     def record_validation(
         self, run_id: str, batch_id: str, passed: bool, failed: Sequence[str], docs: str

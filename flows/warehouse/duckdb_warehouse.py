@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import duckdb
-import pandas as pd
 import pyarrow as pa
 
 from flows.landing import LandedBatch
@@ -28,10 +27,10 @@ class DuckDBCursor(Cursor):
         result = self.connection.execute(sql, list(params))
         return result.fetchall() if result.description else []
 
-    def fetch_frame(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
-        """Execute and return a DataFrame through Arrow."""
-        frame: pd.DataFrame = self.connection.sql(sql, params=list(params)).to_arrow_table().to_pandas()
-        return frame
+    def fetch_arrow(self, sql: str, params: Sequence[Any] = ()) -> pa.Table:
+        """Execute and return an Arrow table."""
+        table: pa.Table = self.connection.sql(sql, params=list(params)).to_arrow_table()
+        return table
 
     def begin(self) -> None:
         """Explicit transaction."""
@@ -53,10 +52,13 @@ class DuckDBWarehouse(Warehouse):
 
     dialect: ClassVar[str] = "duckdb"
 
-    def __init__(self, path: Path, lock_timeout_s: float = 900.0, threads: int = 2) -> None:
+    def __init__(
+        self, path: Path, lock_timeout_s: float = 900.0, threads: int = 2, memory_limit: str = "512MB"
+    ) -> None:
         self.path = path
         self.lock_timeout_s = lock_timeout_s
         self.threads = threads
+        self.memory_limit = memory_limit
         self._connection: duckdb.DuckDBPyConnection | None = None
 
     def open(self) -> None:
@@ -82,7 +84,11 @@ class DuckDBWarehouse(Warehouse):
         delay = 0.05
         while True:
             try:
-                return duckdb.connect(str(self.path), config={"threads": self.threads})
+                config: dict[str, str | bool | int | float | list[str]] = {
+                    "threads": self.threads,
+                    "memory_limit": self.memory_limit,
+                }
+                return duckdb.connect(str(self.path), config=config)
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower() or time.monotonic() > deadline:
                     raise

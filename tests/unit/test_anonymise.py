@@ -72,7 +72,7 @@ class TestPersonKey:
         keys = person_keys(
             identity_table([["Brown", "Schroeder", "emilie24@fahey.com", "+18725574706", "1939-03-20"]]),
             b"test-secret",
-        )
+        ).to_pylist()
         assert keys == ["20af250d8108a9757f666aad09fff5d2643eb77e195a9bdd41e6dd6289771a82"]
 
     def test_is_hmac_sha256_of_the_canonical_identity(self) -> None:
@@ -81,7 +81,7 @@ class TestPersonKey:
         keys = person_keys(
             identity_table([["Brown", "Schroeder", "emilie24@fahey.com", "+18725574706", "1939-03-20"]]),
             b"test-secret",
-        )
+        ).to_pylist()
         assert keys == [expected]
 
     def test_normalisation_case_whitespace_and_phone_punctuation(self) -> None:
@@ -93,19 +93,33 @@ class TestPersonKey:
                 ]
             ),
             b"test-secret",
-        )
+        ).to_pylist()
         assert keys[0] == keys[1]
 
     def test_missing_fields_have_a_fixed_vector_and_differ_from_empty(self) -> None:
         keys = person_keys(
             identity_table([[None, "x", None, None, None], ["", "x", "", "", ""]]), b"test-secret"
-        )
+        ).to_pylist()
         assert keys[0] == "b551e3d7eae2ff636b11f5c327dafedf622e34aee164eaac3d044337834457c5"
         assert keys[0] != keys[1]
 
+    @pytest.mark.parametrize("secret", [b"k", b"x" * 64, b"y" * 65, "sch\u00fcssel-\U0001f511".encode()])
+    def test_matches_the_hmac_module_for_any_key_and_text(self, secret: bytes) -> None:
+        rows = [
+            ["J\u00f6rg", "M\u00fcller", "j@x.de", "+49 (30) 1", "1990-01-01"],
+            ["\u5f20", "\u4f1f", None, "", "2000-02-29"],
+            ["a" * 5000, "'; drop table t; --", "x@y.z", "1", "bad"],
+        ]
+        keys = person_keys(identity_table(rows), secret).to_pylist()
+        for row, key in zip(rows, keys, strict=True):
+            parts = ["\x00" if v is None else v.strip().lower() for v in row]
+            parts[3] = "\x00" if row[3] is None else "".join(c for c in row[3].lower() if c.isdigit() or c == "+")
+            canonical = "\x1f".join(parts).encode()
+            assert key == hmac.new(secret, canonical, hashlib.sha256).hexdigest()
+
     def test_depends_on_the_secret(self) -> None:
         table = identity_table([["Ada", "Lovelace", "ada@x.org", "+1", "1815-12-10"]])
-        assert person_keys(table, b"one") != person_keys(table, b"two")
+        assert person_keys(table, b"one").to_pylist() != person_keys(table, b"two").to_pylist()
         with pytest.raises(ValueError, match="secret"):
             person_keys(table, b"")
 
@@ -332,3 +346,57 @@ class TestColumnPolicy:
         for column in ("gender", "email_domain", "country", "country_code", "person_key"):
             assert by_name[f"{column}_holds_no_email_address"]["regex"] == email
             assert by_name[f"{column}_holds_no_phone_number"]["regex"] == phone
+
+
+class TestPageParsing:
+    """The columnar and the exact parsing paths must agree on every input."""
+
+    PAGE = PageRequest(number=3, seed=77, quantity=0)
+
+    @pytest.mark.parametrize(
+        "records",
+        [
+            [person(), person(address=None), person(gender=None)],
+            [person(birthday=19900101)],  # a number where text belongs: exact path
+            [person(address="Main Street 1")],  # not an object: exact path
+            [None, person()],
+            ["text", person()],
+            [person(ssn="123-45-6789", address={"country": "Germany", "country_code": "DE", "county": "X"})],
+            [],
+        ],
+    )
+    def test_both_paths_agree(self, records: list) -> None:
+        from flows.records import flatten_page, parse_page
+
+        body = json.dumps({"status": "OK", "total": len(records), "data": records}).encode()
+        parsed, unknown = parse_page(body, self.PAGE)
+        exact, exact_unknown = flatten_page(json.loads(body), self.PAGE)
+        assert parsed.to_pylist() == exact.to_pylist()
+        assert unknown == exact_unknown
+
+    def test_fixture_shapes_parse_columnar(self) -> None:
+        from flows.records import arrow_page
+
+        envelope = json.loads((FIXTURES / "persons_v2_envelope.json").read_text())
+        envelope["data"].append(json.loads((FIXTURES / "person_v1_nested_coordinates.json").read_text()))
+        envelope["total"] = 3
+        parsed = arrow_page(json.dumps(envelope).encode(), self.PAGE)
+        assert parsed is not None
+        assert parsed[0].column("country_code").to_pylist() == ["KP", "SO", "BN"]
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            b'{"total": 2, "data": [{"firstname": "Zebedee"}]}',
+            b'{"data": [{"firstname": "Zeb',
+            b"[]",
+            b'{"x": 1}',
+        ],
+    )
+    def test_malformed_pages_are_refused_without_their_content(self, body: bytes) -> None:
+        from flows.faker_client import MalformedPageError
+        from flows.records import parse_page
+
+        with pytest.raises(MalformedPageError) as refused:
+            parse_page(body, self.PAGE)
+        assert "Zeb" not in str(refused.value)

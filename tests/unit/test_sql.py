@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import sqlglot
 
-from flows.warehouse.sql import (
+from flows.sql_files import (
     REPEATABLE_SCRIPTS,
     SqlScript,
     bind_named,

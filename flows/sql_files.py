@@ -23,7 +23,7 @@ _VERSIONED = re.compile(r"^V(?P<version>\d+(?:_\d+)*)__(?P<name>\w+)\.sql$")
 def sql_root() -> Path:
     """The project's `sql/` folder (PERSONS_SQL_DIR overrides, e.g. in an installed image)."""
     configured = os.environ.get("PERSONS_SQL_DIR")
-    return Path(configured) if configured else Path(__file__).resolve().parents[2] / "sql"
+    return Path(configured) if configured else Path(__file__).resolve().parents[1] / "sql"
 
 
 @dataclass(frozen=True)
