@@ -21,6 +21,7 @@ import httpx
 import orjson
 
 from flows.plan import PageRequest
+from flows.settings import PipelineSettings
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,20 @@ class ClientConfig:
     retry_after_max_s: float = 120.0
     rate_limit_per_s: float = 100.0
     max_in_flight: int = 4
+
+    @classmethod
+    def from_settings(cls, settings: PipelineSettings, base_url: str) -> ClientConfig:
+        """The client part of the settings object."""
+        return cls(
+            base_url=base_url,
+            timeout_s=settings.request_timeout_s,
+            max_attempts=settings.max_attempts,
+            backoff_initial_s=settings.backoff_initial_s,
+            backoff_max_s=settings.backoff_max_s,
+            retry_after_max_s=settings.retry_after_max_s,
+            rate_limit_per_s=settings.rate_limit_per_s,
+            max_in_flight=settings.max_in_flight,
+        )
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ exceptions). The first thing that is cached, persisted or written is an anonymis
 from __future__ import annotations
 
 import hashlib
+import resource
 import time
 from collections import defaultdict, deque
 from collections.abc import Iterator
@@ -208,20 +209,6 @@ def _publish_artifacts(report: Report, docs_index: Path, run_id: str) -> None:
     )
 
 
-def client_config_from(settings: PipelineSettings, api_url: str) -> ClientConfig:
-    """HTTP client configuration from the settings object."""
-    return ClientConfig(
-        base_url=api_url,
-        timeout_s=settings.request_timeout_s,
-        max_attempts=settings.max_attempts,
-        backoff_initial_s=settings.backoff_initial_s,
-        backoff_max_s=settings.backoff_max_s,
-        retry_after_max_s=settings.retry_after_max_s,
-        rate_limit_per_s=settings.rate_limit_per_s,
-        max_in_flight=settings.max_in_flight,
-    )
-
-
 @dataclass
 class StageClock:
     """Seconds spent per stage over a run (summed over batches)."""
@@ -349,7 +336,7 @@ def process_batches(run: RunContext) -> tuple[list[dict[str, Any]], list[str]]:
         run.params.batch_size,
         run.params.warehouse,
     )
-    client_config = client_config_from(run.settings, run.params.api_url)
+    client_config = ClientConfig.from_settings(run.settings, run.params.api_url)
     query = PageQuery(run.params.locale, run.params.birthday_start, run.params.birthday_end)
     ingest = ingest_batch.with_options(result_storage=run.data_dir / ".prefect-cache")
 
@@ -438,6 +425,18 @@ def publish_batch(run: RunContext, landed: LandedBatch) -> str:
     return "merged"
 
 
+def process_resources() -> dict[str, dict[str, float]]:
+    """CPU seconds and peak RSS of this process and of its finished children (the raw-data worker)."""
+    usage = {}
+    for name, who in (("orchestrator", resource.RUSAGE_SELF), ("worker", resource.RUSAGE_CHILDREN)):
+        measured = resource.getrusage(who)
+        usage[name] = {
+            "cpu_seconds": round(measured.ru_utime + measured.ru_stime, 3),
+            "max_rss_mib": round(measured.ru_maxrss / 1024, 1),
+        }
+    return usage
+
+
 def finish_run(
     run: RunContext, batches: list[dict[str, Any]], problems: list[str], started: float
 ) -> dict[str, Any]:
@@ -460,9 +459,8 @@ def finish_run(
     wall = round(time.perf_counter() - started, 3)
     if run.params.report_json:
         run.params.report_json.parent.mkdir(parents=True, exist_ok=True)
-        run.params.report_json.write_bytes(
-            render_json(report, {**context, "stages": run.clock.rounded(), "wall_seconds": wall})
-        )
+        measured = {"stages": run.clock.rounded(), "wall_seconds": wall, "resources": process_resources()}
+        run.params.report_json.write_bytes(render_json(report, {**context, **measured}))
     manifest = {
         "run_id": run.run_id,
         "parameters": orjson.loads(run.params.model_dump_json()),
