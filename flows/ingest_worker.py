@@ -33,7 +33,7 @@ import pyarrow as pa
 
 from flows.anonymise import AnonymisedBatch, anonymise_batch
 from flows.faker_client import ClientConfig, FakerApiClient, FakerApiError, FetchStats, PageQuery
-from flows.landing import LandedBatch, LandingStore, land_anonymised
+from flows.landing import BatchFiles, serialise_batch
 from flows.plan import BatchPlan
 from flows.records import RAW_SCHEMA, parse_page
 
@@ -134,22 +134,11 @@ class RawDataWorker:
         )
 
     @scrubbed("land")
-    def land(
-        self, handle: str, store: LandingStore, plan: BatchPlan, run_id: str, run_date: date
-    ) -> LandedBatch:
-        """Write the anonymised batch and its quarantine list; nothing of the batch stays in the worker."""
+    def land(self, handle: str) -> BatchFiles:
+        """Serialise the anonymised batch for landing (kept until `discard`, so a failed write can retry)."""
         with self._lock:
-            anonymised, extracted = self._anonymised.pop(handle)
-        return land_anonymised(
-            store,
-            anonymised,
-            batch_id=plan.batch_id,
-            batch_index=plan.index,
-            run_id=run_id,
-            run_date=run_date,
-            unknown_fields=extracted.unknown_fields,
-            fetch=extracted.fetch,
-        )
+            anonymised, extracted = self._anonymised[handle]
+        return serialise_batch(anonymised, extracted.unknown_fields, extracted.fetch)
 
     def discard(self, handle: str) -> None:
         """Forget whatever is held under `handle` (after a failed step)."""
@@ -235,11 +224,9 @@ class IngestWorker:
         """RawDataWorker.anonymise, in the worker."""
         return cast(AnonymiseSummary, self._call("anonymise", handle, secret, reference_date))
 
-    def land(
-        self, handle: str, store: LandingStore, plan: BatchPlan, run_id: str, run_date: date
-    ) -> LandedBatch:
+    def land(self, handle: str) -> BatchFiles:
         """RawDataWorker.land, in the worker."""
-        return cast(LandedBatch, self._call("land", handle, store, plan, run_id, run_date))
+        return cast(BatchFiles, self._call("land", handle))
 
     def discard(self, handle: str) -> None:
         """RawDataWorker.discard, in the worker."""

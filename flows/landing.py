@@ -132,39 +132,64 @@ def parquet_to_table(data: bytes) -> pa.Table:
     return pq.read_table(io.BytesIO(data))
 
 
-def land_anonymised(
-    store: LandingStore,
-    anonymised: AnonymisedBatch,
-    *,
-    batch_id: str,
-    batch_index: int,
-    run_id: str,
-    run_date: date,
-    unknown_fields: dict[str, int],
-    fetch: dict[str, int],
+@dataclass(frozen=True)
+class BatchFiles:
+    """A batch serialised for landing (anonymised content only) and what went into it."""
+
+    persons_parquet: bytes
+    quarantine_parquet: bytes
+    persons: int
+    quarantined: int
+    extracted: int
+    duplicates: int
+    reasons: dict[str, int]
+    redactions: dict[str, int]
+    unknown_fields: dict[str, int]
+    fetch: dict[str, int]
+
+
+def serialise_batch(
+    anonymised: AnonymisedBatch, unknown_fields: dict[str, int], fetch: dict[str, int]
+) -> BatchFiles:
+    """The Parquet files of one anonymised batch, with its counts."""
+    return BatchFiles(
+        persons_parquet=table_to_parquet(anonymised.persons),
+        quarantine_parquet=table_to_parquet(anonymised.quarantine),
+        persons=anonymised.persons.num_rows,
+        quarantined=anonymised.quarantine.num_rows,
+        extracted=anonymised.extracted,
+        duplicates=anonymised.duplicates,
+        reasons=dict(sorted(anonymised.reasons.items())),
+        redactions=dict(sorted(anonymised.redactions.items())),
+        unknown_fields=dict(sorted(unknown_fields.items())),
+        fetch=fetch,
+    )
+
+
+def write_batch_files(
+    store: LandingStore, files: BatchFiles, *, batch_id: str, batch_index: int, run_id: str, run_date: date
 ) -> LandedBatch:
-    """Write the persons and quarantine files of one batch and describe them."""
+    """Write a batch's persons and quarantine files under the run's prefix and describe them."""
     prefix = batch_prefix(run_date, run_id)
-    persons_bytes = table_to_parquet(anonymised.persons)
     persons_key = f"{prefix}/{batch_id}.persons.parquet"
     quarantine_key = f"{prefix}/{batch_id}.quarantine.parquet"
-    store.write_bytes(persons_key, persons_bytes)
-    store.write_bytes(quarantine_key, table_to_parquet(anonymised.quarantine))
+    store.write_bytes(persons_key, files.persons_parquet)
+    store.write_bytes(quarantine_key, files.quarantine_parquet)
     return LandedBatch(
         batch_id=batch_id,
         batch_index=batch_index,
         landed_by_run=run_id,
         persons_key=persons_key,
         quarantine_key=quarantine_key,
-        persons=anonymised.persons.num_rows,
-        quarantined=anonymised.quarantine.num_rows,
-        extracted=anonymised.extracted,
-        duplicates=anonymised.duplicates,
-        persons_sha256=hashlib.sha256(persons_bytes).hexdigest(),
-        reasons=dict(sorted(anonymised.reasons.items())),
-        unknown_fields=dict(sorted(unknown_fields.items())),
-        redactions=dict(sorted(anonymised.redactions.items())),
-        fetch=fetch,
+        persons=files.persons,
+        quarantined=files.quarantined,
+        extracted=files.extracted,
+        duplicates=files.duplicates,
+        persons_sha256=hashlib.sha256(files.persons_parquet).hexdigest(),
+        reasons=files.reasons,
+        unknown_fields=files.unknown_fields,
+        redactions=files.redactions,
+        fetch=files.fetch,
     )
 
 

@@ -38,7 +38,14 @@ from pydantic import SecretStr
 from flows.anonymise import POLICY_VERSION
 from flows.faker_client import ClientConfig, PageQuery
 from flows.ingest_worker import AnonymiseSummary, ExtractSummary, IngestWorker
-from flows.landing import LandedBatch, LandingStore, LocalLandingStore, parquet_to_table, write_manifest
+from flows.landing import (
+    LandedBatch,
+    LandingStore,
+    LocalLandingStore,
+    parquet_to_table,
+    write_batch_files,
+    write_manifest,
+)
 from flows.plan import BatchPlan, RunParameters, plan_batches, resolve_parameters
 from flows.report import Report, render_json, render_summary, summary_rows, write_report_files
 from flows.settings import PipelineSettings, get_settings
@@ -72,12 +79,15 @@ def anonymise_pages(
     return worker.anonymise(handle, secret.get_secret_value().encode(), reference_date)
 
 
-@task(name="land-batch", cache_policy=NO_CACHE, persist_result=False)
+@task(name="land-batch", cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=5)
 def land_batch(
     worker: IngestWorker, handle: str, store: LandingStore, plan: BatchPlan, run_id: str, run_date: date
 ) -> LandedBatch:
-    """Write the anonymised batch and its quarantine list as Parquet files."""
-    return worker.land(handle, store, plan, run_id, run_date)
+    """Write the anonymised batch and its quarantine list as Parquet files to the landing place."""
+    files = worker.land(handle)
+    return write_batch_files(
+        store, files, batch_id=plan.batch_id, batch_index=plan.index, run_id=run_id, run_date=run_date
+    )
 
 
 def secret_fingerprint(secret: SecretStr) -> str:
