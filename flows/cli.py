@@ -55,7 +55,10 @@ def build_parser() -> OneLineParser:
     run.add_argument(
         "--data-dir", help="folder for landing files, warehouse, docs and reports (default ./data)"
     )
-    run.add_argument("--warehouse", help="duckdb (default) or snowflake")
+    run.add_argument("--warehouse", help="duckdb or snowflake (default: the environment's, duckdb locally)")
+    run.add_argument(
+        "--landing-url", help="folder or s3://bucket/prefix to land files in (default: the environment's)"
+    )
     run.add_argument("--report-json", help="also write the report as JSON to this path")
     twin = commands.add_parser(
         "twin", help="serve the offline Faker API twin", description="Serve the Faker API twin."
@@ -102,6 +105,7 @@ def flow_arguments(params: RunParameters) -> dict[str, Any]:
         "reference_date": params.reference_date,
         "data_dir": str(params.data_dir),
         "warehouse": params.warehouse,
+        "landing_url": params.landing_url,
         "report_json": str(params.report_json) if params.report_json else None,
     }
 

@@ -46,6 +46,14 @@ class LandingStore(Protocol):
         """Stable description of the store (part of cache keys)."""
         ...
 
+    def check_access(self) -> None:
+        """Fail before any data moves if the place cannot be written."""
+        ...
+
+    def upload_folder(self, folder: Path, key_prefix: str) -> str:
+        """Make a local folder (data docs, reports) available beside the landed files; return its location."""
+        ...
+
 
 class LocalLandingStore:
     """A folder on local disk (the embedded default)."""
@@ -88,6 +96,17 @@ class LocalLandingStore:
     def uri(self, key: str) -> str:
         """The file's absolute path."""
         return str(self._path(key))
+
+    def check_access(self) -> None:
+        """Create the folder and prove it is writable."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        probe = self.root / ".write-probe"
+        probe.write_bytes(b"")
+        probe.unlink()
+
+    def upload_folder(self, folder: Path, key_prefix: str) -> str:
+        """Local folders stay where they are (data docs and reports already live under the data folder)."""
+        return str(folder)
 
 
 @dataclass

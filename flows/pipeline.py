@@ -41,7 +41,6 @@ from flows.ingest_worker import AnonymiseSummary, ExtractSummary, IngestWorker
 from flows.landing import (
     LandedBatch,
     LandingStore,
-    LocalLandingStore,
     parquet_to_table,
     write_batch_files,
     write_manifest,
@@ -49,8 +48,9 @@ from flows.landing import (
 from flows.plan import BatchPlan, RunParameters, plan_batches, resolve_parameters
 from flows.report import Report, render_json, render_summary, summary_rows, write_report_files
 from flows.settings import PipelineSettings, get_settings
+from flows.targets import Targets, make_landing_store, make_warehouse, resolve_targets
 from flows.validation import BatchRejected, GateResult, ValidationGate, write_docs_home
-from flows.warehouse import MergeResult, Warehouse, make_warehouse
+from flows.warehouse import MergeResult, Warehouse
 
 FLOW_NAME = "persons-pipeline"
 P = ParamSpec("P")
@@ -197,7 +197,7 @@ def build_report(warehouse: Warehouse) -> Report:
     return warehouse.read_report()
 
 
-def _publish_artifacts(report: Report, docs_index: Path, run_id: str) -> None:
+def _publish_artifacts(report: Report, docs_index: str, run_id: str) -> None:
     """Report tables and the data docs link as Prefect artifacts (aggregates only)."""
     create_table_artifact(
         key="persons-report",
@@ -214,9 +214,14 @@ def _publish_artifacts(report: Report, docs_index: Path, run_id: str) -> None:
     )
     create_markdown_artifact(
         key="persons-data-docs",
-        markdown=f"# Validation data docs\n\n[Run {run_id}]({docs_index.as_uri()})\n\n`{docs_index}`\n",
+        markdown=f"# Validation data docs\n\n[Run {run_id}]({_link(docs_index)})\n\n`{docs_index}`\n",
         description="Great Expectations data docs of this run",
     )
+
+
+def _link(location: str) -> str:
+    """A clickable form of a file path or s3:// URL."""
+    return Path(location).as_uri() if location.startswith("/") else location
 
 
 @dataclass
@@ -247,6 +252,7 @@ class RunContext:
     run_date: date
     params: RunParameters
     settings: PipelineSettings
+    targets: Targets
     store: LandingStore
     warehouse: Warehouse
     worker: IngestWorker
@@ -281,6 +287,7 @@ def persons_pipeline(
     api_url: str | None = None,
     data_dir: str | None = None,
     warehouse: str | None = None,
+    landing_url: str | None = None,
     report_json: str | None = None,
 ) -> dict[str, Any]:
     """Extract persons from the Faker API, anonymise, land, validate, merge and report (None = setting)."""
@@ -298,39 +305,70 @@ def persons_pipeline(
         api_url=api_url,
         data_dir=data_dir,
         warehouse=warehouse,
+        landing_url=landing_url,
         report_json=report_json,
     )
     settings.require_real_secret()
     started = time.perf_counter()
     data_dir_path = params.data_dir.resolve()
     run_id = str(flow_run.get_id() or f"local-{datetime.now(UTC):%Y%m%dT%H%M%S}")
+    targets = resolve_targets(settings, params)
+    # Everything that can be wrong with the destinations fails here, before any data moves.
+    store = make_landing_store(targets, settings)
+    store.check_access()
     worker = IngestWorker()
     worker.start()
-    with (
-        ThreadPoolExecutor(1, thread_name_prefix="gate") as background,
-        make_warehouse(params.warehouse, data_dir_path, settings) as warehouse_,
-    ):
-        run = RunContext(
-            run_id=run_id,
-            run_date=datetime.now(UTC).date(),
-            params=params,
-            settings=settings,
-            store=LocalLandingStore(data_dir_path / "landing"),
-            warehouse=warehouse_,
-            worker=worker,
-            gate_ready=background.submit(ValidationGate, data_dir_path / "data_docs", run_id),
-        )
-        try:
-            applied = migrate_warehouse(warehouse_)
-            if applied:
-                get_run_logger().info("applied migrations: %s", ", ".join(applied))
-            batches, problems = process_batches(run)
-        finally:
-            worker.close()
-            with run.clock.measure("docs"):
-                run.gate.build_docs()
-                write_docs_home(data_dir_path / "data_docs")
-        return finish_run(run, batches, problems, started)
+    try:
+        with (
+            ThreadPoolExecutor(1, thread_name_prefix="gate") as background,
+            make_warehouse(targets, data_dir_path, settings) as warehouse_,
+        ):
+            run = RunContext(
+                run_id=run_id,
+                run_date=datetime.now(UTC).date(),
+                params=params,
+                settings=settings,
+                targets=targets,
+                store=store,
+                warehouse=warehouse_,
+                worker=worker,
+                gate_ready=background.submit(ValidationGate, data_dir_path / "data_docs", run_id),
+            )
+            get_run_logger().info(
+                "run %s: environment %s, warehouse %s (%s), landing %s",
+                run_id,
+                targets.environment,
+                targets.warehouse,
+                warehouse_.location,
+                store.identity,
+            )
+            try:
+                applied = migrate_warehouse(warehouse_)
+                if applied:
+                    get_run_logger().info("applied migrations: %s", ", ".join(applied))
+                batches, problems = process_batches(run)
+            finally:
+                worker.close()
+                with run.clock.measure("docs"):
+                    run.gate.build_docs()
+                    write_docs_home(data_dir_path / "data_docs")
+            return finish_run(run, batches, problems, started)
+    finally:
+        worker.close()
+
+
+def result_storage_for(run: RunContext) -> Any:
+    """Where cached landed-batch results live: beside the landed files (the cache is valid only with them)."""
+    if run.targets.lands_in_s3:
+        from flows.landing_s3 import S3LandingStore  # noqa: PLC0415
+
+        assert isinstance(run.store, S3LandingStore)
+        storage = run.store.bucket.model_copy(update={"bucket_folder": f"{run.store.prefix}/.prefect-cache"})
+        # Prefect wants result storage saved server-side; the block holds names and an endpoint, no secret.
+        name = "persons-cache-" + hashlib.sha256(run.store.identity.encode()).hexdigest()[:12]
+        storage.save(name, overwrite=True)
+        return storage
+    return run.data_dir / ".prefect-cache"
 
 
 def process_batches(run: RunContext) -> tuple[list[dict[str, Any]], list[str]]:
@@ -348,7 +386,7 @@ def process_batches(run: RunContext) -> tuple[list[dict[str, Any]], list[str]]:
     )
     client_config = ClientConfig.from_settings(run.settings, run.params.api_url)
     query = PageQuery(run.params.locale, run.params.birthday_start, run.params.birthday_end)
-    ingest = ingest_batch.with_options(result_storage=run.data_dir / ".prefect-cache")
+    ingest = ingest_batch.with_options(result_storage=result_storage_for(run))
 
     def submit(plan: BatchPlan, refresh: bool = False) -> PrefectFuture[LandedBatch]:
         runner = ingest.with_options(refresh_cache=True) if refresh else ingest
@@ -454,17 +492,20 @@ def finish_run(
     logger = get_run_logger()
     with run.clock.measure("report"):
         report = build_report(run.warehouse)
-        docs_index = (
-            run.gate.index_path if run.gate.index_path.exists() else run.data_dir / "data_docs" / "index.html"
-        )
+        docs_folder = run.gate.docs_dir if run.gate.index_path.exists() else run.data_dir / "data_docs"
+        docs_location = run.store.upload_folder(docs_folder, f"data_docs/{docs_folder.name}")
+        docs_index = f"{docs_location}/index.html"
         context = {
             "run_id": run.run_id,
             "reference_date": run.params.reference_date.isoformat(),
-            "warehouse": run.params.warehouse,
-            "data_docs": str(docs_index),
+            "environment": run.targets.environment,
+            "warehouse": run.targets.warehouse,
+            "landing": run.store.identity,
+            "data_docs": docs_index,
         }
         report_dir = run.data_dir / "reports" / run.run_id
         write_report_files(report, report_dir, context)
+        reports_location = run.store.upload_folder(report_dir, f"reports/{run.run_id}")
         _publish_artifacts(report, docs_index, run.run_id)
     wall = round(time.perf_counter() - started, 3)
     if run.params.report_json:
@@ -479,8 +520,8 @@ def finish_run(
         "problems": problems,
         "stages_seconds": run.clock.rounded(),
         "wall_seconds": wall,
-        "data_docs": str(docs_index),
-        "report_dir": str(report_dir),
+        "data_docs": docs_index,
+        "report_dir": reports_location,
     }
     manifest_key = write_manifest(run.store, run.run_date, run.run_id, manifest)
     print(render_summary(report))
@@ -503,8 +544,8 @@ def finish_run(
     return {
         "run_id": run.run_id,
         "report": report.to_dict(),
-        "data_docs": str(docs_index),
-        "report_dir": str(report_dir),
+        "data_docs": docs_index,
+        "report_dir": reports_location,
         "manifest": run.store.uri(manifest_key),
     }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -33,7 +34,8 @@ class RunParameters(BaseModel):
     birthday_end: date | None = None
     reference_date: date
     data_dir: Path
-    warehouse: Literal["duckdb", "snowflake"]
+    warehouse: Literal["duckdb", "snowflake"] | None = None
+    landing_url: str | None = None
     report_json: Path | None = None
 
     @field_validator("api_url")
@@ -42,6 +44,15 @@ class RunParameters(BaseModel):
         parts = urlsplit(value)
         if parts.scheme not in {"http", "https"} or not parts.netloc:
             raise ValueError("must be an http(s) URL such as https://fakerapi.it/api/v2")
+        return value.rstrip("/")
+
+    @field_validator("landing_url")
+    @classmethod
+    def _landing_place(cls, value: str | None) -> str | None:
+        if value is None or not value.startswith("s3://"):
+            return value
+        if not re.fullmatch(r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/[A-Za-z0-9!_.*'()/\-]*)?", value):
+            raise ValueError("must be a folder or s3://<bucket>/<prefix> with a valid bucket name")
         return value.rstrip("/")
 
     @model_validator(mode="after")
@@ -130,6 +141,7 @@ def resolve_parameters(settings: PipelineSettings, **given: Any) -> RunParameter
         "reference_date": datetime.now(UTC).date(),
         "data_dir": settings.data_dir,
         "warehouse": settings.warehouse,
+        "landing_url": settings.landing_url,
         "report_json": None,
     }
     unknown = sorted(set(given) - set(defaults))

@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Deliberately obvious: the quickstart needs a key, production must bring its own (see `require_real_secret`).
@@ -20,7 +20,30 @@ MAX_PAGE_SIZE = 1000
 class PipelineSettings(BaseSettings):
     """Every tunable of the pipeline, with a default, a description and bounds."""
 
-    model_config = SettingsConfigDict(env_prefix="PERSONS_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="PERSONS_", extra="ignore", frozen=True, populate_by_name=True
+    )
+
+    # --- where to (the environment picks warehouse and landing place; flow parameters may override) ---
+    environment: Literal["local", "dev", "prod"] = Field(
+        "local", description="local = DuckDB + folder; dev/prod = Snowflake + S3 with per-environment names."
+    )
+    landing_url: str | None = Field(
+        None, description="Landing place: a folder, or s3://bucket/prefix (default: the environment's)."
+    )
+    dev_landing_url: str = Field("s3://persons-landing-dev/persons", description="Landing place of dev.")
+    prod_landing_url: str = Field("s3://persons-landing-prod/persons", description="Landing place of prod.")
+    dev_snowflake_database: str = Field("PERSONS_DEV", description="Snowflake database of dev.")
+    prod_snowflake_database: str = Field("PERSONS_PROD", description="Snowflake database of prod.")
+    s3_bucket_block: str | None = Field(
+        None,
+        description="Name of a saved prefect-aws S3Bucket block to land with (else the AWS environment).",
+    )
+    aws_endpoint_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("AWS_ENDPOINT_URL", "PERSONS_AWS_ENDPOINT_URL"),
+        description="Non-default S3 endpoint (the standard AWS_ENDPOINT_URL).",
+    )
 
     # --- what to extract (defaults of the flow parameters) ---
     api_url: str = Field(DEFAULT_API_URL, description="Base URL of the Faker API (without /persons).")
@@ -41,7 +64,9 @@ class PipelineSettings(BaseSettings):
     data_dir: Path = Field(
         Path("data"), description="Root folder for landing files, warehouse, docs, reports."
     )
-    warehouse: Literal["duckdb", "snowflake"] = Field("duckdb", description="Warehouse engine.")
+    warehouse: Literal["duckdb", "snowflake"] | None = Field(
+        None, description="Warehouse engine (default: the environment's)."
+    )
 
     # --- HTTP client ---
     request_timeout_s: float = Field(15.0, gt=0, le=300, description="Per-request timeout.")
@@ -69,6 +94,34 @@ class PipelineSettings(BaseSettings):
     duckdb_lock_timeout_s: float = Field(
         900.0, ge=0, le=86_400, description="How long to wait for another process's write lock on the file."
     )
+
+    # --- Snowflake: Snowflake's own environment names, so existing setups carry over ---
+    snowflake_account: str | None = Field(None, validation_alias=AliasChoices("SNOWFLAKE_ACCOUNT"))
+    snowflake_user: str | None = Field(None, validation_alias=AliasChoices("SNOWFLAKE_USER"))
+    snowflake_password: SecretStr | None = Field(None, validation_alias=AliasChoices("SNOWFLAKE_PASSWORD"))
+    snowflake_private_key_path: Path | None = Field(
+        None, validation_alias=AliasChoices("SNOWFLAKE_PRIVATE_KEY_PATH")
+    )
+    snowflake_private_key_passphrase: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("SNOWFLAKE_PRIVATE_KEY_PASSPHRASE")
+    )
+    snowflake_role: str | None = Field(None, validation_alias=AliasChoices("SNOWFLAKE_ROLE"))
+    snowflake_warehouse: str | None = Field(None, validation_alias=AliasChoices("SNOWFLAKE_WAREHOUSE"))
+    snowflake_database: str | None = Field(None, validation_alias=AliasChoices("SNOWFLAKE_DATABASE"))
+    snowflake_host: str | None = Field(None, validation_alias=AliasChoices("SNOWFLAKE_HOST"))
+    snowflake_port: int | None = Field(None, ge=1, le=65535, validation_alias=AliasChoices("SNOWFLAKE_PORT"))
+    snowflake_protocol: Literal["https", "http"] | None = Field(
+        None, validation_alias=AliasChoices("SNOWFLAKE_PROTOCOL")
+    )
+    snowflake_password_block: str | None = Field(
+        None,
+        description="Name of a Prefect Secret block holding the Snowflake password (instead of the env).",
+    )
+    snowflake_create_database: bool = Field(
+        False,
+        description="Create the database if missing (dev and tests; production databases are provisioned).",
+    )
+    snowflake_login_timeout_s: int = Field(60, ge=1, le=600, description="Login timeout.")
 
     # --- privacy ---
     hmac_secret: SecretStr = Field(

@@ -140,3 +140,102 @@ def twin() -> Iterator[object]:
 
     with FakerTwin() as server:
         yield server
+
+
+@dataclass(frozen=True)
+class SnowflakeServer:
+    """A fakesnow server: Snowflake's wire protocol, served by DuckDB, in its own process."""
+
+    host: str
+    port: int
+
+    def environment(self, database: str) -> dict[str, str]:
+        """The standard SNOWFLAKE_* variables that point the real connector at it."""
+        return {
+            "SNOWFLAKE_ACCOUNT": "fakesnow",
+            "SNOWFLAKE_USER": "fake",
+            "SNOWFLAKE_PASSWORD": "snow",
+            "SNOWFLAKE_WAREHOUSE": "PERSONS_WH",
+            "SNOWFLAKE_DATABASE": database,
+            "SNOWFLAKE_HOST": self.host,
+            "SNOWFLAKE_PORT": str(self.port),
+            "SNOWFLAKE_PROTOCOL": "http",
+            "PERSONS_SNOWFLAKE_CREATE_DATABASE": "true",
+        }
+
+
+@pytest.fixture(scope="session")
+def snowflake_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SnowflakeServer]:
+    """`fakesnow -s` on 127.0.0.1, started for the session and stopped after it."""
+    port = free_port()
+    log = (tmp_path_factory.mktemp("fakesnow") / "server.log").open("wb")
+    process = subprocess.Popen(
+        [str(BIN / "fakesnow"), "-s", "--host", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError("fakesnow exited")
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.2)
+        else:
+            raise TimeoutError("fakesnow did not start")
+        yield SnowflakeServer("127.0.0.1", port)
+    finally:
+        stop_process(process)
+        log.close()
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """A moto S3 server in its own process."""
+
+    endpoint_url: str
+
+    def environment(self) -> dict[str, str]:
+        """The standard AWS variables that point boto3 (and prefect-aws) at it."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
+    def client(self) -> object:
+        """A boto3 S3 client on the server."""
+        import boto3
+
+        env = self.environment()
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+            region_name=env["AWS_DEFAULT_REGION"],
+        )
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """`moto_server` on 127.0.0.1, started for the session and stopped after it."""
+    port = free_port()
+    log = (tmp_path_factory.mktemp("moto") / "server.log").open("wb")
+    process = subprocess.Popen(
+        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{url}/moto-api/", 60, process)
+        yield S3Server(url)
+    finally:
+        stop_process(process)
+        log.close()

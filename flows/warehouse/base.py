@@ -87,6 +87,12 @@ class Warehouse(ABC):
     def cursor(self) -> AbstractContextManager[Cursor]:
         """A cursor on a fresh connection, closed on exit."""
 
+    def _stage_batch(
+        self, landed: LandedBatch, persons: pa.Table, quarantine: pa.Table, run_id: str, loaded_at: datetime
+    ) -> dict[str, str]:
+        """Put the batch where the engine loads from, before the load transaction (nothing by default)."""
+        return {}
+
     @abstractmethod
     def _append_batch(
         self,
@@ -96,6 +102,7 @@ class Warehouse(ABC):
         quarantine: pa.Table,
         run_id: str,
         loaded_at: datetime,
+        staged: dict[str, str],
     ) -> None:
         """Append the batch's persons and quarantine rows to the landing tables (engine-specific)."""
 
@@ -149,13 +156,14 @@ class Warehouse(ABC):
         """Replace this run's copy of the batch in landing (retry-safe) and record it as loaded."""
         loaded_at = utc_now()
         keys = {"run_id": run_id, "batch_id": landed.batch_id}
+        staged = self._stage_batch(landed, persons, quarantine, run_id, loaded_at)
         with self.cursor() as cursor:
             cursor.begin()
             try:
                 cursor.execute(self.sql("landing/delete_batch_persons"), **keys)
                 cursor.execute(self.sql("landing/delete_batch_quarantine"), **keys)
                 cursor.execute(self.sql("landing/delete_batch_audit"), **keys)
-                self._append_batch(cursor, landed, persons, quarantine, run_id, loaded_at)
+                self._append_batch(cursor, landed, persons, quarantine, run_id, loaded_at, staged)
                 cursor.execute(
                     self.sql("landing/insert_batch_audit"),
                     **keys,

@@ -112,6 +112,7 @@ class DuckDBWarehouse(Warehouse):
         quarantine: pa.Table,
         run_id: str,
         loaded_at: datetime,
+        staged: dict[str, str],
     ) -> None:
         """Insert from the landed Arrow tables, registered as relations for the INSERT ... SELECT."""
         assert isinstance(cursor, DuckDBCursor)

@@ -1,4 +1,5 @@
 -- Publish one validated batch: insert new person_keys, update changed ones, leave the rest untouched.
+-- Every bind parameter sits in the source query (Snowflake test servers rewrite MERGE per clause).
 merge into staging.persons as staged
 using (
     select
@@ -10,7 +11,8 @@ using (
         country_code,
         age_reference_date,
         batch_id,
-        run_id
+        run_id,
+        cast(:merged_at as timestamp) as merged_at
     from landing.persons
     where run_id = :run_id and batch_id = :batch_id
 ) as batch
@@ -33,12 +35,12 @@ when matched and (
             age_reference_date = batch.age_reference_date,
             batch_id = batch.batch_id,
             run_id = batch.run_id,
-            updated_at = :merged_at
+            updated_at = batch.merged_at
 when not matched then insert (
     person_key, gender, age_group, email_domain, country, country_code,
     age_reference_date, batch_id, run_id, first_merged_at, updated_at
 ) values (
     batch.person_key, batch.gender, batch.age_group, batch.email_domain, batch.country,
     batch.country_code, batch.age_reference_date, batch.batch_id, batch.run_id,
-    :merged_at, :merged_at
+    batch.merged_at, batch.merged_at
 )

@@ -9,8 +9,8 @@ staged as (
 bounds as (
     select
         staged.*,
-        cast(split_part(trim(staged.age_group, '[]'), '-', 1) as integer) as age_group_low,
-        cast(split_part(trim(staged.age_group, '[]'), '-', 2) as integer) as age_max
+        cast(split_part(replace(replace(staged.age_group, '[', ''), ']', ''), '-', 1) as integer) as age_group_low,
+        cast(split_part(replace(replace(staged.age_group, '[', ''), ']', ''), '-', 2) as integer) as age_max
     from staged
 ),
 

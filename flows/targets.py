@@ -1,0 +1,72 @@
+"""Where a run writes: the one place where the environment (local, dev, prod) picks warehouse and landing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from flows.landing import LandingStore, LocalLandingStore
+from flows.plan import RunParameters
+from flows.settings import PipelineSettings
+from flows.warehouse import Warehouse
+
+WarehouseKind = Literal["duckdb", "snowflake"]
+
+
+@dataclass(frozen=True)
+class Targets:
+    """The resolved destinations of one run (no credentials)."""
+
+    environment: str
+    warehouse: WarehouseKind
+    landing_url: str
+    snowflake_database: str | None
+
+    @property
+    def lands_in_s3(self) -> bool:
+        """Whether files land in a bucket."""
+        return self.landing_url.startswith("s3://")
+
+
+def resolve_targets(settings: PipelineSettings, params: RunParameters) -> Targets:
+    """Parameters win; otherwise local = DuckDB + <data_dir>/landing, dev/prod = Snowflake + their bucket."""
+    environment = settings.environment
+    if environment == "local":
+        warehouse: WarehouseKind = params.warehouse or "duckdb"
+        landing = params.landing_url or str((params.data_dir / "landing").resolve())
+        database = settings.snowflake_database
+    else:
+        warehouse = params.warehouse or "snowflake"
+        landing = params.landing_url or (
+            settings.dev_landing_url if environment == "dev" else settings.prod_landing_url
+        )
+        database = settings.snowflake_database or (
+            settings.dev_snowflake_database if environment == "dev" else settings.prod_snowflake_database
+        )
+    return Targets(environment, warehouse, landing, database if warehouse == "snowflake" else None)
+
+
+def make_landing_store(targets: Targets, settings: PipelineSettings) -> LandingStore:
+    """A folder store, or an S3 store through prefect-aws."""
+    if targets.lands_in_s3:
+        from flows.landing_s3 import S3LandingStore  # noqa: PLC0415 - prefect-aws only when landing in S3
+
+        return S3LandingStore.from_url(targets.landing_url, settings)
+    return LocalLandingStore(Path(targets.landing_url))
+
+
+def make_warehouse(targets: Targets, data_dir: Path, settings: PipelineSettings) -> Warehouse:
+    """The warehouse adapter for the run."""
+    if targets.warehouse == "snowflake":
+        from flows.warehouse.snowflake_warehouse import SnowflakeWarehouse  # noqa: PLC0415
+
+        return SnowflakeWarehouse.from_settings(settings, database=targets.snowflake_database)
+    from flows.warehouse.duckdb_warehouse import DuckDBWarehouse  # noqa: PLC0415
+
+    return DuckDBWarehouse(
+        data_dir / "warehouse.duckdb",
+        lock_timeout_s=settings.duckdb_lock_timeout_s,
+        threads=settings.duckdb_threads,
+        memory_limit=settings.duckdb_memory_limit,
+    )

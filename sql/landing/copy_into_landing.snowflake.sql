@@ -1,0 +1,6 @@
+-- Snowflake: load a staged Parquet file by column name (FORCE: a retried load reloads, after its DELETE).
+copy into {table}
+from {staged_file}
+file_format = (type = parquet)
+match_by_column_name = case_insensitive
+force = true

@@ -1,0 +1,2 @@
+-- Snowflake: the internal stage that landed files are PUT to before COPY INTO.
+create stage if not exists landing.landed_files
