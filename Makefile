@@ -13,7 +13,8 @@ export GX_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: help install run test test-unit test-integration lint format bench lock clean
+ENV ?= local
+.PHONY: help install run test test-unit test-integration lint format bench lock clean deploy worker image image-test
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -49,8 +50,8 @@ test-integration: $(DEV_STAMP) ## only the integration tests
 	$(BIN)/python -m pytest tests/integration $(ARGS)
 
 lint: $(DEV_STAMP) ## ruff, mypy, sqlfluff and hadolint
-	$(BIN)/ruff check flows tests bench
-	$(BIN)/ruff format --check flows tests bench
+	$(BIN)/ruff check flows tests bench deployments
+	$(BIN)/ruff format --check flows tests bench deployments
 	$(BIN)/mypy flows
 	$(BIN)/sqlfluff lint sql
 	$(BIN)/hadolint Dockerfile
@@ -62,6 +63,12 @@ format: $(DEV_STAMP) ## apply ruff and sqlfluff fixes
 
 bench: $(DEV_STAMP) ## benchmark 30k and 1M persons against the twin, with the naive baseline (prints figures)
 	$(BIN)/python -m bench.run $(ARGS)
+
+deploy: $(RUNTIME_STAMP) ## create the work pool if missing and deploy prefect.yaml (ENV=local|dev|prod; needs PREFECT_API_URL)
+	$(BIN)/python deployments/deploy.py --env $(ENV)
+
+worker: $(RUNTIME_STAMP) ## start a process worker on the local pool (needs PREFECT_API_URL)
+	$(BIN)/prefect worker start --pool persons-local --type process
 
 lock: | $(BIN)/python ## re-pin requirements*.txt from requirements*.in
 	$(BIN)/uv pip compile --quiet --no-header --python-version 3.11 requirements.in -o requirements.txt

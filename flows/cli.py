@@ -59,6 +59,11 @@ def build_parser() -> OneLineParser:
     run.add_argument(
         "--landing-url", help="folder or s3://bucket/prefix to land files in (default: the environment's)"
     )
+    run.add_argument(
+        "--window",
+        help="load one window and record it: daily:YYYY-MM-DD or birthdays:YYYY-MM-DD..YYYY-MM-DD "
+        "(sets seed and dates unless given)",
+    )
     run.add_argument("--report-json", help="also write the report as JSON to this path")
     twin = commands.add_parser(
         "twin", help="serve the offline Faker API twin", description="Serve the Faker API twin."
@@ -106,6 +111,7 @@ def flow_arguments(params: RunParameters) -> dict[str, Any]:
         "data_dir": str(params.data_dir),
         "warehouse": params.warehouse,
         "landing_url": params.landing_url,
+        "window": params.window,
         "report_json": str(params.report_json) if params.report_json else None,
     }
 

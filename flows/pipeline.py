@@ -28,6 +28,8 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.concurrency.sync import concurrency
 from prefect.context import TaskRunContext
 from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
@@ -51,6 +53,7 @@ from flows.settings import PipelineSettings, get_settings
 from flows.targets import Targets, make_landing_store, make_warehouse, resolve_targets
 from flows.validation import BatchRejected, GateResult, ValidationGate, write_docs_home
 from flows.warehouse import MergeResult, Warehouse
+from flows.warehouse.base import utc_now
 
 FLOW_NAME = "persons-pipeline"
 P = ParamSpec("P")
@@ -252,12 +255,14 @@ class RunContext:
     run_date: date
     params: RunParameters
     settings: PipelineSettings
+    secret: SecretStr
     targets: Targets
     store: LandingStore
     warehouse: Warehouse
     worker: IngestWorker
     gate_ready: Future[ValidationGate]
     clock: StageClock = field(default_factory=StageClock)
+    started_at: datetime = field(default_factory=utc_now)
 
     @property
     def gate(self) -> ValidationGate:
@@ -288,6 +293,7 @@ def persons_pipeline(
     data_dir: str | None = None,
     warehouse: str | None = None,
     landing_url: str | None = None,
+    window: str | None = None,
     report_json: str | None = None,
 ) -> dict[str, Any]:
     """Extract persons from the Faker API, anonymise, land, validate, merge and report (None = setting)."""
@@ -306,9 +312,11 @@ def persons_pipeline(
         data_dir=data_dir,
         warehouse=warehouse,
         landing_url=landing_url,
+        window=window,
         report_json=report_json,
     )
-    settings.require_real_secret()
+    secret = settings.person_key_secret()
+    settings.require_real_secret(secret)
     started = time.perf_counter()
     data_dir_path = params.data_dir.resolve()
     run_id = str(flow_run.get_id() or f"local-{datetime.now(UTC):%Y%m%dT%H%M%S}")
@@ -320,6 +328,7 @@ def persons_pipeline(
     worker.start()
     try:
         with (
+            warehouse_slot(targets, settings, data_dir_path),
             ThreadPoolExecutor(1, thread_name_prefix="gate") as background,
             make_warehouse(targets, data_dir_path, settings) as warehouse_,
         ):
@@ -328,6 +337,7 @@ def persons_pipeline(
                 run_date=datetime.now(UTC).date(),
                 params=params,
                 settings=settings,
+                secret=secret,
                 targets=targets,
                 store=store,
                 warehouse=warehouse_,
@@ -357,6 +367,27 @@ def persons_pipeline(
         worker.close()
 
 
+@contextmanager
+def warehouse_slot(targets: Targets, settings: PipelineSettings, data_dir: Path) -> Iterator[None]:
+    """Take a turn on the warehouse: a Prefect global concurrency limit per warehouse (1 per DuckDB file)."""
+    place = (
+        str(data_dir / "warehouse.duckdb")
+        if targets.warehouse == "duckdb"
+        else str(targets.snowflake_database)
+    )
+    name = f"persons-warehouse-{targets.warehouse}-{hashlib.sha256(place.encode()).hexdigest()[:10]}"
+    limit = 1 if targets.warehouse == "duckdb" else settings.snowflake_concurrent_runs
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(name, limit)
+    logger = get_run_logger()
+    waited = time.perf_counter()
+    with concurrency(name, occupy=1, timeout_seconds=settings.warehouse_slot_timeout_s, strict=True):
+        logger.info(
+            "event=warehouse_slot name=%s limit=%d waited_s=%.2f", name, limit, time.perf_counter() - waited
+        )
+        yield
+
+
 def result_storage_for(run: RunContext) -> Any:
     """Where cached landed-batch results live: beside the landed files (the cache is valid only with them)."""
     if run.targets.lands_in_s3:
@@ -382,7 +413,7 @@ def process_batches(run: RunContext) -> tuple[list[dict[str, Any]], list[str]]:
         len(plans),
         run.params.pages_per_batch,
         run.params.batch_size,
-        run.params.warehouse,
+        run.targets.warehouse,
     )
     client_config = ClientConfig.from_settings(run.settings, run.params.api_url)
     query = PageQuery(run.params.locale, run.params.birthday_start, run.params.birthday_end)
@@ -394,7 +425,7 @@ def process_batches(run: RunContext) -> tuple[list[dict[str, Any]], list[str]]:
             plan,
             client_config,
             query,
-            run.settings.hmac_secret,
+            run.secret,
             run.params.reference_date,
             run.store,
             run.run_id,
@@ -524,6 +555,12 @@ def finish_run(
         "report_dir": reports_location,
     }
     manifest_key = write_manifest(run.store, run.run_date, run.run_id, manifest)
+    window = run.params.load_window
+    if window is not None:
+        merged = sum(batch["persons"] for batch in batches if batch["merged"])
+        status = "failed" if problems else "completed"
+        run.warehouse.record_window(window, status, run.run_id, merged, run.started_at)
+        logger.info("event=window_recorded window=%s status=%s persons=%d", window.key, status, merged)
     print(render_summary(report))
     print(f"data docs: {docs_index}")
     print(f"report:    {report_dir}")

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from flows.settings import MAX_PAGE_SIZE, PipelineSettings
+from flows.windows import LoadWindow
 
 
 class ParameterError(ValueError):
@@ -36,6 +37,7 @@ class RunParameters(BaseModel):
     data_dir: Path
     warehouse: Literal["duckdb", "snowflake"] | None = None
     landing_url: str | None = None
+    window: str | None = None
     report_json: Path | None = None
 
     @field_validator("api_url")
@@ -54,6 +56,18 @@ class RunParameters(BaseModel):
         if not re.fullmatch(r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/[A-Za-z0-9!_.*'()/\-]*)?", value):
             raise ValueError("must be a folder or s3://<bucket>/<prefix> with a valid bucket name")
         return value.rstrip("/")
+
+    @field_validator("window")
+    @classmethod
+    def _known_window(cls, value: str | None) -> str | None:
+        if value is not None:
+            LoadWindow.parse(value)
+        return value
+
+    @property
+    def load_window(self) -> LoadWindow | None:
+        """The extraction window this run loads, if it loads one."""
+        return LoadWindow.parse(self.window) if self.window else None
 
     @model_validator(mode="after")
     def _window_is_ordered(self) -> RunParameters:
@@ -142,12 +156,27 @@ def resolve_parameters(settings: PipelineSettings, **given: Any) -> RunParameter
         "data_dir": settings.data_dir,
         "warehouse": settings.warehouse,
         "landing_url": settings.landing_url,
+        "window": None,
         "report_json": None,
     }
     unknown = sorted(set(given) - set(defaults))
     if unknown:
         raise ParameterError(f"unknown parameter(s): {', '.join(unknown)}")
+    defaults.update(window_defaults(given.get("window")))
     values = {
         name: given[name] if given.get(name) is not None else default for name, default in defaults.items()
     }
     return RunParameters.parse(**values)
+
+
+def window_defaults(key: object) -> dict[str, Any]:
+    """What a window implies unless given: its seed, its birthday range or its day as the reference date."""
+    if not isinstance(key, str):
+        return {}
+    try:
+        window = LoadWindow.parse(key)
+    except ValueError as exc:
+        raise ParameterError(f"--window: {exc}") from None
+    if window.kind == "daily":
+        return {"seed": window.seed, "reference_date": window.start}
+    return {"seed": window.seed, "birthday_start": window.start, "birthday_end": window.end}

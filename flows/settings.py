@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Deliberately obvious: the quickstart needs a key, production must bring its own (see `require_real_secret`).
@@ -123,23 +123,48 @@ class PipelineSettings(BaseSettings):
     )
     snowflake_login_timeout_s: int = Field(60, ge=1, le=600, description="Login timeout.")
 
+    # --- concurrency: runs that write one warehouse at once (DuckDB allows one writer process) ---
+    snowflake_concurrent_runs: int = Field(
+        4, ge=1, le=64, description="Runs writing one Snowflake database at once."
+    )
+    warehouse_slot_timeout_s: float = Field(
+        3600.0, ge=1, le=86_400, description="How long a run waits for its turn on the warehouse."
+    )
+
     # --- privacy ---
     hmac_secret: SecretStr = Field(
         SecretStr(OFFLINE_DEMO_SECRET),
         description="Key of the HMAC-SHA256 person_key (set it in production).",
     )
+    hmac_secret_block: str | None = Field(
+        None, description="Name of a Prefect Secret block holding the person_key secret (wins over the env)."
+    )
     allow_demo_secret: bool = Field(
         True, description="Allow the built-in offline secret (only for local quickstarts and tests)."
     )
 
-    @field_validator("birthday_start", "birthday_end", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _empty_date_is_none(cls, value: object) -> object:
-        return None if value == "" else value
+    def _empty_is_unset(cls, values: object) -> object:
+        # Deployment templates pass every variable, set or not: an empty string means "not set".
+        if isinstance(values, dict):
+            return {key: value for key, value in values.items() if value != ""}
+        return values
 
-    def require_real_secret(self) -> None:
+    def person_key_secret(self) -> SecretStr:
+        """The key of person_key: from the named Prefect Secret block if there is one, else the environment."""
+        if self.hmac_secret_block:
+            from prefect.blocks.system import Secret  # noqa: PLC0415 - only where a block is named
+
+            return SecretStr(str(Secret.load(self.hmac_secret_block).get()))  # type: ignore[union-attr]
+        return self.hmac_secret
+
+    def require_real_secret(self, secret: SecretStr | None = None) -> None:
         """Refuse to run with the demo secret where it is not allowed."""
-        if not self.allow_demo_secret and self.hmac_secret.get_secret_value() == OFFLINE_DEMO_SECRET:
+        value = (secret or self.hmac_secret).get_secret_value()
+        if not value:
+            raise ValueError("the person_key secret is empty")
+        if not self.allow_demo_secret and value == OFFLINE_DEMO_SECRET:
             raise ValueError(
                 "PERSONS_HMAC_SECRET must be set: the built-in offline secret is not allowed here"
             )

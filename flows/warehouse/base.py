@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 
 import pyarrow as pa
@@ -20,6 +20,7 @@ from flows.sql_files import (
     load_sql,
     versioned_migrations,
 )
+from flows.windows import LoadWindow
 
 
 def utc_now() -> datetime:
@@ -237,6 +238,39 @@ class Warehouse(ABC):
                 raise
             (after,) = cursor.execute(self.sql("staging/count_persons"))[0]
         return MergeResult(batch_id=batch_id, inserted=int(after) - int(before), staging_rows=int(after))
+
+    def record_window(
+        self, window: LoadWindow, status: str, run_id: str, persons: int | None, started_at: datetime
+    ) -> None:
+        """Log a window's outcome in the high-watermark table (append-only: one row per run)."""
+        with self.cursor() as cursor:
+            cursor.execute(
+                self.sql("landing/insert_load_window"),
+                window_key=window.key,
+                window_kind=window.kind,
+                window_start=window.start,
+                window_end=window.end,
+                status=status,
+                run_id=run_id,
+                persons=persons,
+                started_at=started_at,
+                finished_at=utc_now(),
+            )
+
+    def high_watermark(self, kind: str) -> date | None:
+        """The end of the last completely loaded window of a kind."""
+        with self.cursor() as cursor:
+            rows = cursor.execute(self.sql("landing/select_high_watermark"), window_kind=kind)
+        value = rows[0][0] if rows else None
+        return value.date() if isinstance(value, datetime) else value
+
+    def completed_windows(self, kind: str) -> set[str]:
+        """Keys of the windows of a kind loaded completely at least once."""
+        with self.cursor() as cursor:
+            return {
+                key
+                for (key,) in cursor.execute(self.sql("landing/select_completed_windows"), window_kind=kind)
+            }
 
     def read_report(self, top_n: int = TOP_COUNTRIES) -> Report:
         """Answer the reporting questions from the reporting views."""

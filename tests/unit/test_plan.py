@@ -79,7 +79,7 @@ def test_defaults_come_from_the_settings() -> None:
     assert resolved.batch_size == 1000
     assert resolved.api_url == "https://fakerapi.it/api/v2"
     assert resolved.data_dir == Path("data")
-    assert resolved.warehouse == "duckdb"
+    assert resolved.warehouse is None  # the environment decides (see flows/targets.py)
 
 
 def test_unknown_parameters_are_refused() -> None:

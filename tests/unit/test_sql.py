@@ -54,8 +54,15 @@ def all_sql_files() -> list[str]:
 @pytest.mark.parametrize("name", all_sql_files())
 def test_every_sql_file_parses_for_duckdb_and_snowflake(name: str) -> None:
     dialects = [name.split(".")[-2]] if name.count(".") == 2 else ["duckdb", "snowflake"]
+    samples = {
+        "table": "landing.persons",
+        "staged_file": "@landing.landed_files/r1/b1.persons.parquet",
+        "local_path": "/tmp/b1.persons.parquet",
+        "stage": "landing.landed_files",
+        "stage_dir": "r1",
+    }
     for statement in load_sql(name).statements():
-        text, _ = bind_named(statement, _AnyValue())
+        text, _ = bind_named(statement.format(**samples) if "{" in statement else statement, _AnyValue())
         for dialect in dialects:
             assert sqlglot.parse(text, read=dialect), (name, dialect)
 

@@ -1,0 +1,74 @@
+"""`make deploy ENV=local|dev|prod`: against the Prefect API in PREFECT_API_URL, create the environment's
+work pool if it is missing (from deployments/work-pools/), then run `prefect deploy --all` without prompts.
+
+The environment's values (deployments/environments/<env>.env) become environment variables that
+prefect.yaml's {{ $VARIABLES }} read; an empty PERSONS_PROJECT_DIR / PERSONS_DATA_DIR means this checkout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+HERE = ROOT / "deployments"
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines (comments and blank lines ignored)."""
+    values = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip()
+    return values
+
+
+def render_template(path: Path, values: dict[str, str]) -> str:
+    """A work-pool job template with ${VARIABLES} filled in (unknown ones left visible)."""
+    return re.sub(r"\$\{([A-Z0-9_]+)\}", lambda match: values.get(match[1], match[0]), path.read_text())
+
+
+def prefect(*arguments: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run the Prefect CLI of this interpreter's environment."""
+    command = [str(Path(sys.executable).parent / "prefect"), "--no-prompt", *arguments]
+    return subprocess.run(command, env=env, cwd=ROOT, text=True, capture_output=not check, check=check)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Create the pool if missing, then deploy every deployment of prefect.yaml."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--env", default="local", choices=["local", "dev", "prod"])
+    args = parser.parse_args(argv)
+    if not os.environ.get("PREFECT_API_URL"):
+        print("deploy: set PREFECT_API_URL to the Prefect server to deploy to", file=sys.stderr)
+        return 2
+    values = read_env_file(HERE / "environments" / f"{args.env}.env")
+    values["PERSONS_PROJECT_DIR"] = values.get("PERSONS_PROJECT_DIR") or str(ROOT)
+    values["PERSONS_DATA_DIR"] = values.get("PERSONS_DATA_DIR") or str(ROOT / "data")
+    env = {**os.environ, **values}
+    pool, kind = values["PERSONS_WORK_POOL"], values["PERSONS_WORK_POOL_TYPE"]
+    if prefect("work-pool", "inspect", pool, env=env, check=False).returncode != 0:
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as template:
+            template.write(render_template(HERE / "work-pools" / f"{kind}.json", values))
+        try:
+            json.loads(Path(template.name).read_text())
+            prefect("work-pool", "create", pool, "--type", kind, "--base-job-template", template.name, env=env)
+        finally:
+            Path(template.name).unlink()
+        print(f"deploy: created work pool {pool} ({kind})")
+    else:
+        print(f"deploy: work pool {pool} exists; left as it is")
+    prefect("deploy", "--all", env=env)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""Scheduled and backfill flows around `persons_pipeline`: incremental from the warehouse's high-watermark.
+
+- `persons_daily` (the scheduled job) reads the last loaded day from `landing.load_windows`, then loads every
+  day after it up to today, oldest first, one pipeline subflow per day: a missed day is caught up by the next
+  run, and a day that fails stops the run so that the watermark never skips it.
+- `persons_backfill` splits a birthday range (or a range of run days) into windows and fans them out as
+  child flow runs of a deployment (`run_deployment`), so any number of workers can share them. Windows
+  already loaded are skipped, a failed window can be rerun alone, and reloading a window changes nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
+from prefect.deployments import run_deployment
+
+from flows.pipeline import persons_pipeline, warehouse_slot
+from flows.plan import ParameterError, resolve_parameters
+from flows.settings import get_settings
+from flows.targets import make_warehouse, resolve_targets
+from flows.windows import LoadWindow, birthday_windows, daily_windows, date_windows
+
+SCHEDULE_TIMEZONE = ZoneInfo("Europe/Berlin")
+FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+@task(
+    name="read-high-watermark", cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=5
+)
+def read_loaded_windows(
+    kind: str, data_dir: str | None, warehouse: str | None, landing_url: str | None
+) -> dict[str, Any]:
+    """The warehouse's high-watermark and completed windows of a kind (migrating the schema if needed)."""
+    settings = get_settings()
+    params = resolve_parameters(settings, data_dir=data_dir, warehouse=warehouse, landing_url=landing_url)
+    targets = resolve_targets(settings, params)
+    data_path = params.data_dir.resolve()
+    with warehouse_slot(targets, settings, data_path), make_warehouse(targets, data_path, settings) as house:
+        house.migrate()
+        return {"high_watermark": house.high_watermark(kind), "completed": house.completed_windows(kind)}
+
+
+@flow(name="persons-daily", persist_result=False)
+def persons_daily(
+    as_of: date | None = None,
+    persons_per_day: int | None = None,
+    first_day: date | None = None,
+    max_catch_up_days: int = 31,
+    api_url: str | None = None,
+    data_dir: str | None = None,
+    warehouse: str | None = None,
+    landing_url: str | None = None,
+) -> dict[str, Any]:
+    """Load every day after the warehouse's last loaded day up to `as_of` (default: today in Berlin)."""
+    logger = get_run_logger()
+    until = as_of or datetime.now(SCHEDULE_TIMEZONE).date()
+    if max_catch_up_days < 1:
+        raise ParameterError("--max-catch-up-days: must be at least 1")
+    loaded = read_loaded_windows("daily", data_dir, warehouse, landing_url)
+    days = daily_windows(loaded["high_watermark"], until, first_day, max_catch_up_days)
+    logger.info(
+        "event=daily_plan high_watermark=%s until=%s days=%d",
+        loaded["high_watermark"],
+        until.isoformat(),
+        len(days),
+    )
+    done = []
+    for window in days:
+        state = persons_pipeline(
+            window=window.key,
+            total=persons_per_day,
+            api_url=api_url,
+            data_dir=data_dir,
+            warehouse=warehouse,
+            landing_url=landing_url,
+            return_state=True,
+        )
+        if not state.is_completed():
+            raise RuntimeError(
+                f"day {window.key} failed ({state.message}); the next run starts again from it"
+            )
+        done.append(window.key)
+    if not days:
+        logger.info("event=daily_nothing_new high_watermark=%s", loaded["high_watermark"])
+    return {"loaded": done, "high_watermark": (days[-1].end if days else loaded["high_watermark"])}
+
+
+def plan_backfill(
+    birthday_start: date | None,
+    birthday_end: date | None,
+    window_years: int,
+    start_day: date | None,
+    end_day: date | None,
+) -> list[LoadWindow]:
+    """Birthday windows, or daily windows over run days; exactly one of the two ranges must be given."""
+    if (birthday_start or birthday_end) and (start_day or end_day):
+        raise ParameterError("give either a birthday range or a range of days, not both")
+    if birthday_start and birthday_end:
+        return birthday_windows(birthday_start, birthday_end, window_years)
+    if start_day and end_day:
+        return date_windows(start_day, end_day)
+    raise ParameterError("give --birthday-start and --birthday-end, or --start-day and --end-day")
+
+
+@flow(name="persons-backfill", persist_result=False)
+def persons_backfill(
+    birthday_start: date | None = None,
+    birthday_end: date | None = None,
+    window_years: int = 10,
+    start_day: date | None = None,
+    end_day: date | None = None,
+    persons_per_window: int = 1000,
+    reference_date: date | None = None,
+    deployment: str = "persons-pipeline/adhoc",
+    force: bool = False,
+    timeout_s: float = 6 * 3600,
+    api_url: str | None = None,
+    data_dir: str | None = None,
+    warehouse: str | None = None,
+    landing_url: str | None = None,
+) -> dict[str, Any]:
+    """Fan windows out as child runs of `deployment`, wait for all, fail naming the windows that failed."""
+    logger = get_run_logger()
+    windows = plan_backfill(birthday_start, birthday_end, window_years, start_day, end_day)
+    kind = windows[0].kind
+    completed = set() if force else read_loaded_windows(kind, data_dir, warehouse, landing_url)["completed"]
+    todo = [window for window in windows if window.key not in completed]
+    logger.info(
+        "event=backfill_plan windows=%d already_loaded=%d to_run=%d",
+        len(windows),
+        len(windows) - len(todo),
+        len(todo),
+    )
+    common = {
+        "total": persons_per_window,
+        "api_url": api_url,
+        "data_dir": str(Path(data_dir).resolve()) if data_dir else None,
+        "warehouse": warehouse,
+        "landing_url": landing_url,
+    }
+    if kind == "birthdays":
+        common["reference_date"] = (reference_date or datetime.now(SCHEDULE_TIMEZONE).date()).isoformat()
+    children = {}
+    for window in todo:
+        parameters = {
+            name: value for name, value in {**common, "window": window.key}.items() if value is not None
+        }
+        run: FlowRun = run_deployment(  # type: ignore[assignment]  # sync call in a sync flow
+            deployment,
+            parameters=parameters,
+            timeout=0,
+            flow_run_name=f"window-{window.key.replace(':', '-')}",
+        )
+        children[window.key] = run.id
+        logger.info("event=window_submitted window=%s flow_run_id=%s", window.key, run.id)
+    states = wait_for_runs(children, timeout_s)
+    failed = sorted(key for key, state in states.items() if state != "COMPLETED")
+    if failed:
+        raise RuntimeError(
+            f"{len(failed)} of {len(todo)} windows did not complete: {', '.join(failed)}; rerun the backfill "
+            f"(loaded windows are skipped) or one window with: prefect deployment run '{deployment}' "
+            f"--param window=<window>"
+        )
+    return {
+        "windows": [window.key for window in windows],
+        "ran": sorted(children),
+        "skipped": sorted(completed),
+    }
+
+
+def wait_for_runs(runs: dict[str, Any], timeout_s: float, poll_s: float = 2.0) -> dict[str, str]:
+    """Final state names of flow runs, polling until all are final or the timeout passes."""
+    deadline = time.monotonic() + timeout_s
+    states: dict[str, str] = {}
+    with get_client(sync_client=True) as client:
+        while True:
+            for key, run_id in runs.items():
+                if states.get(key) in FINAL_STATES:
+                    continue
+                state = client.read_flow_run(run_id).state
+                states[key] = state.type.value if state else "PENDING"
+            if all(value in FINAL_STATES for value in states.values()) or time.monotonic() > deadline:
+                return states
+            time.sleep(poll_s)
