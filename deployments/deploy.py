@@ -23,8 +23,8 @@ HERE = ROOT / "deployments"
 def read_env_file(path: Path) -> dict[str, str]:
     """KEY=VALUE lines (comments and blank lines ignored)."""
     values = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
+    for raw_line in path.read_text().splitlines():
+        line = raw_line.strip()
         if line and not line.startswith("#"):
             key, _, value = line.partition("=")
             values[key.strip()] = value.strip()
@@ -39,7 +39,9 @@ def render_template(path: Path, values: dict[str, str]) -> str:
 def prefect(*arguments: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run the Prefect CLI of this interpreter's environment."""
     command = [str(Path(sys.executable).parent / "prefect"), "--no-prompt", *arguments]
-    return subprocess.run(command, env=env, cwd=ROOT, text=True, capture_output=not check, check=check)
+    return subprocess.run(  # noqa: S603 - our own CLI, arguments from this script
+        command, env=env, cwd=ROOT, text=True, capture_output=not check, check=check
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,7 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     if not os.environ.get("PREFECT_API_URL"):
         print("deploy: set PREFECT_API_URL to the Prefect server to deploy to", file=sys.stderr)
         return 2
-    values = read_env_file(HERE / "environments" / f"{args.env}.env")
+    # The environment file's values, unless the caller's environment sets them (CI, tests, one-offs).
+    values = {
+        key: os.environ.get(key) or value
+        for key, value in read_env_file(HERE / "environments" / f"{args.env}.env").items()
+    }
     values["PERSONS_PROJECT_DIR"] = values.get("PERSONS_PROJECT_DIR") or str(ROOT)
     values["PERSONS_DATA_DIR"] = values.get("PERSONS_DATA_DIR") or str(ROOT / "data")
     env = {**os.environ, **values}
@@ -60,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
             template.write(render_template(HERE / "work-pools" / f"{kind}.json", values))
         try:
             json.loads(Path(template.name).read_text())
-            prefect("work-pool", "create", pool, "--type", kind, "--base-job-template", template.name, env=env)
+            prefect(
+                "work-pool", "create", pool, "--type", kind, "--base-job-template", template.name, env=env
+            )
         finally:
             Path(template.name).unlink()
         print(f"deploy: created work pool {pool} ({kind})")

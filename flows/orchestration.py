@@ -22,6 +22,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 
+from flows.alerts import notify_failure
 from flows.pipeline import persons_pipeline, warehouse_slot
 from flows.plan import ParameterError, resolve_parameters
 from flows.settings import get_settings
@@ -48,7 +49,7 @@ def read_loaded_windows(
         return {"high_watermark": house.high_watermark(kind), "completed": house.completed_windows(kind)}
 
 
-@flow(name="persons-daily", persist_result=False)
+@flow(name="persons-daily", persist_result=False, on_failure=[notify_failure], on_crashed=[notify_failure])
 def persons_daily(
     as_of: date | None = None,
     persons_per_day: int | None = None,
@@ -110,7 +111,7 @@ def plan_backfill(
     raise ParameterError("give --birthday-start and --birthday-end, or --start-day and --end-day")
 
 
-@flow(name="persons-backfill", persist_result=False)
+@flow(name="persons-backfill", persist_result=False, on_failure=[notify_failure], on_crashed=[notify_failure])
 def persons_backfill(
     birthday_start: date | None = None,
     birthday_end: date | None = None,

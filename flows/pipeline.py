@@ -7,6 +7,8 @@ exceptions). The first thing that is cached, persisted or written is an anonymis
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import resource
 import time
 from collections import defaultdict, deque
@@ -37,6 +39,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.transactions import Transaction, transaction
 from pydantic import SecretStr
 
+from flows.alerts import notify_failure
 from flows.anonymise import POLICY_VERSION
 from flows.faker_client import ClientConfig, PageQuery
 from flows.ingest_worker import AnonymiseSummary, ExtractSummary, IngestWorker
@@ -227,6 +230,15 @@ def _link(location: str) -> str:
     return Path(location).as_uri() if location.startswith("/") else location
 
 
+def log_event(logger: Any, event: str, *, level: int = logging.INFO, **fields: Any) -> None:
+    """One structured line per event: `event=<name> key=value ...` (counts, ids, durations; never values)."""
+    parts = [f"event={event}"]
+    for key, value in fields.items():
+        text = f"{value:.3f}" if isinstance(value, float) else str(value)
+        parts.append(f"{key}={json.dumps(text) if (' ' in text or not text) else text}")
+    logger.log(level, " ".join(parts))
+
+
 @dataclass
 class StageClock:
     """Seconds spent per stage over a run (summed over batches)."""
@@ -277,6 +289,8 @@ class RunContext:
 
 @flow(
     name=FLOW_NAME,
+    on_failure=[notify_failure],
+    on_crashed=[notify_failure],
     task_runner=ThreadPoolTaskRunner(max_workers=4),  # type: ignore[arg-type]  # Prefect's generic is too narrow
     persist_result=False,
 )
@@ -406,14 +420,15 @@ def process_batches(run: RunContext) -> tuple[list[dict[str, Any]], list[str]]:
     """Ingest batches (a few ahead, in worker threads) and publish each in order; return them and problems."""
     logger = get_run_logger()
     plans = plan_batches(run.params)
-    logger.info(
-        "run %s: %d persons in %d batches of up to %d pages of %d; warehouse %s",
-        run.run_id,
-        run.params.total,
-        len(plans),
-        run.params.pages_per_batch,
-        run.params.batch_size,
-        run.targets.warehouse,
+    log_event(
+        logger,
+        "run_planned",
+        run_id=run.run_id,
+        persons=run.params.total,
+        batches=len(plans),
+        pages_per_batch=run.params.pages_per_batch,
+        page_size=run.params.batch_size,
+        warehouse=run.targets.warehouse,
     )
     client_config = ClientConfig.from_settings(run.settings, run.params.api_url)
     query = PageQuery(run.params.locale, run.params.birthday_start, run.params.birthday_end)
@@ -434,8 +449,10 @@ def process_batches(run: RunContext) -> tuple[list[dict[str, Any]], list[str]]:
         )
 
     progress = cast(
-        UUID, create_progress_artifact(progress=0.0, description=f"Batches published by run {run.run_id}")
+        UUID,
+        create_progress_artifact(progress=0.0, description=f"Extraction: batches landed by run {run.run_id}"),
     )
+    landed_count = 0
     batches: list[dict[str, Any]] = []
     problems: list[str] = []
     pending: deque[tuple[BatchPlan, PrefectFuture[LandedBatch]]] = deque()
@@ -449,28 +466,55 @@ def process_batches(run: RunContext) -> tuple[list[dict[str, Any]], list[str]]:
             try:
                 landed = future.result()
                 if not run.store.exists(landed.persons_key) or not run.store.exists(landed.quarantine_key):
-                    logger.warning(
-                        "batch %s: cached landing files are gone; fetching it again", plan.batch_id
+                    log_event(
+                        logger,
+                        "batch_cache_stale",
+                        run_id=run.run_id,
+                        batch_id=plan.batch_id,
+                        level=logging.WARNING,
                     )
                     landed = submit(plan, refresh=True).result()
             except Exception as exc:
                 problems.append(f"batch {plan.batch_id} could not be ingested: {exc}")
-                logger.error("batch %s could not be ingested: %s", plan.batch_id, exc)
+                log_event(
+                    logger,
+                    "batch_ingest_failed",
+                    run_id=run.run_id,
+                    batch_id=plan.batch_id,
+                    error=str(exc),
+                    level=logging.ERROR,
+                )
                 continue
+        landed_count += 1
+        update_progress_artifact(progress, progress=100.0 * landed_count / len(plans))
         fresh = landed.landed_by_run == run.run_id
+        log_event(
+            logger,
+            "batch_landed",
+            run_id=run.run_id,
+            batch_id=landed.batch_id,
+            cached=not fresh,
+            extracted=landed.extracted,
+            persons=landed.persons,
+            quarantined=landed.quarantined,
+            duplicates=landed.duplicates,
+            requests=landed.fetch.get("requests", 0),
+            retries=landed.fetch.get("retries", 0),
+            **cast(dict[str, Any], {f"{stage}_s": seconds for stage, seconds in landed.timings.items()}),
+        )
         for stage, seconds in landed.timings.items():
             run.clock.seconds[stage] += seconds if fresh else 0.0
         status = publish_batch(run, landed)
         if status != "merged":
             problems.append(status)
         batches.append({**landed.to_dict(), "merged": status == "merged", "cached": not fresh})
-        update_progress_artifact(progress, progress=100.0 * (len(batches) + len(problems)) / len(plans))
     return batches, problems
 
 
 def publish_batch(run: RunContext, landed: LandedBatch) -> str:
     """Load, validate and merge one batch inside a transaction; 'merged' or a one-line reason it was not."""
     logger = get_run_logger()
+    started = time.perf_counter()
     try:
         with transaction() as txn:
             txn.set("warehouse", run.warehouse)
@@ -483,23 +527,37 @@ def publish_batch(run: RunContext, landed: LandedBatch) -> str:
             with run.clock.measure("merge"):
                 merged = merge_batch(run.warehouse, landed, run.run_id)
     except BatchRejected as rejected:
-        logger.error(
-            "batch %s rejected by the validation gate: %s", landed.batch_id, ", ".join(rejected.failed)
+        log_event(
+            logger,
+            "batch_rejected",
+            run_id=run.run_id,
+            batch_id=landed.batch_id,
+            failed_expectations=",".join(rejected.failed),
+            data_docs=rejected.docs,
+            level=logging.ERROR,
         )
         return (
             f"batch {landed.batch_id} rejected by the validation gate (failed: {', '.join(rejected.failed)})"
         )
     except Exception as exc:
-        logger.error("batch %s not merged: %s", landed.batch_id, exc)
+        log_event(
+            logger,
+            "batch_not_merged",
+            run_id=run.run_id,
+            batch_id=landed.batch_id,
+            error=f"{type(exc).__name__}: {exc}",
+            level=logging.ERROR,
+        )
         return f"batch {landed.batch_id} not merged: {type(exc).__name__}: {exc}"
-    logger.info(
-        "batch %s merged: %d persons (%d new), %d quarantined, %d duplicates; staging holds %d",
-        landed.batch_id,
-        landed.persons,
-        merged.inserted,
-        landed.quarantined,
-        landed.duplicates,
-        merged.staging_rows,
+    log_event(
+        logger,
+        "batch_merged",
+        run_id=run.run_id,
+        batch_id=landed.batch_id,
+        persons=landed.persons,
+        inserted=merged.inserted,
+        staging_rows=merged.staging_rows,
+        publish_s=time.perf_counter() - started,
     )
     return "merged"
 
@@ -560,17 +618,23 @@ def finish_run(
         merged = sum(batch["persons"] for batch in batches if batch["merged"])
         status = "failed" if problems else "completed"
         run.warehouse.record_window(window, status, run.run_id, merged, run.started_at)
-        logger.info("event=window_recorded window=%s status=%s persons=%d", window.key, status, merged)
+        log_event(
+            logger, "window_recorded", run_id=run.run_id, window=window.key, status=status, persons=merged
+        )
     print(render_summary(report))
     print(f"data docs: {docs_index}")
     print(f"report:    {report_dir}")
-    logger.info(
-        "report: total_persons=%d quarantined=%d rejected_batches=%d; data docs %s; manifest %s",
-        report.total_persons,
-        report.quarantined,
-        report.rejected_batches,
-        docs_index,
-        run.store.uri(manifest_key),
+    log_event(
+        logger,
+        "run_finished",
+        run_id=run.run_id,
+        total_persons=report.total_persons,
+        quarantined=report.quarantined,
+        rejected_batches=report.rejected_batches,
+        problems=len(problems),
+        wall_s=wall,
+        data_docs=docs_index,
+        manifest=run.store.uri(manifest_key),
     )
     if problems:
         raise PipelineFailed(

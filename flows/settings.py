@@ -131,6 +131,14 @@ class PipelineSettings(BaseSettings):
         3600.0, ge=1, le=86_400, description="How long a run waits for its turn on the warehouse."
     )
 
+    # --- alerts ---
+    alert_webhook_url: SecretStr | None = Field(
+        None, description="Webhook that failed or crashed runs are reported to (usually embeds a token)."
+    )
+    alert_webhook_block: str | None = Field(
+        None, description="Name of a Prefect Secret block holding the alert webhook URL (wins over the env)."
+    )
+
     # --- privacy ---
     hmac_secret: SecretStr = Field(
         SecretStr(OFFLINE_DEMO_SECRET),
@@ -152,7 +160,7 @@ class PipelineSettings(BaseSettings):
         return values
 
     def person_key_secret(self) -> SecretStr:
-        """The key of person_key: from the named Prefect Secret block if there is one, else the environment."""
+        """The person_key secret: from the Prefect Secret block if one is named, else the environment."""
         if self.hmac_secret_block:
             from prefect.blocks.system import Secret  # noqa: PLC0415 - only where a block is named
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import signal
 import subprocess
@@ -16,11 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import orjson
 import pytest
 
+from flows import faker_twin
 from flows.faker_twin import (
     BAD_RECORD_KINDS,
+    DEFAULT_BIRTHDAY_END,
+    DEFAULT_BIRTHDAY_START,
     MAX_QUANTITY,
     FakerTwin,
     TwinFaults,
@@ -338,6 +343,125 @@ def test_countries_match_the_shipped_csv_with_a_german_cluster() -> None:
     assert set(drawn) <= pairs
     assert 0.05 <= drawn["Germany", "DE"] / len(records) <= 0.08
     assert len(drawn) > 200
+
+
+# ------------------------------------------------------------ fast serialisation (common case over HTTP)
+
+BIRTHDAY_WINDOWS = [
+    (DEFAULT_BIRTHDAY_START, DEFAULT_BIRTHDAY_END),
+    (date(1990, 1, 1), date(1990, 12, 31)),
+    (date(1, 1, 1), date(9999, 12, 31)),
+    (date(1969, 12, 31), date(1970, 1, 1)),
+    (date(2000, 2, 29), date(2000, 2, 29)),
+]
+
+
+def expected_body(seed: int, seed_text: str, quantity: int, locale: str, start: date, end: date) -> bytes:
+    """What the handler sent before the fast writer: orjson of the dict page with the echoed seed text."""
+    return orjson.dumps({**generate_page(seed, quantity, locale, start, end), "seed": seed_text})
+
+
+@pytest.mark.parametrize("locale", ["en_US", "de_DE", "ja_JP", "fr_FR", "xx_YY"])
+def test_fast_body_is_byte_identical_to_orjson_of_generate_page(locale: str) -> None:
+    for seed in range(-20, 180):
+        start, end = BIRTHDAY_WINDOWS[seed % len(BIRTHDAY_WINDOWS)]
+        seed_text = str(seed) if seed % 7 else f'odd "seed" \\ ü\n{seed}'
+        for quantity in (1, 23, 1000) if seed % 5 == 0 else (1, 23):
+            expected = expected_body(seed, seed_text, quantity, locale, start, end)
+            assert faker_twin._persons_body(seed, seed_text, quantity, locale, start, end) == expected, (
+                seed,
+                quantity,
+            )
+
+
+def test_fast_body_of_an_empty_page_and_a_huge_seed() -> None:
+    start, end = DEFAULT_BIRTHDAY_START, DEFAULT_BIRTHDAY_END
+    for seed, quantity in ((5, 0), (2**80, 3), (-(2**80), 3)):
+        body = faker_twin._persons_body(seed, "s", quantity, "en_US", start, end)
+        assert body == expected_body(seed, "s", quantity, "en_US", start, end)
+
+
+def test_fast_body_escapes_awkward_pool_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    awkward = ['Ann "Nan" O\'Neil', "back\\slash", "tab\tnew\nline\x00\x1f", "Zoë 𝒜 李", "%s %d {}", "", "/"]
+    pools = faker_twin._pools_for("en_US")
+
+    def cycled(size: int) -> np.ndarray[Any, np.dtype[np.object_]]:
+        return faker_twin._objects([awkward[index % len(awkward)] for index in range(size)])
+
+    strange = dataclasses.replace(
+        pools,
+        first_male=cycled(5),
+        first_male_slug=cycled(5),
+        first_female=cycled(9),
+        first_female_slug=cycled(9),
+        last=cycled(11),
+        last_slug=cycled(11),
+        street_names=cycled(13),
+        cities=cycled(3),
+        postcodes=cycled(4),
+        buildings=cycled(6),
+        secondaries=cycled(8),
+        company_domains=cycled(10),
+    )
+    countries = faker_twin._countries()
+    strange_countries = dataclasses.replace(
+        countries, names=cycled(len(countries.names)), codes=cycled(len(countries.codes))
+    )
+    monkeypatch.setattr(faker_twin, "_POOLS", {"en_US": strange})
+    monkeypatch.setattr(faker_twin, "_JSON_POOLS", {})
+    monkeypatch.setattr(faker_twin, "_COUNTRIES", [strange_countries])
+
+    for seed in range(20):
+        body = faker_twin._persons_body(
+            seed, str(seed), 200, "en_US", DEFAULT_BIRTHDAY_START, DEFAULT_BIRTHDAY_END
+        )
+        assert body == expected_body(
+            seed, str(seed), 200, "en_US", DEFAULT_BIRTHDAY_START, DEFAULT_BIRTHDAY_END
+        )
+    assert b"\\u0000" in body and "Zoë 𝒜 李".encode() in body
+
+
+def test_float_pieces_match_orjson_for_edge_values() -> None:
+    values = [-0.0, 0.0, 1e-06, -5e-05, 6.8e-05, 0.0001, -0.000123, 90.0, -180.0, 12.5, 179.999999, -1e-06]
+    assert faker_twin._float_pieces(np.array(values)) == [orjson.dumps(value) for value in values]
+    with_key = faker_twin._float_pieces(np.array(values), after=b',"longitude":')
+    assert with_key == [orjson.dumps(value) + b',"longitude":' for value in values]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"_seed": "11", "_quantity": "50"},
+        {"_seed": "-17", "_quantity": "1000", "_locale": "ja_JP"},
+        {"_seed": 'a"b\\c ü', "_quantity": "7", "_locale": "de_DE", "_birthday_start": "1990-01-01"},
+        {"_seed": "3", "_locale": "xx_YY", "_birthday_start": "2000-01-01", "_birthday_end": "2000-01-02"},
+    ],
+)
+def test_http_body_is_byte_identical_to_orjson_of_generate_page(
+    client: httpx.Client, twin: FakerTwin, params: dict[str, str]
+) -> None:
+    query = faker_twin._parse_persons_query(params)
+    args = (query.seed, query.quantity, query.locale, query.birthday_start, query.birthday_end)
+    assert persons(client, **params).content == orjson.dumps(
+        {**generate_page(*args), "seed": query.seed_text}
+    )
+
+    # Record-altering faults take the dict path; its bytes are what the handler always sent.
+    twin.set_faults(TwinFaults(bad_record_rate=0.5, extra_fields=True))
+    page = generate_page(*args, bad_record_rate=0.5, extra_fields=True)
+    assert persons(client, **params).content == orjson.dumps({**page, "seed": query.seed_text})
+
+
+def test_common_case_skips_the_dict_path(
+    client: httpx.Client, twin: FakerTwin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("unexpected path")
+
+    monkeypatch.setattr(faker_twin, "generate_page", fail)
+    assert persons(client, _seed=1, _quantity=10).status_code == 200
+    twin.set_faults(TwinFaults(coordinates="nested"))
+    assert persons(client, _seed=1, _quantity=10).status_code == 500
 
 
 # ------------------------------------------------------------ faults over HTTP
