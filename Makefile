@@ -70,6 +70,12 @@ deploy: $(RUNTIME_STAMP) ## create the work pool if missing and deploy prefect.y
 worker: $(RUNTIME_STAMP) ## start a process worker on the local pool (needs PREFECT_API_URL)
 	$(BIN)/prefect worker start --pool persons-local --type process
 
+image: ## build the image with buildah (no Docker engine needed)
+	scripts/image.sh build
+
+image-test: ## build the image and run the pipeline inside it against the twin (2,000 persons)
+	scripts/image.sh test
+
 lock: | $(BIN)/python ## re-pin requirements*.txt from requirements*.in
 	$(BIN)/uv pip compile --quiet --no-header --python-version 3.11 requirements.in -o requirements.txt
 	$(BIN)/uv pip compile --quiet --no-header --python-version 3.11 requirements-dev.in -o requirements-dev.txt

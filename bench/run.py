@@ -148,6 +148,8 @@ def run_round(
     """One measurement of every scenario at every size."""
     results = []
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    # The client-side rate limit protects the public API; against the local twin it would only measure itself.
+    base_env.setdefault("PERSONS_RATE_LIMIT_PER_S", "0")
     for persons in sizes:
         download = [
             str(BIN / "python"),
