@@ -40,7 +40,8 @@ install: $(DEV_STAMP) ## create .venv with runtime and dev dependencies (pinned)
 run: $(RUNTIME_STAMP) ## install, then run the whole pipeline offline against the bundled Faker twin
 	PATH="$(CURDIR)/$(BIN):$$PATH" scripts/quickstart.sh $(ARGS)
 
-test: $(DEV_STAMP) ## install, then run every test (unit and integration, real local servers)
+test: $(DEV_STAMP) ## install, then lint and run every test (unit and integration, real local servers)
+	$(MAKE) --no-print-directory lint
 	$(BIN)/python -m pytest $(ARGS)
 
 test-unit: $(DEV_STAMP) ## only the fast unit tests

@@ -6,12 +6,19 @@ staged as (
     select * from staging.persons
 ),
 
-bounds as (
+bins as (
     select
         staged.*,
-        cast(split_part(replace(replace(staged.age_group, '[', ''), ']', ''), '-', 1) as integer) as age_group_low,
-        cast(split_part(replace(replace(staged.age_group, '[', ''), ']', ''), '-', 2) as integer) as age_max
+        replace(replace(staged.age_group, '[', ''), ']', '') as age_range
     from staged
+),
+
+bounds as (
+    select
+        bins.*,
+        cast(split_part(bins.age_range, '-', 1) as integer) as age_group_low,
+        cast(split_part(bins.age_range, '-', 2) as integer) as age_max
+    from bins
 ),
 
 final as (
