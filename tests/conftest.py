@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +58,34 @@ def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 15) -> Non
         process.wait(timeout_s)
 
 
+@contextmanager
+def running(
+    command: list[str], log_path: Path, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A server process in its own session (so its children stop with it), logging to `log_path`."""
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            yield process
+        finally:
+            stop_process(process)
+
+
+def wait_for_port(port: int, timeout_s: float, process: subprocess.Popen[bytes]) -> None:
+    """Poll until something listens on 127.0.0.1:`port` (fail early if the process died)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process for port {port} exited with {process.returncode}")
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"nothing listens on port {port} after {timeout_s} s")
+
+
 @dataclass(frozen=True)
 class PrefectServer:
     """A running `prefect server start` and the homes of server and clients."""
@@ -78,21 +107,11 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PREFECT_LOGGING_LEVEL="WARNING",
     )
-    log = (server_home / "server.log").open("wb")
-    process = subprocess.Popen(
-        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    api_url = f"http://127.0.0.1:{port}/api"
-    try:
+    command = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    with running(command, server_home / "server.log", env) as process:
+        api_url = f"http://127.0.0.1:{port}/api"
         wait_for_http(f"{api_url}/health", 90, process)
         yield PrefectServer(api_url, server_home, client_home)
-    finally:
-        stop_process(process)
-        log.close()
 
 
 @pytest.fixture(scope="session")
@@ -168,28 +187,10 @@ class SnowflakeServer:
 def snowflake_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SnowflakeServer]:
     """`fakesnow -s` on 127.0.0.1, started for the session and stopped after it."""
     port = free_port()
-    log = (tmp_path_factory.mktemp("fakesnow") / "server.log").open("wb")
-    process = subprocess.Popen(
-        [str(BIN / "fakesnow"), "-s", "--host", "127.0.0.1", "-p", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError("fakesnow exited")
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.2)
-        else:
-            raise TimeoutError("fakesnow did not start")
+    command = [str(BIN / "fakesnow"), "-s", "--host", "127.0.0.1", "-p", str(port)]
+    with running(command, tmp_path_factory.mktemp("fakesnow") / "server.log") as process:
+        wait_for_port(port, 60, process)
         yield SnowflakeServer("127.0.0.1", port)
-    finally:
-        stop_process(process)
-        log.close()
 
 
 @dataclass(frozen=True)
@@ -225,17 +226,8 @@ class S3Server:
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """`moto_server` on 127.0.0.1, started for the session and stopped after it."""
     port = free_port()
-    log = (tmp_path_factory.mktemp("moto") / "server.log").open("wb")
-    process = subprocess.Popen(
-        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
+    command = [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
+    with running(command, tmp_path_factory.mktemp("moto") / "server.log") as process:
+        url = f"http://127.0.0.1:{port}"
         wait_for_http(f"{url}/moto-api/", 60, process)
         yield S3Server(url)
-    finally:
-        stop_process(process)
-        log.close()
