@@ -174,6 +174,10 @@ def serve(address: str) -> None:
     server.serve_forever()
 
 
+# Many short-lived parse buffers in several threads: one allocator with few arenas hands memory back, where
+# per-thread arenas and pools would keep each thread's high-water mark.
+_WORKER_ALLOCATOR = {"MALLOC_ARENA_MAX": "2", "ARROW_DEFAULT_MEMORY_POOL": "system"}
+
 # Imported, not run as __main__, so pickled results name their classes by module (flows.ingest_worker.X).
 _WORKER_ENTRY = "import sys; from flows.ingest_worker import serve; serve(sys.argv[1])"
 
@@ -201,6 +205,7 @@ class IngestWorker:
                 [sys.executable, "-c", _WORKER_ENTRY, address],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
+                env={**os.environ, **_WORKER_ALLOCATOR},
             )
             assert process.stdin is not None and process.stdout is not None
             process.stdin.write(authkey.hex().encode() + b"\n")

@@ -344,7 +344,9 @@ def persons_pipeline(
         with (
             warehouse_slot(targets, settings, data_dir_path),
             ThreadPoolExecutor(1, thread_name_prefix="gate") as background,
-            make_warehouse(targets, data_dir_path, settings) as warehouse_,
+            make_warehouse(
+                targets, data_dir_path, settings, params.pages_per_batch * params.batch_size
+            ) as warehouse_,
         ):
             run = RunContext(
                 run_id=run_id,

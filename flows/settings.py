@@ -86,9 +86,9 @@ class PipelineSettings(BaseSettings):
 
     # --- DuckDB (the embedded warehouse) ---
     duckdb_memory_limit: str = Field(
-        "512MB",
-        pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$",
-        description="DuckDB's memory cap (one batch's transaction must fit in it).",
+        "auto",
+        pattern=r"^(auto|\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB))$",
+        description="DuckDB's memory cap; auto = 256MB, more for batches whose transaction needs it.",
     )
     duckdb_threads: int = Field(2, ge=1, le=64, description="DuckDB worker threads.")
     duckdb_lock_timeout_s: float = Field(

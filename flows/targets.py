@@ -56,7 +56,16 @@ def make_landing_store(targets: Targets, settings: PipelineSettings) -> LandingS
     return LocalLandingStore(Path(targets.landing_url))
 
 
-def make_warehouse(targets: Targets, data_dir: Path, settings: PipelineSettings) -> Warehouse:
+def duckdb_memory_limit(settings: PipelineSettings, rows_per_batch: int) -> str:
+    """The configured cap, or for `auto` 256 MB - raised for big batches, whose load must fit at once."""
+    if settings.duckdb_memory_limit != "auto":
+        return settings.duckdb_memory_limit
+    return f"{max(256, rows_per_batch * 1200 // 1_000_000)}MB"
+
+
+def make_warehouse(
+    targets: Targets, data_dir: Path, settings: PipelineSettings, rows_per_batch: int = 200_000
+) -> Warehouse:
     """The warehouse adapter for the run."""
     if targets.warehouse == "snowflake":
         from flows.warehouse.snowflake_warehouse import SnowflakeWarehouse  # noqa: PLC0415
@@ -68,5 +77,5 @@ def make_warehouse(targets: Targets, data_dir: Path, settings: PipelineSettings)
         data_dir / "warehouse.duckdb",
         lock_timeout_s=settings.duckdb_lock_timeout_s,
         threads=settings.duckdb_threads,
-        memory_limit=settings.duckdb_memory_limit,
+        memory_limit=duckdb_memory_limit(settings, rows_per_batch),
     )
