@@ -174,8 +174,8 @@ def serve(address: str) -> None:
     server.serve_forever()
 
 
-# Many short-lived parse buffers in several threads: one allocator with few arenas hands memory back, where
-# per-thread arenas and pools would keep each thread's high-water mark.
+# Many short-lived parse buffers in several threads: few arenas and the system allocator hand memory back,
+# where per-thread arenas and pools would keep each thread's high-water mark (set before the process starts).
 _WORKER_ALLOCATOR = {"MALLOC_ARENA_MAX": "2", "ARROW_DEFAULT_MEMORY_POOL": "system"}
 
 # Imported, not run as __main__, so pickled results name their classes by module (flows.ingest_worker.X).
