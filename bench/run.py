@@ -29,6 +29,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 REFERENCE_DATE = "2026-06-15"
+PROCESSES = ("orchestrator", "raw_data_worker", "validation_gate")
 
 
 @dataclass
@@ -225,11 +226,14 @@ def summarise(results: list[Measurement], sizes: list[int]) -> dict[str, Any]:
                 entry["stages_s"] = {
                     stage: median([run["stages"].get(stage, 0.0) for run in runs]) for stage in stages
                 }
-                for part in ("orchestrator", "worker"):
+                for part in PROCESSES:
                     entry[f"{part}_cpu_s"] = median([run["resources"][part]["cpu_seconds"] for run in runs])
                     entry[f"{part}_max_rss_mib"] = median(
                         [run["resources"][part]["max_rss_mib"] for run in runs]
                     )
+                entry["sum_of_peaks_rss_mib"] = median(
+                    [sum(run["resources"][part]["max_rss_mib"] for part in PROCESSES) for run in runs]
+                )
                 entry["total_persons"] = rows[0].detail["total_persons"]
             table[f"{scenario}@{persons}"] = entry
     ratios = {}
@@ -241,10 +245,8 @@ def summarise(results: list[Measurement], sizes: list[int]) -> dict[str, Any]:
             ratios[f"pipeline_over_download_wall@{persons}"] = pipeline["wall_s"] / download["wall_s"]
     if len(sizes) > 1 and f"pipeline@{sizes[0]}" in table:
         small, large = table[f"pipeline@{sizes[0]}"], table[f"pipeline@{sizes[-1]}"]
-        for part in ("orchestrator", "worker"):
-            ratios[f"{part}_rss_{sizes[-1]}_over_{sizes[0]}"] = (
-                large[f"{part}_max_rss_mib"] / small[f"{part}_max_rss_mib"]
-            )
+        for key in [f"{part}_max_rss_mib" for part in PROCESSES] + ["sum_of_peaks_rss_mib"]:
+            ratios[f"{key}_{sizes[-1]}_over_{sizes[0]}"] = large[key] / small[key]
     return {"table": table, "ratios": ratios}
 
 
@@ -259,11 +261,12 @@ def render(summary: dict[str, Any]) -> str:
         if "stages_s" in entry:
             stages = ", ".join(f"{k} {v:.2f}" for k, v in entry["stages_s"].items())
             lines.append(f"    stages (s, summed over batches): {stages}")
-            lines.append(
-                f"    orchestrator: cpu {entry['orchestrator_cpu_s']:.1f} s, peak RSS "
-                f"{entry['orchestrator_max_rss_mib']:.0f} MiB; raw-data worker: cpu "
-                f"{entry['worker_cpu_s']:.1f} s, peak RSS {entry['worker_max_rss_mib']:.0f} MiB"
-            )
+            for part in PROCESSES:
+                lines.append(
+                    f"    {part}: cpu {entry[f'{part}_cpu_s']:.1f} s, "
+                    f"peak RSS {entry[f'{part}_max_rss_mib']:.0f} MiB"
+                )
+            lines.append(f"    sum of the processes' peaks: {entry['sum_of_peaks_rss_mib']:.0f} MiB")
     lines.append("")
     lines += [f"{name}: {value:.2f}" for name, value in summary["ratios"].items()]
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""The raw-data worker: a separate process that fetches, parses and anonymises pages, and lands the result.
+"""The raw-data worker: a separate process that fetches, parses and anonymises pages, and serialises them.
 
 Why a process of its own:
 - privacy: raw personal data never enters the orchestrating process, which talks to Prefect's API (states,
@@ -14,20 +14,13 @@ Every error leaving the worker is scrubbed to its type (a library's message migh
 from __future__ import annotations
 
 import functools
-import os
-import secrets
-import shutil
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
-from multiprocessing.managers import BaseManager
-from typing import IO, Any, ParamSpec, TypeVar, cast
+from typing import Any, ParamSpec, TypeVar, cast
 
 import pyarrow as pa
 
@@ -36,6 +29,7 @@ from flows.faker_client import ClientConfig, FakerApiClient, FakerApiError, Fetc
 from flows.landing import BatchFiles, serialise_batch
 from flows.plan import BatchPlan
 from flows.records import RAW_SCHEMA, parse_page
+from flows.remote import RemoteObject, RemoteProcessError, own_resources
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -146,78 +140,34 @@ class RawDataWorker:
             self._raw.pop(handle, None)
             self._anonymised.pop(handle, None)
 
+    def resources(self) -> dict[str, float]:
+        """CPU seconds and peak RSS of the worker process so far."""
+        return own_resources()
+
     def held(self) -> int:
         """How many batches the worker holds (0 between runs: nothing lingers)."""
         with self._lock:
             return len(self._raw) + len(self._anonymised)
 
 
-class _WorkerManager(BaseManager):
-    """Serves one RawDataWorker in its own process; every calling thread gets its own connection."""
-
-
-_WorkerManager.register("RawDataWorker", RawDataWorker)
-
-
-def serve(address: str) -> None:
-    """Entry point of the worker process: serve RawDataWorker on a private Unix socket until the parent
-    goes away (its end of stdin closes). The authentication key arrives on stdin, never on argv."""
-    authkey = bytes.fromhex(sys.stdin.readline().strip())
-    server = _WorkerManager(address=address, authkey=authkey).get_server()
-
-    def exit_with_parent() -> None:
-        sys.stdin.read()  # returns at EOF: the orchestrator stopped us or died
-        os._exit(0)
-
-    threading.Thread(target=exit_with_parent, name="parent-watch", daemon=True).start()
-    print("ready", flush=True)
-    server.serve_forever()
-
-
 # Many short-lived parse buffers in several threads: few arenas and the system allocator hand memory back,
 # where per-thread arenas and pools would keep each thread's high-water mark (set before the process starts).
 _WORKER_ALLOCATOR = {"MALLOC_ARENA_MAX": "2", "ARROW_DEFAULT_MEMORY_POOL": "system"}
 
-# Imported, not run as __main__, so pickled results name their classes by module (flows.ingest_worker.X).
-_WORKER_ENTRY = "import sys; from flows.ingest_worker import serve; serve(sys.argv[1])"
-
 
 class IngestWorker:
-    """The orchestrator's handle on the worker process: a fresh interpreter that loads neither Prefect nor
-    the orchestrator's main module, reached over a private Unix socket."""
+    """The orchestrator's handle on the raw-data worker process (see flows.remote)."""
 
-    def __init__(self, start_timeout_s: float = 120.0) -> None:
-        self._lock = threading.Lock()
-        self._start_timeout_s = start_timeout_s
-        self._process: subprocess.Popen[bytes] | None = None
-        self._folder: str | None = None
+    def __init__(self) -> None:
+        self._remote = RemoteObject("flows.ingest_worker:RawDataWorker", env=_WORKER_ALLOCATOR)
         self._worker: Any = None
+        self._lock = threading.Lock()
 
     def start(self) -> None:
-        """Start the process (idempotent)."""
+        """Start the process and create the worker in it (idempotent)."""
         with self._lock:
-            if self._process is not None:
-                return
-            folder = tempfile.mkdtemp(prefix="persons-ingest-")  # 0700: only this user reaches the socket
-            address = os.path.join(folder, "worker.sock")
-            authkey = secrets.token_bytes(32)
-            process = subprocess.Popen(  # noqa: S603 - our own module, run by our own interpreter
-                [sys.executable, "-c", _WORKER_ENTRY, address],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                env={**os.environ, **_WORKER_ALLOCATOR},
-            )
-            assert process.stdin is not None and process.stdout is not None
-            process.stdin.write(authkey.hex().encode() + b"\n")
-            process.stdin.flush()
-            if not _wait_for_line(process.stdout, b"ready", self._start_timeout_s):
-                process.kill()
-                shutil.rmtree(folder, ignore_errors=True)
-                raise RawDataStepError("the ingest worker did not start")
-            manager = _WorkerManager(address=address, authkey=authkey)
-            manager.connect()
-            self._process, self._folder = process, folder
-            self._worker = manager.RawDataWorker()  # type: ignore[attr-defined]
+            if self._worker is None:
+                self._worker = self._remote.create()
 
     def extract(
         self, handle: str, plan: BatchPlan, client_config: ClientConfig, query: PageQuery
@@ -237,41 +187,23 @@ class IngestWorker:
         """RawDataWorker.discard, in the worker."""
         self._call("discard", handle)
 
+    def resources(self) -> dict[str, float]:
+        """The worker process's CPU seconds and peak RSS (empty if it is not running)."""
+        if self._worker is None:
+            return {}
+        return cast(dict[str, float], self._call("resources"))
+
     def _call(self, method: str, *args: Any) -> Any:
-        """Run a step in the worker; a dead worker is reported as such and replaced for the next call."""
         self.start()
         try:
-            return getattr(self._worker, method)(*args)
-        except (EOFError, ConnectionError, BrokenPipeError):
-            self.close()
+            return self._remote.call(self._worker, method, *args)
+        except RemoteProcessError:
+            with self._lock:
+                self._worker = None
             raise RawDataStepError(f"the ingest worker stopped during {method}") from None
 
     def close(self) -> None:
-        """Stop the process and remove its socket."""
+        """Stop the process."""
         with self._lock:
-            process, folder, self._process, self._folder, self._worker = (
-                self._process,
-                self._folder,
-                None,
-                None,
-                None,
-            )
-        if process is not None:
-            assert process.stdin is not None
-            process.stdin.close()  # the worker exits when its stdin closes
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-def _wait_for_line(stream: IO[bytes], expected: bytes, timeout_s: float) -> bool:
-    """Whether `expected` arrives as the next line within the timeout."""
-    result: list[bytes] = []
-    reader = threading.Thread(target=lambda: result.append(stream.readline()), daemon=True)
-    reader.start()
-    reader.join(timeout_s)
-    return bool(result) and result[0].strip() == expected
+            self._worker = None
+        self._remote.close()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import resource
 import time
 from collections import defaultdict, deque
 from collections.abc import Iterator
@@ -51,10 +50,11 @@ from flows.landing import (
     write_manifest,
 )
 from flows.plan import BatchPlan, RunParameters, plan_batches, resolve_parameters
+from flows.remote import own_resources
 from flows.report import Report, render_json, render_summary, summary_rows, write_report_files
 from flows.settings import PipelineSettings, get_settings
 from flows.targets import Targets, make_landing_store, make_warehouse, resolve_targets
-from flows.validation import BatchRejected, GateResult, ValidationGate, write_docs_home
+from flows.validation import BatchRejected, GateResult, RemoteValidationGate, write_docs_home
 from flows.warehouse import MergeResult, Warehouse
 from flows.warehouse.base import utc_now
 
@@ -179,7 +179,7 @@ def _hold_back_batch(txn: Transaction) -> None:
 
 @task(name="validate-batch", cache_policy=NO_CACHE, persist_result=False)
 def validate_batch(
-    warehouse: Warehouse, gate: ValidationGate, landed: LandedBatch, run_id: str
+    warehouse: Warehouse, gate: RemoteValidationGate, landed: LandedBatch, run_id: str
 ) -> GateResult:
     """Run the GX suite on the batch as the warehouse holds it; raise BatchRejected if it fails."""
     frame = warehouse.read_batch(run_id, landed.batch_id)
@@ -272,12 +272,13 @@ class RunContext:
     store: LandingStore
     warehouse: Warehouse
     worker: IngestWorker
-    gate_ready: Future[ValidationGate]
+    gate_ready: Future[RemoteValidationGate]
     clock: StageClock = field(default_factory=StageClock)
     started_at: datetime = field(default_factory=utc_now)
+    resources: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
-    def gate(self) -> ValidationGate:
+    def gate(self) -> RemoteValidationGate:
         """The run's validation gate (built in the background: importing GX takes seconds)."""
         return self.gate_ready.result()
 
@@ -358,7 +359,7 @@ def persons_pipeline(
                 store=store,
                 warehouse=warehouse_,
                 worker=worker,
-                gate_ready=background.submit(ValidationGate, data_dir_path / "data_docs", run_id),
+                gate_ready=background.submit(RemoteValidationGate, data_dir_path / "data_docs", run_id),
             )
             get_run_logger().info(
                 "run %s: environment %s, warehouse %s (%s), landing %s",
@@ -374,10 +375,13 @@ def persons_pipeline(
                     get_run_logger().info("applied migrations: %s", ", ".join(applied))
                 batches, problems = process_batches(run)
             finally:
+                run.resources["raw_data_worker"] = worker.resources()
                 worker.close()
                 with run.clock.measure("docs"):
                     run.gate.build_docs()
                     write_docs_home(data_dir_path / "data_docs")
+                run.resources["validation_gate"] = run.gate.resources()
+                run.gate.close()
             return finish_run(run, batches, problems, started)
     finally:
         worker.close()
@@ -564,16 +568,9 @@ def publish_batch(run: RunContext, landed: LandedBatch) -> str:
     return "merged"
 
 
-def process_resources() -> dict[str, dict[str, float]]:
-    """CPU seconds and peak RSS of this process and of its finished children (the raw-data worker)."""
-    usage = {}
-    for name, who in (("orchestrator", resource.RUSAGE_SELF), ("worker", resource.RUSAGE_CHILDREN)):
-        measured = resource.getrusage(who)
-        usage[name] = {
-            "cpu_seconds": round(measured.ru_utime + measured.ru_stime, 3),
-            "max_rss_mib": round(measured.ru_maxrss / 1024, 1),
-        }
-    return usage
+def process_resources(run: RunContext) -> dict[str, dict[str, float]]:
+    """CPU seconds and peak RSS of each of the run's processes: orchestrator, raw-data worker, gate."""
+    return {"orchestrator": own_resources(), **run.resources}
 
 
 def finish_run(
@@ -601,7 +598,7 @@ def finish_run(
     wall = round(time.perf_counter() - started, 3)
     if run.params.report_json:
         run.params.report_json.parent.mkdir(parents=True, exist_ok=True)
-        measured = {"stages": run.clock.rounded(), "wall_seconds": wall, "resources": process_resources()}
+        measured = {"stages": run.clock.rounded(), "wall_seconds": wall, "resources": process_resources(run)}
         run.params.report_json.write_bytes(render_json(report, {**context, **measured}))
     manifest = {
         "run_id": run.run_id,

@@ -136,6 +136,12 @@ class ValidationGate:
             )
         )
 
+    def resources(self) -> dict[str, float]:
+        """CPU seconds and peak RSS of the process the gate runs in."""
+        from flows.remote import own_resources  # noqa: PLC0415
+
+        return own_resources()
+
     def build_docs(self) -> Path:
         """Render the run's data docs (an index and one page per validated batch); return the index."""
         with self._lock:
@@ -191,3 +197,35 @@ def write_docs_home(docs_root: Path) -> Path:
         encoding="utf-8",
     )
     return home
+
+
+class RemoteValidationGate:
+    """A ValidationGate in a process of its own (flows.remote): GX's import (seconds), memory and threads
+    stay out of the orchestrator, and validation runs on another core than loading and merging."""
+
+    def __init__(self, docs_root: Path, run_id: str) -> None:
+        from flows.remote import RemoteObject  # noqa: PLC0415
+
+        self.docs_dir = (docs_root / run_id).resolve()
+        self.index_path = self.docs_dir / "index.html"
+        self._remote = RemoteObject("flows.validation:ValidationGate")
+        self._gate = self._remote.create(docs_root, run_id)  # GX is imported there, now
+
+    def validate(self, batch: pa.Table, batch_id: str, expected_rows: int) -> GateResult:
+        """ValidationGate.validate, in the gate's process."""
+        result: GateResult = self._remote.call(self._gate, "validate", batch, batch_id, expected_rows)
+        return result
+
+    def build_docs(self) -> Path:
+        """ValidationGate.build_docs, in the gate's process."""
+        self._remote.call(self._gate, "build_docs")
+        return self.index_path
+
+    def resources(self) -> dict[str, float]:
+        """The gate process's CPU seconds and peak RSS."""
+        usage: dict[str, float] = self._remote.call(self._gate, "resources")
+        return usage
+
+    def close(self) -> None:
+        """Stop the gate's process."""
+        self._remote.close()

@@ -1,0 +1,141 @@
+"""One object served from a process of its own: a fresh interpreter reached over a private Unix socket.
+
+The raw-data worker and the validation gate run this way. A fresh interpreter (not a fork) inherits none of
+Prefect's threads and imports neither Prefect nor the caller's main module; pickled results name their
+classes by module. The authentication key travels on stdin, never on argv; the process exits when the
+caller closes its stdin (or dies). Calls from several threads of the caller run concurrently in it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from multiprocessing.managers import BaseManager
+from typing import IO, Any
+
+_ENTRY = "import sys; from flows.remote import serve; serve(sys.argv[1], sys.argv[2])"
+
+
+class RemoteProcessError(RuntimeError):
+    """The served process could not start or went away."""
+
+
+class _Manager(BaseManager):
+    """A manager with one registered type (a class per process, so registrations never mix)."""
+
+
+def _manager_class(typeid: str, factory: Any = None) -> type[BaseManager]:
+    manager: type[BaseManager] = type(f"_{typeid}Manager", (_Manager,), {})
+    manager.register(typeid, factory)
+    return manager
+
+
+def serve(address: str, factory_path: str) -> None:
+    """Process entry point: serve `module:Class` on the socket until the caller closes our stdin."""
+    module_name, _, class_name = factory_path.partition(":")
+    factory = getattr(importlib.import_module(module_name), class_name)
+    authkey = bytes.fromhex(sys.stdin.readline().strip())
+    server = _manager_class(class_name, factory)(address=address, authkey=authkey).get_server()
+
+    def exit_with_caller() -> None:
+        sys.stdin.read()  # returns at EOF: the caller stopped us or died
+        os._exit(0)
+
+    threading.Thread(target=exit_with_caller, name="caller-watch", daemon=True).start()
+    print("ready", flush=True)
+    server.serve_forever()
+
+
+class RemoteObject:
+    """The caller's handle: starts the process, creates the object there, forwards method calls."""
+
+    def __init__(self, factory_path: str, env: dict[str, str] | None = None, start_timeout_s: float = 120.0):
+        self._factory_path = factory_path
+        self._typeid = factory_path.partition(":")[2]
+        self._env = env or {}
+        self._start_timeout_s = start_timeout_s
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._folder: str | None = None
+        self._manager: BaseManager | None = None
+
+    def start(self) -> None:
+        """Start the process (idempotent)."""
+        with self._lock:
+            if self._process is not None:
+                return
+            folder = tempfile.mkdtemp(prefix="persons-remote-")  # 0700: only this user reaches the socket
+            address = os.path.join(folder, "object.sock")
+            authkey = secrets.token_bytes(32)
+            process = subprocess.Popen(  # noqa: S603 - our own module, run by our own interpreter
+                [sys.executable, "-c", _ENTRY, address, self._factory_path],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env={**os.environ, **self._env},
+            )
+            assert process.stdin is not None and process.stdout is not None
+            process.stdin.write(authkey.hex().encode() + b"\n")
+            process.stdin.flush()
+            if not _wait_for_line(process.stdout, b"ready", self._start_timeout_s):
+                process.kill()
+                shutil.rmtree(folder, ignore_errors=True)
+                raise RemoteProcessError(f"the {self._typeid} process did not start")
+            manager = _manager_class(self._typeid)(address=address, authkey=authkey)
+            manager.connect()
+            self._process, self._folder, self._manager = process, folder, manager
+
+    def create(self, *args: Any) -> Any:
+        """A new object in the process (its constructor runs there); returns its proxy."""
+        self.start()
+        assert self._manager is not None
+        return getattr(self._manager, self._typeid)(*args)
+
+    def call(self, proxy: Any, method: str, *args: Any) -> Any:
+        """Call a method on a served object; a vanished process is reported as such."""
+        try:
+            return getattr(proxy, method)(*args)
+        except (EOFError, ConnectionError, BrokenPipeError):
+            self.close()
+            raise RemoteProcessError(f"the {self._typeid} process stopped during {method}") from None
+
+    def close(self) -> None:
+        """Stop the process and remove its socket."""
+        with self._lock:
+            process, folder = self._process, self._folder
+            self._process = self._folder = self._manager = None
+        if process is not None:
+            assert process.stdin is not None
+            process.stdin.close()  # the process exits when its stdin closes
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def own_resources() -> dict[str, float]:
+    """CPU seconds and peak RSS of the calling process (a served object reports its process's with it)."""
+    import resource  # noqa: PLC0415
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
+        "max_rss_mib": round(usage.ru_maxrss / 1024, 1),
+    }
+
+
+def _wait_for_line(stream: IO[bytes], expected: bytes, timeout_s: float) -> bool:
+    """Whether `expected` arrives as the next line within the timeout."""
+    result: list[bytes] = []
+    reader = threading.Thread(target=lambda: result.append(stream.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout_s)
+    return bool(result) and result[0].strip() == expected
