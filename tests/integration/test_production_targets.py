@@ -36,18 +36,22 @@ class Production:
     def landing_url(self) -> str:
         return f"s3://{self.bucket}/persons"
 
-    def query(self, sql: str) -> list[tuple[Any, ...]]:
+    def connect(self, database: str | None = None) -> Any:
+        """The real connector on the fakesnow server (in `database` when given)."""
         env = self.snowflake.environment(self.database)
-        with snowflake.connector.connect(
+        return snowflake.connector.connect(
             account=env["SNOWFLAKE_ACCOUNT"],
             user=env["SNOWFLAKE_USER"],
             password=env["SNOWFLAKE_PASSWORD"],
             host=self.snowflake.host,
             port=self.snowflake.port,
             protocol="http",
-            database=self.database,
+            database=database,
             session_parameters={"CLIENT_OUT_OF_BAND_TELEMETRY_ENABLED": False},
-        ) as connection:
+        )
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        with self.connect(self.database) as connection:
             return [tuple(row) for row in connection.cursor().execute(sql).fetchall()]
 
     def objects(self) -> dict[str, bytes]:
@@ -180,16 +184,7 @@ def test_reports_written_by_both_engines_have_the_same_shape(production: Product
     # here: every shared SQL file also runs on the Snowflake server as-is
     from flows.sql_files import REPEATABLE_SCRIPTS, load_sql, versioned_migrations
 
-    env = production.snowflake.environment(production.database)
-    with snowflake.connector.connect(
-        account="fakesnow",
-        user="fake",
-        password=env["SNOWFLAKE_PASSWORD"],
-        host=production.snowflake.host,
-        port=production.snowflake.port,
-        protocol="http",
-        session_parameters={"CLIENT_OUT_OF_BAND_TELEMETRY_ENABLED": False},
-    ) as connection:
+    with production.connect() as connection:
         cursor = connection.cursor()
         cursor.execute(f"create database if not exists {production.database}")
         cursor.execute(f"use database {production.database}")
