@@ -144,11 +144,6 @@ class RawDataWorker:
         """CPU seconds and peak RSS of the worker process so far."""
         return own_resources()
 
-    def held(self) -> int:
-        """How many batches the worker holds (0 between runs: nothing lingers)."""
-        with self._lock:
-            return len(self._raw) + len(self._anonymised)
-
 
 # Many short-lived parse buffers in several threads: few arenas and the system allocator hand memory back,
 # where per-thread arenas and pools would keep each thread's high-water mark (set before the process starts).

@@ -6,8 +6,6 @@ import hashlib
 import io
 import os
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
@@ -217,15 +215,3 @@ def write_manifest(store: LandingStore, run_date: date, run_id: str, manifest: d
     key = f"{batch_prefix(run_date, run_id)}/manifest.json"
     store.write_bytes(key, orjson.dumps(manifest, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
     return key
-
-
-@contextmanager
-def local_copy(store: LandingStore, key: str) -> Iterator[Path]:
-    """A local file holding the object under `key` (the file itself for a local store)."""
-    if isinstance(store, LocalLandingStore):
-        yield Path(store.uri(key))
-        return
-    with tempfile.TemporaryDirectory(prefix="landing-") as folder:
-        path = Path(folder) / Path(key).name
-        path.write_bytes(store.read_bytes(key))
-        yield path

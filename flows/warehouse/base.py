@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, ClassVar
@@ -60,6 +60,20 @@ class Cursor(ABC):
     def rollback(self) -> None:
         """Undo the transaction started by `begin`."""
 
+    @contextmanager
+    def transaction(self, enabled: bool = True) -> Iterator[None]:
+        """The block as one transaction (committed, or rolled back on error); a plain block if disabled."""
+        if not enabled:
+            yield
+            return
+        self.begin()
+        try:
+            yield
+        except BaseException:
+            self.rollback()
+            raise
+        self.commit()
+
     def execute(self, script: SqlScript, /, **values: Any) -> list[tuple[Any, ...]]:
         """Run a one-statement SQL file with named bind values."""
         sql, params = script.bind(**values)
@@ -70,6 +84,8 @@ class Warehouse(ABC):
     """Landing, staging, transform and reporting layers behind one interface (DuckDB or Snowflake)."""
 
     dialect: ClassVar[str]
+    # Snowflake's MERGE is atomic on its own (and its test server refuses it inside an explicit transaction).
+    merge_in_transaction: ClassVar[bool] = True
 
     def open(self) -> None:  # noqa: B027 - an optional hook, deliberately empty by default
         """Acquire what a run keeps for its duration (nothing by default)."""
@@ -158,33 +174,27 @@ class Warehouse(ABC):
         loaded_at = utc_now()
         keys = {"run_id": run_id, "batch_id": landed.batch_id}
         staged = self._stage_batch(landed, persons, quarantine, run_id, loaded_at)
-        with self.cursor() as cursor:
-            cursor.begin()
-            try:
-                cursor.execute(self.sql("landing/delete_batch_persons"), **keys)
-                cursor.execute(self.sql("landing/delete_batch_quarantine"), **keys)
-                cursor.execute(self.sql("landing/delete_batch_audit"), **keys)
-                self._append_batch(cursor, landed, persons, quarantine, run_id, loaded_at, staged)
-                cursor.execute(
-                    self.sql("landing/insert_batch_audit"),
-                    **keys,
-                    batch_index=landed.batch_index,
-                    persons=landed.persons,
-                    quarantined=landed.quarantined,
-                    extracted=landed.extracted,
-                    duplicates=landed.duplicates,
-                    landed_file=landed.persons_key,
-                    loaded_at=loaded_at,
+        with self.cursor() as cursor, cursor.transaction():
+            cursor.execute(self.sql("landing/delete_batch_persons"), **keys)
+            cursor.execute(self.sql("landing/delete_batch_quarantine"), **keys)
+            cursor.execute(self.sql("landing/delete_batch_audit"), **keys)
+            self._append_batch(cursor, landed, persons, quarantine, run_id, loaded_at, staged)
+            cursor.execute(
+                self.sql("landing/insert_batch_audit"),
+                **keys,
+                batch_index=landed.batch_index,
+                persons=landed.persons,
+                quarantined=landed.quarantined,
+                extracted=landed.extracted,
+                duplicates=landed.duplicates,
+                landed_file=landed.persons_key,
+                loaded_at=loaded_at,
+            )
+            (loaded,) = cursor.execute(self.sql("landing/count_batch_persons"), **keys)[0]
+            if loaded != persons.num_rows:
+                raise RuntimeError(
+                    f"batch {landed.batch_id}: loaded {loaded} rows, file holds {persons.num_rows}"
                 )
-                (loaded,) = cursor.execute(self.sql("landing/count_batch_persons"), **keys)[0]
-                if loaded != persons.num_rows:
-                    raise RuntimeError(
-                        f"batch {landed.batch_id}: loaded {loaded} rows, file holds {persons.num_rows}"
-                    )
-                cursor.commit()
-            except BaseException:
-                cursor.rollback()
-                raise
         return int(loaded)
 
     def read_batch(self, run_id: str, batch_id: str) -> pa.Table:
@@ -218,8 +228,7 @@ class Warehouse(ABC):
         merged_at = utc_now()
         with self.cursor() as cursor:
             (before,) = cursor.execute(self.sql("staging/count_persons"))[0]
-            cursor.begin()
-            try:
+            with cursor.transaction(self.merge_in_transaction):
                 cursor.execute(
                     self.sql("staging/merge_into_persons"),
                     run_id=run_id,
@@ -232,10 +241,6 @@ class Warehouse(ABC):
                     batch_id=batch_id,
                     merged_at=merged_at,
                 )
-                cursor.commit()
-            except BaseException:
-                cursor.rollback()
-                raise
             (after,) = cursor.execute(self.sql("staging/count_persons"))[0]
         return MergeResult(batch_id=batch_id, inserted=int(after) - int(before), staging_rows=int(after))
 

@@ -25,7 +25,7 @@ from flows.anonymise import PERSONS_SCHEMA
 from flows.landing import LandedBatch
 from flows.settings import PipelineSettings
 from flows.sql_files import load_sql
-from flows.warehouse.base import Cursor, MergeResult, Warehouse, utc_now
+from flows.warehouse.base import Cursor, Warehouse
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,254}$")
 STAGE_PATH_PART = re.compile(r"^[A-Za-z0-9_.\-]{1,200}$")
@@ -155,6 +155,7 @@ class SnowflakeWarehouse(Warehouse):
     """One connection per run; the layers are schemas LANDING, STAGING, TRANSFORM, REPORTING."""
 
     dialect: ClassVar[str] = "snowflake"
+    merge_in_transaction: ClassVar[bool] = False
     STAGE = "landing.landed_files"
 
     def __init__(self, arguments: dict[str, Any], create_database: bool = False) -> None:
@@ -262,17 +263,3 @@ class SnowflakeWarehouse(Warehouse):
                 .format(table=table, staged_file=staged[name])
             )
             cursor.run(statement)
-
-    def merge_batch(self, run_id: str, batch_id: str) -> MergeResult:
-        """MERGE on its own (atomic in Snowflake), then record the batch as merged."""
-        merged_at = utc_now()
-        with self.cursor() as cursor:
-            (before,) = cursor.execute(self.sql("staging/count_persons"))[0]
-            cursor.execute(
-                self.sql("staging/merge_into_persons"), run_id=run_id, batch_id=batch_id, merged_at=merged_at
-            )
-            cursor.execute(
-                self.sql("landing/update_batch_merged"), run_id=run_id, batch_id=batch_id, merged_at=merged_at
-            )
-            (after,) = cursor.execute(self.sql("staging/count_persons"))[0]
-        return MergeResult(batch_id=batch_id, inserted=int(after) - int(before), staging_rows=int(after))
