@@ -26,13 +26,14 @@ $(BIN)/python:
 # uv installs the pinned set in seconds where pip takes minutes; both read the same requirements files.
 # Bytecode is compiled at install time: with PYTHONDONTWRITEBYTECODE set (as on CI) every run would otherwise
 # recompile Prefect and GX from source, about 10 s of CPU per process.
-$(RUNTIME_STAMP): requirements.txt pyproject.toml | $(BIN)/python
-	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -r requirements.txt
-	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+# The Faker twin is installed beside the pipeline for `make run` and the tests; the image has only the pipeline.
+$(RUNTIME_STAMP): requirements.txt requirements-twin.txt pyproject.toml twin/pyproject.toml | $(BIN)/python
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -r requirements.txt -r requirements-twin.txt
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e . -e twin
 	@touch $@
 
 $(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.txt
-	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -r requirements.txt -r requirements-dev.txt
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -r requirements.txt -r requirements-twin.txt -r requirements-dev.txt
 	@touch $@
 
 install: $(DEV_STAMP) ## create .venv with runtime and dev dependencies (pinned)
@@ -51,15 +52,15 @@ test-integration: $(DEV_STAMP) ## only the integration tests
 	$(BIN)/python -m pytest tests/integration $(ARGS)
 
 lint: $(DEV_STAMP) ## ruff, mypy, sqlfluff and hadolint
-	$(BIN)/ruff check flows tests bench deployments
-	$(BIN)/ruff format --check flows tests bench deployments
-	$(BIN)/mypy flows
+	$(BIN)/ruff check flows twin tests bench deployments
+	$(BIN)/ruff format --check flows twin tests bench deployments
+	$(BIN)/mypy flows twin/faker_twin
 	$(BIN)/sqlfluff lint sql
 	$(BIN)/hadolint Dockerfile
 
 format: $(DEV_STAMP) ## apply ruff and sqlfluff fixes
-	$(BIN)/ruff check --fix flows tests bench
-	$(BIN)/ruff format flows tests bench
+	$(BIN)/ruff check --fix flows twin tests bench deployments
+	$(BIN)/ruff format flows twin tests bench deployments
 	$(BIN)/sqlfluff fix sql
 
 bench: $(DEV_STAMP) ## benchmark 30k and 1M persons against the twin, with the naive baseline (prints figures)
@@ -74,12 +75,13 @@ worker: $(RUNTIME_STAMP) ## start a process worker on the local pool (needs PREF
 image: ## build the image with buildah (no Docker engine needed)
 	scripts/image.sh build
 
-image-test: ## build the image and run the pipeline inside it against the twin (2,000 persons)
-	scripts/image.sh test
+image-test: $(RUNTIME_STAMP) ## build the image and run the pipeline inside it against the twin (2,000 persons)
+	TWIN=$(CURDIR)/$(BIN)/faker-twin scripts/image.sh test
 
 lock: | $(BIN)/python ## re-pin requirements*.txt from requirements*.in
 	$(BIN)/uv pip compile --quiet --no-header --python-version 3.11 requirements.in -o requirements.txt
 	$(BIN)/uv pip compile --quiet --no-header --python-version 3.11 requirements-dev.in -o requirements-dev.txt
+	$(BIN)/uv pip compile --quiet --no-header --python-version 3.11 requirements-twin.in -o requirements-twin.txt
 
 clean: ## remove the virtual environment, local data and caches
 	rm -rf $(VENV) data .prefect-home .pytest_cache .mypy_cache .ruff_cache

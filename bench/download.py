@@ -9,8 +9,9 @@ import sys
 import time
 from datetime import date
 
-from flows.faker_client import ClientConfig, FakerApiClient, PageQuery
-from flows.plan import PageRequest, plan_pages, resolve_parameters
+from flows.parameters import resolve_parameters
+from flows.plan import PageRequest, plan_pages
+from flows.rawdata.client import ClientConfig, FakerApiClient, PageQuery
 from flows.settings import get_settings
 
 

@@ -22,9 +22,10 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 
-from flows.alerts import notify_failure
-from flows.pipeline import persons_pipeline, warehouse_slot
-from flows.plan import ParameterError, resolve_parameters
+from flows.parameters import ParameterError, resolve_parameters
+from flows.pipeline import run_pipeline
+from flows.runtime.alerts import notify_failure
+from flows.runtime.slots import warehouse_slot
 from flows.settings import get_settings
 from flows.targets import make_warehouse, resolve_targets
 from flows.windows import LoadWindow, birthday_windows, daily_windows, date_windows
@@ -75,14 +76,13 @@ def persons_daily(
     )
     done = []
     for window in days:
-        state = persons_pipeline(
+        state = run_pipeline(
             window=window.key,
             total=persons_per_day,
             api_url=api_url,
             data_dir=data_dir,
             warehouse=warehouse,
             landing_url=landing_url,
-            return_state=True,
         )
         if not state.is_completed():
             raise RuntimeError(

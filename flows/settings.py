@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -10,14 +9,13 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from flows.parameters import RunDefaults
+
 # Deliberately obvious: the quickstart needs a key, production must bring its own (see `require_real_secret`).
 OFFLINE_DEMO_SECRET = "offline-quickstart-secret-NOT-FOR-PRODUCTION"  # noqa: S105
 
-DEFAULT_API_URL = "https://fakerapi.it/api/v2"
-MAX_PAGE_SIZE = 1000
 
-
-class PipelineSettings(BaseSettings):
+class PipelineSettings(RunDefaults, BaseSettings):  # type: ignore[misc]  # two pydantic bases, one model
     """Every tunable of the pipeline, with a default, a description and bounds."""
 
     model_config = SettingsConfigDict(
@@ -27,9 +25,6 @@ class PipelineSettings(BaseSettings):
     # --- where to (the environment picks warehouse and landing place; flow parameters may override) ---
     environment: Literal["local", "dev", "prod"] = Field(
         "local", description="local = DuckDB + folder; dev/prod = Snowflake + S3 with per-environment names."
-    )
-    landing_url: str | None = Field(
-        None, description="Landing place: a folder, or s3://bucket/prefix (default: the environment's)."
     )
     dev_landing_url: str = Field("s3://persons-landing-dev/persons", description="Landing place of dev.")
     prod_landing_url: str = Field("s3://persons-landing-prod/persons", description="Landing place of prod.")
@@ -45,28 +40,7 @@ class PipelineSettings(BaseSettings):
         description="Non-default S3 endpoint (the standard AWS_ENDPOINT_URL).",
     )
 
-    # --- what to extract (defaults of the flow parameters) ---
-    api_url: str = Field(DEFAULT_API_URL, description="Base URL of the Faker API (without /persons).")
-    total: int = Field(30_000, ge=1, le=100_000_000, description="Persons to extract in one run.")
-    batch_size: int = Field(
-        MAX_PAGE_SIZE,
-        ge=1,
-        le=MAX_PAGE_SIZE,
-        description="Persons per API request (the API caps it at 1000).",
-    )
-    pages_per_batch: int = Field(
-        200, ge=1, le=1000, description="API pages landed, validated and merged together as one batch."
-    )
-    seed: int = Field(42, ge=0, le=2**31 - 1, description="Run seed; every page's _seed is derived from it.")
-    locale: str = Field("en_US", pattern=r"^[a-z]{2,3}_[A-Z]{2}$", description="Faker locale, e.g. de_DE.")
-    birthday_start: date | None = Field(None, description="Earliest birthday requested (_birthday_start).")
-    birthday_end: date | None = Field(None, description="Latest birthday requested (_birthday_end).")
-    data_dir: Path = Field(
-        Path("data"), description="Root folder for landing files, warehouse, docs, reports."
-    )
-    warehouse: Literal["duckdb", "snowflake"] | None = Field(
-        None, description="Warehouse engine (default: the environment's)."
-    )
+    # --- the run parameters' defaults are inherited from RunDefaults (flows/parameters.py) ---
 
     # --- HTTP client ---
     request_timeout_s: float = Field(15.0, gt=0, le=300, description="Per-request timeout.")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from flows.landing import LandingStore, LocalLandingStore
-from flows.plan import RunParameters
+from flows.landing.files import LandingStore, LocalLandingStore
+from flows.parameters import RunParameters
 from flows.settings import PipelineSettings
 from flows.warehouse import Warehouse
 
@@ -27,6 +28,15 @@ class Targets:
     def lands_in_s3(self) -> bool:
         """Whether files land in a bucket."""
         return self.landing_url.startswith("s3://")
+
+    def warehouse_slot(self, settings: PipelineSettings, data_dir: Path) -> tuple[str, int]:
+        """The concurrency limit guarding this warehouse: its name and how many runs may write at once."""
+        place = (
+            str(data_dir / "warehouse.duckdb") if self.warehouse == "duckdb" else str(self.snowflake_database)
+        )
+        name = f"persons-warehouse-{self.warehouse}-{hashlib.sha256(place.encode()).hexdigest()[:10]}"
+        # DuckDB allows one writing process per file; Snowflake takes several runs.
+        return name, 1 if self.warehouse == "duckdb" else settings.snowflake_concurrent_runs
 
 
 def resolve_targets(settings: PipelineSettings, params: RunParameters) -> Targets:
@@ -50,7 +60,7 @@ def resolve_targets(settings: PipelineSettings, params: RunParameters) -> Target
 def make_landing_store(targets: Targets, settings: PipelineSettings) -> LandingStore:
     """A folder store, or an S3 store through prefect-aws."""
     if targets.lands_in_s3:
-        from flows.landing_s3 import S3LandingStore  # noqa: PLC0415 - prefect-aws only when landing in S3
+        from flows.landing.s3 import S3LandingStore  # noqa: PLC0415 - prefect-aws only when landing in S3
 
         return S3LandingStore.from_url(targets.landing_url, settings)
     return LocalLandingStore(Path(targets.landing_url))
@@ -79,3 +89,17 @@ def make_warehouse(
         threads=settings.duckdb_threads,
         memory_limit=duckdb_memory_limit(settings, rows_per_batch),
     )
+
+
+def result_storage(targets: Targets, store: LandingStore, data_dir: Path) -> Any:
+    """Where cached landed-batch results live: beside the landed files (the cache is valid only with them)."""
+    if targets.lands_in_s3:
+        from flows.landing.s3 import S3LandingStore  # noqa: PLC0415
+
+        assert isinstance(store, S3LandingStore)
+        storage = store.bucket.model_copy(update={"bucket_folder": f"{store.prefix}/.prefect-cache"})
+        # Prefect wants result storage saved server-side; the block holds names and an endpoint, no secret.
+        name = "persons-cache-" + hashlib.sha256(store.identity.encode()).hexdigest()[:12]
+        storage.save(name, overwrite=True)
+        return storage
+    return data_dir / ".prefect-cache"

@@ -39,24 +39,31 @@ build() {
 
 run_test() {
     build
+    # The twin is a development tool, not part of the image: it runs on the host (chroot isolation shares the
+    # host's network), and one trap stops it and removes the container whatever happens.
+    local workdir twin="" container=""
+    workdir="$(mktemp -d)"
+    cleanup() {
+        if [ -n "$twin" ]; then kill "$twin" 2>/dev/null || true; wait "$twin" 2>/dev/null || true; fi
+        if [ -n "$container" ]; then buildah rm "$container" >/dev/null 2>&1 || true; fi
+        rm -rf "$workdir"
+    }
+    trap cleanup EXIT
+    "${TWIN:-faker-twin}" --port 0 --port-file "$workdir/port" >"$workdir/twin.log" 2>&1 &
+    twin=$!
+    for _ in $(seq 1 100); do [ -s "$workdir/port" ] && break; sleep 0.2; done
+    [ -s "$workdir/port" ] || { cat "$workdir/twin.log" >&2; echo "image: the Faker twin did not start" >&2; exit 1; }
     container="$(buildah from --quiet "$IMAGE")"
-    trap 'buildah rm "${container:-}" >/dev/null 2>&1 || true' EXIT
     local user
     user="$(buildah inspect --format '{{.OCIv1.Config.User}}' "$container")"
     echo "image: running the pipeline inside $IMAGE as user $user"
-    # Inside the image: start the twin, run 2,000 persons against it (a temporary local Prefect), print the report.
-    buildah run --isolation chroot --user "$user" "$container" -- sh -c '
+    # Inside the image: run 2,000 persons against the host's twin, print the report's total.
+    buildah run --isolation chroot --user "$user" --env "TWIN_URL=http://127.0.0.1:$(cat "$workdir/port")/api/v2" \
+        "$container" -- sh -c '
         set -e
         export HOME=/home/pipeline PREFECT_HOME=/home/pipeline/.prefect PERSONS_DATA_DIR=/home/pipeline/data
-        persons-pipeline twin --port 0 --port-file /tmp/twin.port >/tmp/twin.log 2>&1 &
-        twin=$!
-        for _ in $(seq 1 100); do [ -s /tmp/twin.port ] && break; sleep 0.2; done
-        persons-pipeline run --api-url "http://127.0.0.1:$(cat /tmp/twin.port)/api/v2" --total 2000 \
-            --report-json /home/pipeline/data/report.json
-        status=$?
-        kill "$twin" 2>/dev/null || true
+        persons-pipeline run --api-url "$TWIN_URL" --total 2000 --report-json /home/pipeline/data/report.json
         python -c "import json; r = json.load(open(\"/home/pipeline/data/report.json\")); print(\"report.json total_persons =\", r[\"total_persons\"])"
-        exit $status
     '
 }
 

@@ -12,7 +12,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-persons-pipeline twin --port 0 --port-file "$workdir/port" >"$workdir/twin.log" 2>&1 &
+faker-twin --port 0 --port-file "$workdir/port" >"$workdir/twin.log" 2>&1 &
 twin_pid=$!
 for _ in $(seq 1 100); do
     [[ -s "$workdir/port" ]] && break

@@ -11,8 +11,8 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from flows.landing import LandedBatch
-from flows.report import TOP_COUNTRIES, Report
+from flows.landing.files import LandedBatch
+from flows.report.render import TOP_COUNTRIES, Report
 from flows.sql_files import (
     REPEATABLE_SCRIPTS,
     SqlScript,

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import duckdb
 import pyarrow as pa
 
-from flows.landing import LandedBatch
+from flows.landing.files import LandedBatch
 from flows.warehouse.base import Cursor, Warehouse
 
 

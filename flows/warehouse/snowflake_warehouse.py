@@ -21,8 +21,8 @@ import snowflake.connector
 from snowflake.connector import SnowflakeConnection
 from snowflake.connector.cursor import SnowflakeCursor
 
-from flows.anonymise import PERSONS_SCHEMA
-from flows.landing import LandedBatch
+from flows.anonymise.transform import PERSONS_SCHEMA
+from flows.landing.files import LandedBatch
 from flows.settings import PipelineSettings
 from flows.sql_files import load_sql
 from flows.warehouse.base import Cursor, Warehouse

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+from faker_twin.server import FakerTwin
 
-from flows.faker_twin import FakerTwin
 from tests.conftest import REPO, PrefectServer, stop_process
 
 BIN = Path(sys.executable).parent

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import BIN, REPO
 
 MISSING = [tool for tool in ("buildah", "podman", "debootstrap") if shutil.which(tool) is None]
 
@@ -23,6 +24,7 @@ def test_the_image_builds_and_runs_the_pipeline_as_its_own_user() -> None:
         text=True,
         timeout=3600,
         check=False,
+        env={**os.environ, "TWIN": str(BIN / "faker-twin")},
     )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-5000:]

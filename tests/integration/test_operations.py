@@ -15,8 +15,8 @@ from typing import Any, ClassVar
 
 import duckdb
 import pytest
+from faker_twin.server import FakerTwin, TwinFaults
 
-from flows.faker_twin import FakerTwin, TwinFaults
 from flows.orchestration import persons_daily
 from flows.settings import OFFLINE_DEMO_SECRET, get_settings
 from tests.integration.conftest import REFERENCE_DATE, FlowRun
@@ -122,7 +122,7 @@ def test_a_failed_run_alerts_with_run_step_and_docs_but_no_personal_value(
     faults = TwinFaults(pii_country_rate=0.05)
     twin.set_faults(faults)
 
-    run = run_pipeline(twin.url, total=1000, batch_size=500, pages_per_batch=2, seed=77)
+    run = run_pipeline(twin.url, total=1000, page_size=500, pages_per_batch=2, seed=77)
 
     assert run.state.is_failed()
     assert len(webhook) == 1
@@ -143,6 +143,6 @@ def test_a_failed_run_alerts_with_run_step_and_docs_but_no_personal_value(
 def test_a_successful_run_sends_no_alert(
     twin: FakerTwin, run_pipeline: Callable[..., FlowRun], webhook: list[dict[str, Any]]
 ) -> None:
-    run = run_pipeline(twin.url, total=500, batch_size=500)
+    run = run_pipeline(twin.url, total=500, page_size=500)
     assert run.state.is_completed()
     assert webhook == []

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from faker_twin.server import FakerTwin, TwinFaults
 
-from flows.faker_twin import FakerTwin, TwinFaults
 from flows.settings import OFFLINE_DEMO_SECRET
 from tests.integration.conftest import REFERENCE_DATE, FlowRun
 from tests.oracle import expected_from_served
@@ -29,7 +29,7 @@ def test_report_matches_an_independent_model_of_the_served_pages(
     faults = TwinFaults(bad_record_rate=0.05, coordinates="mixed", extra_fields=True)
     twin.set_faults(faults)
 
-    run = run_pipeline(twin.url, total=6000, batch_size=500, pages_per_batch=4, seed=7)
+    run = run_pipeline(twin.url, total=6000, page_size=500, pages_per_batch=4, seed=7)
 
     assert run.state.is_completed(), run.state.message
     served = twin.served()
@@ -60,7 +60,7 @@ def test_report_matches_an_independent_model_of_the_served_pages(
 def test_rerun_fetches_nothing_and_leaves_staging_unchanged(
     twin: FakerTwin, run_pipeline: Callable[..., FlowRun]
 ) -> None:
-    params = {"total": 4000, "batch_size": 500, "pages_per_batch": 4, "seed": 11}
+    params = {"total": 4000, "page_size": 500, "pages_per_batch": 4, "seed": 11}
     first = run_pipeline(twin.url, **params)
     assert first.state.is_completed(), first.state.message
     requests_after_first = twin.stats()["persons_requests"]
@@ -85,7 +85,7 @@ def test_rerun_fetches_nothing_and_leaves_staging_unchanged(
 def test_missing_landed_files_are_fetched_again(
     twin: FakerTwin, run_pipeline: Callable[..., FlowRun]
 ) -> None:
-    params = {"total": 2000, "batch_size": 500, "pages_per_batch": 4, "seed": 5}
+    params = {"total": 2000, "page_size": 500, "pages_per_batch": 4, "seed": 5}
     first = run_pipeline(twin.url, **params)
     assert first.state.is_completed(), first.state.message
     for parquet in (first.data_dir / "landing").rglob("*.parquet"):
@@ -105,7 +105,7 @@ def test_every_person_loaded_exactly_once_through_faults(
     faults = TwinFaults(error_rate=0.3, rate_limit_every=5, retry_after_s=1, truncate_rate=0.1)
     twin.set_faults(faults)
 
-    run = run_pipeline(twin.url, total=5000, batch_size=500, pages_per_batch=5, seed=3)
+    run = run_pipeline(twin.url, total=5000, page_size=500, pages_per_batch=5, seed=3)
 
     assert run.state.is_completed(), run.state.message
     stats = twin.stats()
@@ -124,7 +124,7 @@ def test_bad_records_are_quarantined_and_injection_strings_stored_literally(
     faults = TwinFaults(bad_record_rate=0.3)
     twin.set_faults(faults)
 
-    run = run_pipeline(twin.url, total=3000, batch_size=1000, pages_per_batch=3, seed=21)
+    run = run_pipeline(twin.url, total=3000, page_size=1000, pages_per_batch=3, seed=21)
 
     assert run.state.is_completed(), run.state.message
     expected = expected_from_served(twin.served(), faults, REFERENCE_DATE, SECRET)
@@ -145,13 +145,13 @@ def test_bad_records_are_quarantined_and_injection_strings_stored_literally(
 def test_a_batch_failing_the_gate_is_not_merged_and_fails_the_run(
     twin: FakerTwin, run_pipeline: Callable[..., FlowRun], tmp_path: Path
 ) -> None:
-    clean = run_pipeline(twin.url, total=1000, batch_size=500, pages_per_batch=2, seed=1)
+    clean = run_pipeline(twin.url, total=1000, page_size=500, pages_per_batch=2, seed=1)
     assert clean.state.is_completed(), clean.state.message
     before = staging_keys(clean)
     twin.set_faults(TwinFaults(pii_country_rate=0.02))
 
     poisoned = run_pipeline(
-        twin.url, data_dir=clean.data_dir, total=1000, batch_size=500, pages_per_batch=2, seed=2
+        twin.url, data_dir=clean.data_dir, total=1000, page_size=500, pages_per_batch=2, seed=2
     )
 
     assert poisoned.state.is_failed()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flows.faker_twin import FakerTwin, TwinFaults
+from faker_twin.server import FakerTwin, TwinFaults
+
 from flows.settings import OFFLINE_DEMO_SECRET
 from tests.conftest import PrefectServer
 from tests.integration.conftest import REFERENCE_DATE, FlowRun
@@ -23,7 +24,7 @@ def test_no_raw_personal_value_reaches_disk_logs_results_or_docs(
         bad_record_rate=0.2, extra_fields=True, coordinates="mixed", error_rate=0.2, truncate_rate=0.1
     )
     twin.set_faults(noisy)
-    first = run_pipeline(twin.url, total=3000, batch_size=500, pages_per_batch=3, seed=101)
+    first = run_pipeline(twin.url, total=3000, page_size=500, pages_per_batch=3, seed=101)
     assert first.state.is_completed(), first.state.message
     records += expected_from_served(twin.served(), noisy, REFERENCE_DATE, SECRET).raw_records
     # ... and a run whose batch the gate rejects: emails shifted into the country field by the source.
@@ -31,7 +32,7 @@ def test_no_raw_personal_value_reaches_disk_logs_results_or_docs(
     shifted = TwinFaults(pii_country_rate=0.05)
     twin.set_faults(shifted)
     second = run_pipeline(
-        twin.url, data_dir=first.data_dir, total=1000, batch_size=500, pages_per_batch=2, seed=102
+        twin.url, data_dir=first.data_dir, total=1000, page_size=500, pages_per_batch=2, seed=102
     )
     assert second.state.is_failed()
     records += expected_from_served(twin.served(), shifted, REFERENCE_DATE, SECRET).raw_records

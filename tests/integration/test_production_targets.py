@@ -12,15 +12,15 @@ from typing import Any
 
 import pytest
 import snowflake.connector
+from faker_twin.server import FakerTwin, TwinFaults
 
-from flows.faker_twin import FakerTwin, TwinFaults
 from flows.settings import OFFLINE_DEMO_SECRET, get_settings
 from tests.conftest import PrefectServer, S3Server, SnowflakeServer
 from tests.integration.conftest import REFERENCE_DATE, FlowRun
 from tests.leakscan import Needles, scan
 from tests.oracle import expected_from_served
 
-PARAMS = {"total": 3000, "batch_size": 500, "pages_per_batch": 3, "seed": 9}
+PARAMS = {"total": 3000, "page_size": 500, "pages_per_batch": 3, "seed": 9}
 
 
 @dataclass

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from flows.anonymise import (
+from flows.anonymise.transform import (
     AGE_GROUPS,
     COLUMN_POLICY,
     EMAIL_LIKE,
@@ -34,7 +34,7 @@ from flows.anonymise import (
     privacy_screen,
 )
 from flows.plan import PageRequest
-from flows.records import RAW_SCHEMA, flatten_page
+from flows.rawdata.records import RAW_SCHEMA, flatten_page
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 REFERENCE = date(2026, 11, 26)
@@ -367,7 +367,7 @@ class TestPageParsing:
         ],
     )
     def test_both_paths_agree(self, records: list) -> None:
-        from flows.records import flatten_page, parse_page
+        from flows.rawdata.records import flatten_page, parse_page
 
         body = json.dumps({"status": "OK", "total": len(records), "data": records}).encode()
         parsed, unknown = parse_page(body, self.PAGE)
@@ -376,7 +376,7 @@ class TestPageParsing:
         assert unknown == exact_unknown
 
     def test_fixture_shapes_parse_columnar(self) -> None:
-        from flows.records import arrow_page
+        from flows.rawdata.records import arrow_page
 
         envelope = json.loads((FIXTURES / "persons_v2_envelope.json").read_text())
         envelope["data"].append(json.loads((FIXTURES / "person_v1_nested_coordinates.json").read_text()))
@@ -395,8 +395,8 @@ class TestPageParsing:
         ],
     )
     def test_malformed_pages_are_refused_without_their_content(self, body: bytes) -> None:
-        from flows.faker_client import MalformedPageError
-        from flows.records import parse_page
+        from flows.rawdata.client import MalformedPageError
+        from flows.rawdata.records import parse_page
 
         with pytest.raises(MalformedPageError) as refused:
             parse_page(body, self.PAGE)

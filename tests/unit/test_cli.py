@@ -8,8 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from flows.faker_twin import FakerTwin
+from faker_twin.server import FakerTwin
 
 SCRIPT = Path(sys.executable).parent / "persons-pipeline"
 
@@ -23,8 +22,8 @@ def twin() -> Iterator[FakerTwin]:
 @pytest.mark.parametrize(
     "arguments",
     [
-        ["--batch-size", "5000"],
-        ["--batch-size", "0"],
+        ["--page-size", "5000"],
+        ["--page-size", "0"],
         ["--total", "0"],
         ["--total", "many"],
         ["--locale", "english"],
@@ -66,7 +65,7 @@ def test_help_lists_every_flow_parameter() -> None:
     for option in (
         "--api-url",
         "--total",
-        "--batch-size",
+        "--page-size",
         "--seed",
         "--locale",
         "--birthday-start",

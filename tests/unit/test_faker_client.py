@@ -9,8 +9,10 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
+from faker_twin.server import FakerTwin, TwinFaults
 
-from flows.faker_client import (
+from flows.plan import PageRequest
+from flows.rawdata.client import (
     ClientConfig,
     FakerApiClient,
     FakerApiError,
@@ -20,8 +22,6 @@ from flows.faker_client import (
     parse_envelope,
     parse_retry_after,
 )
-from flows.faker_twin import FakerTwin, TwinFaults
-from flows.plan import PageRequest
 from tests.conftest import free_port
 
 QUERY = PageQuery(locale="en_US")

@@ -20,9 +20,8 @@ import httpx
 import numpy as np
 import orjson
 import pytest
-
-from flows import faker_twin
-from flows.faker_twin import (
+from faker_twin import server as faker_twin
+from faker_twin.server import (
     BAD_RECORD_KINDS,
     DEFAULT_BIRTHDAY_END,
     DEFAULT_BIRTHDAY_START,
@@ -644,7 +643,7 @@ def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
     command = [
         sys.executable,
         "-m",
-        "flows.faker_twin",
+        "faker_twin.server",
         "--port-file",
         str(port_file),
         "--rate-limit-every",

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.plan import ParameterError, RunParameters, page_seed, plan_batches, plan_pages, resolve_parameters
+from flows.parameters import ParameterError, RunParameters, resolve_parameters
+from flows.plan import page_seed, plan_batches, plan_pages
 from flows.settings import PipelineSettings
 
 SETTINGS = PipelineSettings()
@@ -17,19 +18,19 @@ def params(**overrides: object) -> RunParameters:
     return resolve_parameters(SETTINGS, reference_date=date(2026, 1, 1), **overrides)
 
 
-def test_pages_cover_the_total_with_at_most_batch_size_each() -> None:
-    pages = plan_pages(params(total=2500, batch_size=1000))
+def test_pages_cover_the_total_with_at_most_page_size_each() -> None:
+    pages = plan_pages(params(total=2500, page_size=1000))
     assert [page.quantity for page in pages] == [1000, 1000, 500]
     assert [page.number for page in pages] == [0, 1, 2]
 
 
 def test_page_seeds_are_deterministic_and_distinct() -> None:
-    first = [page.seed for page in plan_pages(params(total=5000, batch_size=100))]
-    again = [page.seed for page in plan_pages(params(total=5000, batch_size=100))]
+    first = [page.seed for page in plan_pages(params(total=5000, page_size=100))]
+    again = [page.seed for page in plan_pages(params(total=5000, page_size=100))]
     assert first == again
     assert len(set(first)) == len(first)
     assert all(0 <= seed < 2**31 for seed in first)
-    assert first != [page.seed for page in plan_pages(params(total=5000, batch_size=100, seed=43))]
+    assert first != [page.seed for page in plan_pages(params(total=5000, page_size=100, seed=43))]
 
 
 def test_page_seed_depends_on_the_population_not_on_the_total() -> None:
@@ -42,11 +43,11 @@ def test_page_seed_depends_on_the_population_not_on_the_total() -> None:
 
 
 def test_batches_group_pages_with_stable_ids() -> None:
-    batches = plan_batches(params(total=10_000, batch_size=1000, pages_per_batch=4))
+    batches = plan_batches(params(total=10_000, page_size=1000, pages_per_batch=4))
     assert [len(batch.pages) for batch in batches] == [4, 4, 2]
     assert [batch.persons for batch in batches] == [4000, 4000, 2000]
     assert [batch.batch_id for batch in batches] == [
-        batch.batch_id for batch in plan_batches(params(total=10_000, batch_size=1000, pages_per_batch=4))
+        batch.batch_id for batch in plan_batches(params(total=10_000, page_size=1000, pages_per_batch=4))
     ]
     assert batches[0].batch_id.startswith("b00000-")
 
@@ -55,8 +56,8 @@ def test_batches_group_pages_with_stable_ids() -> None:
     ("overrides", "option"),
     [
         ({"total": 0}, "--total"),
-        ({"batch_size": 1001}, "--batch-size"),
-        ({"batch_size": 0}, "--batch-size"),
+        ({"page_size": 1001}, "--page-size"),
+        ({"page_size": 0}, "--page-size"),
         ({"pages_per_batch": 0}, "--pages-per-batch"),
         ({"seed": -1}, "--seed"),
         ({"locale": "english"}, "--locale"),
@@ -76,7 +77,7 @@ def test_bad_values_are_refused_with_one_line_naming_the_option(overrides: dict,
 def test_defaults_come_from_the_settings() -> None:
     resolved = params()
     assert resolved.total == 30_000
-    assert resolved.batch_size == 1000
+    assert resolved.page_size == 1000
     assert resolved.api_url == "https://fakerapi.it/api/v2"
     assert resolved.data_dir == Path("data")
     assert resolved.warehouse is None  # the environment decides (see flows/targets.py)

@@ -7,7 +7,14 @@ import io
 import json
 from pathlib import Path
 
-from flows.report import Report, render_csvs, render_json, render_markdown, render_summary, write_report_files
+from flows.report.render import (
+    Report,
+    render_csvs,
+    render_json,
+    render_markdown,
+    render_summary,
+    write_report_files,
+)
 
 REPORT = Report(
     total_persons=10,

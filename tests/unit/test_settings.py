@@ -19,7 +19,7 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "s3cret" not in repr(settings)
 
 
-@pytest.mark.parametrize(("name", "value"), [("PERSONS_BATCH_SIZE", "1001"), ("PERSONS_MAX_IN_FLIGHT", "0")])
+@pytest.mark.parametrize(("name", "value"), [("PERSONS_PAGE_SIZE", "1001"), ("PERSONS_MAX_IN_FLIGHT", "0")])
 def test_bounds(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.plan import resolve_parameters
+from flows.parameters import resolve_parameters
 from flows.settings import PipelineSettings
 from flows.targets import resolve_targets
 from flows.warehouse.snowflake_warehouse import SnowflakeSettingsError, connection_arguments
@@ -55,7 +55,7 @@ def test_parameters_override_the_environment(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_a_bad_bucket_url_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    from flows.plan import ParameterError
+    from flows.parameters import ParameterError
 
     with pytest.raises(ParameterError, match="--landing-url"):
         targets_for(monkeypatch, "local", landing_url="s3://Not_A_Bucket/x")

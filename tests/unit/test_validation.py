@@ -8,8 +8,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from flows.anonymise import PERSONS_SCHEMA, REDACTED_EMAIL
-from flows.validation import BatchRejected, ValidationGate, write_docs_home
+from flows.anonymise.transform import PERSONS_SCHEMA, REDACTED_EMAIL
+from flows.gate.validation import BatchRejected, ValidationGate, write_docs_home
 
 KEY = "0123456789abcdef" * 4
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from flows.anonymise import PERSONS_SCHEMA, QUARANTINE_SCHEMA
-from flows.landing import LandedBatch
+from flows.anonymise.transform import PERSONS_SCHEMA, QUARANTINE_SCHEMA
+from flows.landing.files import LandedBatch
 from flows.warehouse.duckdb_warehouse import DuckDBWarehouse
 
 REF = date(2026, 6, 15)

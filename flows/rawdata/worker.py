@@ -24,12 +24,12 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 import pyarrow as pa
 
-from flows.anonymise import AnonymisedBatch, anonymise_batch
-from flows.faker_client import ClientConfig, FakerApiClient, FakerApiError, FetchStats, PageQuery
-from flows.landing import BatchFiles, serialise_batch
+from flows.anonymise.transform import AnonymisedBatch, anonymise_batch
+from flows.landing.files import BatchFiles, serialise_batch
 from flows.plan import BatchPlan
-from flows.records import RAW_SCHEMA, parse_page
-from flows.remote import RemoteObject, RemoteProcessError, own_resources
+from flows.rawdata.client import ClientConfig, FakerApiClient, FakerApiError, FetchStats, PageQuery
+from flows.rawdata.records import RAW_SCHEMA, parse_page
+from flows.runtime.remote import RemoteObject, RemoteProcessError, own_resources
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -151,10 +151,10 @@ _WORKER_ALLOCATOR = {"MALLOC_ARENA_MAX": "2", "ARROW_DEFAULT_MEMORY_POOL": "syst
 
 
 class IngestWorker:
-    """The orchestrator's handle on the raw-data worker process (see flows.remote)."""
+    """The orchestrator's handle on the raw-data worker process (see flows.runtime.remote)."""
 
     def __init__(self) -> None:
-        self._remote = RemoteObject("flows.ingest_worker:RawDataWorker", env=_WORKER_ALLOCATOR)
+        self._remote = RemoteObject("flows.rawdata.worker:RawDataWorker", env=_WORKER_ALLOCATOR)
         self._worker: Any = None
         self._lock = threading.Lock()
 

@@ -19,7 +19,7 @@ import threading
 from multiprocessing.managers import BaseManager
 from typing import IO, Any
 
-_ENTRY = "import sys; from flows.remote import serve; serve(sys.argv[1], sys.argv[2])"
+_ENTRY = "import sys; from flows.runtime.remote import serve; serve(sys.argv[1], sys.argv[2])"
 
 
 class RemoteProcessError(RuntimeError):

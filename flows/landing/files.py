@@ -15,7 +15,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from flows.anonymise import AnonymisedBatch
+from flows.anonymise.transform import AnonymisedBatch
 
 PARQUET_COMPRESSION = "zstd"
 

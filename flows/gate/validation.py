@@ -62,7 +62,7 @@ class GateResult:
 def expectations_root() -> Path:
     """The project's `expectations/` folder (PERSONS_EXPECTATIONS_DIR overrides)."""
     configured = os.environ.get("PERSONS_EXPECTATIONS_DIR")
-    return Path(configured) if configured else Path(__file__).resolve().parents[1] / "expectations"
+    return Path(configured) if configured else Path(__file__).resolve().parents[2] / "expectations"
 
 
 @cache
@@ -138,7 +138,7 @@ class ValidationGate:
 
     def resources(self) -> dict[str, float]:
         """CPU seconds and peak RSS of the process the gate runs in."""
-        from flows.remote import own_resources  # noqa: PLC0415
+        from flows.runtime.remote import own_resources  # noqa: PLC0415
 
         return own_resources()
 
@@ -200,15 +200,18 @@ def write_docs_home(docs_root: Path) -> Path:
 
 
 class RemoteValidationGate:
-    """A ValidationGate in a process of its own (flows.remote): GX's import (seconds), memory and threads
-    stay out of the orchestrator, and validation runs on another core than loading and merging."""
+    """A ValidationGate in a process of its own (`flows.runtime.remote`).
+
+    GX's import (seconds), memory and threads stay out of the orchestrator, and validation runs
+    on another core than loading and merging.
+    """
 
     def __init__(self, docs_root: Path, run_id: str) -> None:
-        from flows.remote import RemoteObject  # noqa: PLC0415
+        from flows.runtime.remote import RemoteObject  # noqa: PLC0415
 
         self.docs_dir = (docs_root / run_id).resolve()
         self.index_path = self.docs_dir / "index.html"
-        self._remote = RemoteObject("flows.validation:ValidationGate")
+        self._remote = RemoteObject("flows.gate.validation:ValidationGate")
         self._gate = self._remote.create(docs_root, run_id)  # GX is imported there, now
 
     def validate(self, batch: pa.Table, batch_id: str, expected_rows: int) -> GateResult:

@@ -17,8 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
-from flows.faker_client import MalformedPageError, parse_envelope
 from flows.plan import PageRequest
+from flows.rawdata.client import MalformedPageError, parse_envelope
 
 # Every field the API is known to send; anything else is dropped and counted (never passed through).
 KNOWN_PERSON_FIELDS = frozenset(

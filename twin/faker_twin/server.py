@@ -354,8 +354,8 @@ def _pools_for(locale: str) -> _Pools:
 
 
 def load_countries() -> list[tuple[str, str]]:
-    """(country, country_code) rows of the shipped ``flows/data/countries.csv``."""
-    text = (resources.files("flows") / "data" / "countries.csv").read_text(encoding="utf-8")
+    """(country, country_code) rows of the shipped ``faker_twin/data/countries.csv``."""
+    text = (resources.files("faker_twin") / "data" / "countries.csv").read_text(encoding="utf-8")
     reader = csv.DictReader(text.splitlines())
     return [(row["country"], row["country_code"]) for row in reader]
 
@@ -1497,7 +1497,7 @@ def serve_from_args(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m flows.faker_twin``: run the twin from the command line."""
+    """``faker-twin`` / ``python -m faker_twin``: run the twin from the command line."""
     parser = argparse.ArgumentParser(
         description="Offline deterministic twin of the Faker /api/v2/persons API."
     )

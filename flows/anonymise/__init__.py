@@ -1,0 +1,1 @@
+"""Anonymisation: the column policy and the pure, vectorised functions that apply it."""

@@ -1,0 +1,128 @@
+"""The end of a run: report (files, artifacts, stdout), manifest, load window; fail unless all published."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from prefect import get_run_logger
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_table_artifact,
+)
+
+from flows.anonymise.transform import POLICY_VERSION
+from flows.landing.files import write_manifest
+from flows.report.render import Report, render_json, render_summary, summary_rows, write_report_files
+from flows.run_context import PipelineFailed, RunContext, log_event
+from flows.runtime.remote import own_resources
+from flows.stages import build_report
+
+
+def process_resources(run: RunContext) -> dict[str, dict[str, float]]:
+    """CPU seconds and peak RSS of each of the run's processes: orchestrator, raw-data worker, gate."""
+    return {"orchestrator": own_resources(), **run.resources}
+
+
+def finish_run(run: RunContext, batches: list[dict[str, Any]], problems: list[str]) -> dict[str, Any]:
+    """Report (views, files, artifacts, stdout) and manifest; PipelineFailed if a batch was not published."""
+    logger = get_run_logger()
+    with run.clock.measure("report"):
+        report = build_report(run.warehouse)
+        docs_folder = run.gate.docs_dir if run.gate.index_path.exists() else run.data_dir / "data_docs"
+        docs_location = run.store.upload_folder(docs_folder, f"data_docs/{docs_folder.name}")
+        docs_index = f"{docs_location}/index.html"
+        context = {
+            "run_id": run.run_id,
+            "reference_date": run.params.reference_date.isoformat(),
+            "environment": run.targets.environment,
+            "warehouse": run.targets.warehouse,
+            "landing": run.store.identity,
+            "data_docs": docs_index,
+        }
+        report_dir = run.data_dir / "reports" / run.run_id
+        write_report_files(report, report_dir, context)
+        reports_location = run.store.upload_folder(report_dir, f"reports/{run.run_id}")
+        _publish_artifacts(report, docs_index, run.run_id)
+    wall = round(time.perf_counter() - run.started, 3)
+    if run.params.report_json:
+        run.params.report_json.parent.mkdir(parents=True, exist_ok=True)
+        measured = {"stages": run.clock.rounded(), "wall_seconds": wall, "resources": process_resources(run)}
+        run.params.report_json.write_bytes(render_json(report, {**context, **measured}))
+    manifest = {
+        "run_id": run.run_id,
+        "parameters": orjson.loads(run.params.model_dump_json()),
+        "policy_version": POLICY_VERSION,
+        "batches": batches,
+        "problems": problems,
+        "stages_seconds": run.clock.rounded(),
+        "wall_seconds": wall,
+        "data_docs": docs_index,
+        "report_dir": reports_location,
+    }
+    manifest_key = write_manifest(run.store, run.run_date, run.run_id, manifest)
+    window = run.params.load_window
+    if window is not None:
+        merged = sum(batch["persons"] for batch in batches if batch["merged"])
+        status = "failed" if problems else "completed"
+        run.warehouse.record_window(window, status, run.run_id, merged, run.started_at)
+        log_event(
+            logger, "window_recorded", run_id=run.run_id, window=window.key, status=status, persons=merged
+        )
+    print(render_summary(report))
+    print(f"data docs: {docs_index}")
+    print(f"report:    {report_dir}")
+    log_event(
+        logger,
+        "run_finished",
+        run_id=run.run_id,
+        total_persons=report.total_persons,
+        quarantined=report.quarantined,
+        rejected_batches=report.rejected_batches,
+        problems=len(problems),
+        wall_s=wall,
+        data_docs=docs_index,
+        manifest=run.store.uri(manifest_key),
+    )
+    if problems:
+        raise PipelineFailed(
+            f"{len(problems)} batch(es) were not published: "
+            + "; ".join(problems)
+            + f"; data docs: {docs_index}"
+        )
+    return {
+        "run_id": run.run_id,
+        "report": report.to_dict(),
+        "data_docs": docs_index,
+        "report_dir": reports_location,
+        "manifest": run.store.uri(manifest_key),
+    }
+
+
+def _publish_artifacts(report: Report, docs_index: str, run_id: str) -> None:
+    """Report tables and the data docs link as Prefect artifacts (aggregates only)."""
+    create_table_artifact(
+        key="persons-report",
+        table=[{"metric": name, "value": value} for name, value in summary_rows(report)],
+        description=f"Persons report of run {run_id}",
+    )
+    create_table_artifact(
+        key="persons-top-gmail-countries",
+        table=report.top_gmail_countries,
+        description="Countries with the most Gmail users",
+    )
+    create_table_artifact(
+        key="persons-age-groups", table=report.age_groups, description="Persons per age group"
+    )
+    create_markdown_artifact(
+        key="persons-data-docs",
+        markdown=f"# Validation data docs\n\n[Run {run_id}]({_link(docs_index)})\n\n`{docs_index}`\n",
+        description="Great Expectations data docs of this run",
+    )
+
+
+def _link(location: str) -> str:
+    """A clickable form of a file path or s3:// URL."""
+    return Path(location).as_uri() if location.startswith("/") else location

@@ -1,0 +1,1 @@
+"""Landing: anonymised batches as Parquet files plus a manifest, in a folder or in S3."""

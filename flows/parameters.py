@@ -1,0 +1,171 @@
+"""The run parameters, declared once.
+
+`RunDefaults` names each parameter that has a configurable default, with its type, bounds and help; the
+settings inherit it (so every one is also a `PERSONS_<NAME>` variable). `RunParameters` adds the parameters
+that are per run only. The CLI options (`flows.cli`) and the flow's signature (`flows.pipeline`) are generated
+from `RunParameters.model_fields`; `tests/unit/test_parameters.py` checks they cannot drift.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from flows.windows import LoadWindow
+
+DEFAULT_API_URL = "https://fakerapi.it/api/v2"
+MAX_PAGE_SIZE = 1000
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class ParameterError(ValueError):
+    """A run parameter was refused; the message is one line naming the option."""
+
+
+class RunDefaults(BaseModel):
+    """Run parameters whose default is a setting: name, type, bounds and help, in one place."""
+
+    api_url: str = Field(DEFAULT_API_URL, description="Faker API base URL, without /persons")
+    total: int = Field(30_000, ge=1, le=100_000_000, description="persons to extract in one run")
+    page_size: int = Field(
+        MAX_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE, description="persons per API request (the API caps it at 1000)"
+    )
+    pages_per_batch: int = Field(
+        200, ge=1, le=1000, description="API pages landed, validated and merged together as one batch"
+    )
+    seed: int = Field(42, ge=0, le=2**31 - 1, description="run seed; every page's _seed is derived from it")
+    locale: str = Field("en_US", pattern=r"^[a-z]{2,3}_[A-Z]{2}$", description="Faker locale, e.g. de_DE")
+    birthday_start: date | None = Field(None, description="earliest birthday requested, YYYY-MM-DD")
+    birthday_end: date | None = Field(None, description="latest birthday requested, YYYY-MM-DD")
+    data_dir: Path = Field(
+        Path("data"), description="folder for landing files, warehouse, data docs and reports"
+    )
+    warehouse: Literal["duckdb", "snowflake"] | None = Field(
+        None, description="warehouse engine (default: the environment's; duckdb locally)"
+    )
+    landing_url: str | None = Field(
+        None, description="folder or s3://bucket/prefix to land files in (default: the environment's)"
+    )
+
+    @field_validator("api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.netloc:
+            raise ValueError("must be an http(s) URL such as https://fakerapi.it/api/v2")
+        return value.rstrip("/")
+
+    @field_validator("landing_url")
+    @classmethod
+    def _landing_place(cls, value: str | None) -> str | None:
+        if value is None or not value.startswith("s3://"):
+            return value
+        if not re.fullmatch(r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/[A-Za-z0-9!_.*'()/\-]*)?", value):
+            raise ValueError("must be a folder or s3://<bucket>/<prefix> with a valid bucket name")
+        return value.rstrip("/")
+
+
+class RunParameters(RunDefaults):
+    """The validated parameters of one run: the defaults above plus what is given per run only."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reference_date: date = Field(
+        default_factory=lambda: datetime.now(UTC).date(),
+        description="date ages are computed at (default: today, UTC)",
+    )
+    window: str | None = Field(
+        None,
+        description="load one window and record it: daily:YYYY-MM-DD or birthdays:YYYY-MM-DD..YYYY-MM-DD "
+        "(sets seed and dates unless given)",
+    )
+    report_json: Path | None = Field(None, description="also write the report as JSON to this path")
+
+    @field_validator("window")
+    @classmethod
+    def _known_window(cls, value: str | None) -> str | None:
+        if value is not None:
+            LoadWindow.parse(value)
+        return value
+
+    @model_validator(mode="after")
+    def _birthdays_are_ordered(self) -> RunParameters:
+        if self.birthday_start and self.birthday_end and self.birthday_start > self.birthday_end:
+            raise ValueError("birthday_start must not be after birthday_end")
+        return self
+
+    @property
+    def load_window(self) -> LoadWindow | None:
+        """The extraction window this run loads, if it loads one."""
+        return LoadWindow.parse(self.window) if self.window else None
+
+    @classmethod
+    def parse(cls, **values: object) -> RunParameters:
+        """Validate raw values; raise ParameterError with a single readable line."""
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "parameters"
+            option = "--" + where.replace("_", "-") if first["loc"] else where
+            raise ParameterError(f"{option}: {first['msg']}") from None
+
+
+PARAMETER_NAMES = tuple(RunParameters.model_fields)
+
+
+def resolve_parameters(defaults: RunDefaults, **given: Any) -> RunParameters:
+    """Given values (None = not given) over the configured defaults and a window's, validated."""
+    unknown = sorted(set(given) - set(PARAMETER_NAMES))
+    if unknown:
+        raise ParameterError(f"unknown parameter(s): {', '.join(unknown)}")
+    values: dict[str, Any] = {name: getattr(defaults, name) for name in RunDefaults.model_fields}
+    values.update(window_defaults(given.get("window")))
+    values.update({name: value for name, value in given.items() if value is not None})
+    return RunParameters.parse(**values)
+
+
+def window_defaults(key: object) -> dict[str, Any]:
+    """What a window implies unless given: its seed, its birthday range or its day as the reference date."""
+    if not isinstance(key, str):
+        return {}
+    try:
+        window = LoadWindow.parse(key)
+    except ValueError as exc:
+        raise ParameterError(f"--window: {exc}") from None
+    if window.kind == "daily":
+        return {"seed": window.seed, "reference_date": window.start}
+    return {"seed": window.seed, "birthday_start": window.start, "birthday_end": window.end}
+
+
+def flow_annotation(name: str) -> Any:
+    """A parameter's type as a flow or CLI takes it: optional (None = the setting), paths as text."""
+    annotation = RunParameters.model_fields[name].annotation
+    members = [member for member in get_args(annotation) if member is not type(None)] or [annotation]
+    members = [str if member is Path else member for member in members]
+    return members[0] | None if len(members) == 1 else annotation
+
+
+def with_run_parameters(function: F) -> F:
+    """Give a `**parameters` function the run parameters as its signature (what Prefect and its UI read)."""
+    parameters = [
+        inspect.Parameter(
+            name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=flow_annotation(name)
+        )
+        for name in PARAMETER_NAMES
+    ]
+    function.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        parameters, return_annotation=dict[str, Any]
+    )
+    function.__annotations__ = {
+        **{parameter.name: parameter.annotation for parameter in parameters},
+        "return": dict[str, Any],
+    }
+    return function

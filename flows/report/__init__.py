@@ -1,0 +1,1 @@
+"""The report: answers to the reporting questions and their renderings."""

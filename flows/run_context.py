@@ -1,0 +1,162 @@
+"""What the steps of one run share: parameters, destinations, workers, clocks, and the event log line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger
+from prefect.runtime import flow_run
+from pydantic import SecretStr
+
+from flows.gate.validation import RemoteValidationGate, write_docs_home
+from flows.landing.files import LandingStore
+from flows.parameters import RunParameters, resolve_parameters
+from flows.rawdata.worker import IngestWorker
+from flows.runtime.slots import warehouse_slot
+from flows.settings import PipelineSettings, get_settings
+from flows.targets import Targets, make_landing_store, make_warehouse, resolve_targets
+from flows.warehouse import Warehouse
+from flows.warehouse.base import utc_now
+
+
+class PipelineFailed(RuntimeError):
+    """The run finished but did not publish every batch; the message says which and why (no values)."""
+
+
+def log_event(logger: Any, event: str, *, level: int = logging.INFO, **fields: Any) -> None:
+    """One structured line per event: `event=<name> key=value ...` (counts, ids, durations; never values)."""
+    parts = [f"event={event}"]
+    for key, value in fields.items():
+        text = f"{value:.3f}" if isinstance(value, float) else str(value)
+        parts.append(f"{key}={json.dumps(text) if (' ' in text or not text) else text}")
+    logger.log(level, " ".join(parts))
+
+
+@dataclass
+class StageClock:
+    """Seconds spent per stage over a run (summed over batches)."""
+
+    seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    @contextmanager
+    def measure(self, stage: str) -> Iterator[None]:
+        """Add the duration of the block to `stage`."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] += time.perf_counter() - started
+
+    def rounded(self) -> dict[str, float]:
+        """Stage seconds rounded for reports."""
+        return {stage: round(value, 4) for stage, value in self.seconds.items()}
+
+
+@dataclass
+class RunContext:
+    """What every step of one run shares."""
+
+    run_id: str
+    run_date: date
+    params: RunParameters
+    settings: PipelineSettings
+    secret: SecretStr
+    targets: Targets
+    store: LandingStore
+    warehouse: Warehouse
+    worker: IngestWorker
+    gate_ready: Future[RemoteValidationGate]
+    clock: StageClock = field(default_factory=StageClock)
+    started_at: datetime = field(default_factory=utc_now)
+    started: float = field(default_factory=time.perf_counter)
+    gate_closed: bool = False
+    resources: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def gate(self) -> RemoteValidationGate:
+        """The run's validation gate (built in the background: importing GX takes seconds)."""
+        return self.gate_ready.result()
+
+    @property
+    def data_dir(self) -> Path:
+        """The run's data folder, absolute."""
+        return self.params.data_dir.resolve()
+
+    def close_gate(self) -> None:
+        """Build the run's data docs and stop the gate process (once; also when the run failed)."""
+        if self.gate_closed:
+            return
+        self.gate_closed = True
+        with self.clock.measure("docs"):
+            self.gate.build_docs()
+            write_docs_home(self.data_dir / "data_docs")
+        self.resources["validation_gate"] = self.gate.resources()
+        self.gate.close()
+
+    def close_worker(self) -> None:
+        """Stop the raw-data worker, keeping what it used."""
+        if "raw_data_worker" not in self.resources:
+            self.resources["raw_data_worker"] = self.worker.resources()
+        self.worker.close()
+
+
+@contextmanager
+def open_run(parameters: dict[str, Any]) -> Iterator[RunContext]:
+    """Resolve parameters and destinations, check them, start the workers, take the warehouse's slot."""
+    settings = get_settings()
+    params = resolve_parameters(settings, **parameters)
+    secret = settings.person_key_secret()
+    settings.require_real_secret(secret)
+    data_dir = params.data_dir.resolve()
+    run_id = str(flow_run.get_id() or f"local-{datetime.now(UTC):%Y%m%dT%H%M%S}")
+    targets = resolve_targets(settings, params)
+    # Everything that can be wrong with the destinations fails here, before any data moves.
+    store = make_landing_store(targets, settings)
+    store.check_access()
+    worker = IngestWorker()
+    worker.start()
+    try:
+        with (
+            warehouse_slot(targets, settings, data_dir),
+            ThreadPoolExecutor(1, thread_name_prefix="gate") as background,
+            make_warehouse(
+                targets, data_dir, settings, params.pages_per_batch * params.page_size
+            ) as warehouse,
+        ):
+            run = RunContext(
+                run_id=run_id,
+                run_date=datetime.now(UTC).date(),
+                params=params,
+                settings=settings,
+                secret=secret,
+                targets=targets,
+                store=store,
+                warehouse=warehouse,
+                worker=worker,
+                gate_ready=background.submit(RemoteValidationGate, data_dir / "data_docs", run_id),
+            )
+            get_run_logger().info(
+                "run %s: environment %s, warehouse %s (%s), landing %s",
+                run_id,
+                targets.environment,
+                targets.warehouse,
+                warehouse.location,
+                store.identity,
+            )
+            try:
+                yield run
+            finally:
+                run.close_worker()
+                run.close_gate()
+    finally:
+        worker.close()

@@ -1,0 +1,1 @@
+"""Runtime around the flow: worker processes, the Prefect runtime, warehouse slots, alerts, secrets."""

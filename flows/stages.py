@@ -1,0 +1,169 @@
+"""The pipeline's tasks: thin I/O steps, each retried where a retry can help.
+
+Raw pages exist only inside `extract_pages` and `anonymise_pages`, in the raw-data worker process (NO_CACHE,
+never persisted, scrubbed exceptions). The first thing that is cached, persisted or written is an anonymised
+batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from datetime import date
+from typing import Any
+from uuid import uuid4
+
+import orjson
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.context import TaskRunContext
+from prefect.transactions import Transaction
+from pydantic import SecretStr
+
+from flows.anonymise.transform import POLICY_VERSION
+from flows.gate.validation import BatchRejected, GateResult, RemoteValidationGate
+from flows.landing.files import LandedBatch, LandingStore, parquet_to_table, write_batch_files
+from flows.plan import BatchPlan
+from flows.rawdata.client import ClientConfig, PageQuery
+from flows.rawdata.worker import AnonymiseSummary, ExtractSummary, IngestWorker
+from flows.report.render import Report
+from flows.warehouse import MergeResult, Warehouse
+
+
+@task(
+    name="extract-pages", cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=[2, 10]
+)
+def extract_pages(
+    worker: IngestWorker, handle: str, plan: BatchPlan, client_config: ClientConfig, query: PageQuery
+) -> ExtractSummary:
+    """Fetch a batch's pages (N in flight, rate-limited, retried) into the worker; counts come back."""
+    return worker.extract(handle, plan, client_config, query)
+
+
+@task(name="anonymise-batch", cache_policy=NO_CACHE, persist_result=False)
+def anonymise_pages(
+    worker: IngestWorker, handle: str, secret: SecretStr, reference_date: date
+) -> AnonymiseSummary:
+    """Apply the column policy in the worker; from here on nothing personal remains."""
+    return worker.anonymise(handle, secret.get_secret_value().encode(), reference_date)
+
+
+@task(name="land-batch", cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=5)
+def land_batch(
+    worker: IngestWorker, handle: str, store: LandingStore, plan: BatchPlan, run_id: str, run_date: date
+) -> LandedBatch:
+    """Write the anonymised batch and its quarantine list as Parquet files to the landing place."""
+    files = worker.land(handle)
+    return write_batch_files(
+        store, files, batch_id=plan.batch_id, batch_index=plan.index, run_id=run_id, run_date=run_date
+    )
+
+
+def secret_fingerprint(secret: SecretStr) -> str:
+    """A non-reversible tag of the key, so a new key never reuses batches keyed with the old one."""
+    return hashlib.sha256(b"person_key-secret|" + secret.get_secret_value().encode()).hexdigest()[:16]
+
+
+def ingest_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    """Same pages, filters, key, policy, reference date and landing place -> same landed batch."""
+    plan: BatchPlan = parameters["plan"]
+    client_config: ClientConfig = parameters["client_config"]
+    query: PageQuery = parameters["query"]
+    material = [
+        POLICY_VERSION,
+        client_config.base_url,
+        query.locale,
+        str(query.birthday_start),
+        str(query.birthday_end),
+        [[page.number, page.seed, page.quantity] for page in plan.pages],
+        parameters["reference_date"].isoformat(),
+        secret_fingerprint(parameters["secret"]),
+        parameters["store"].identity,
+    ]
+    return "ingest-" + hashlib.sha256(orjson.dumps(material)).hexdigest()
+
+
+@task(name="ingest-batch", cache_key_fn=ingest_cache_key, persist_result=True)
+def ingest_batch(
+    plan: BatchPlan,
+    client_config: ClientConfig,
+    query: PageQuery,
+    secret: SecretStr,
+    reference_date: date,
+    store: LandingStore,
+    run_id: str,
+    run_date: date,
+    worker: IngestWorker,
+) -> LandedBatch:
+    """Extract, anonymise and land one batch; cached, so a rerun does not refetch what already landed."""
+    handle = f"{run_id}/{plan.batch_id}/{uuid4().hex}"
+    try:
+        extracted = extract_pages(worker, handle, plan, client_config, query)
+        anonymised = anonymise_pages(worker, handle, secret, reference_date)
+        started = time.perf_counter()
+        landed = land_batch(worker, handle, store, plan, run_id, run_date)
+    finally:
+        worker.discard(handle)
+    landed.timings = {
+        "extract": round(extracted.seconds, 4),
+        "anonymise": round(anonymised.seconds, 4),
+        "land": round(time.perf_counter() - started, 4),
+    }
+    if landed.extracted != extracted.records or landed.persons != anonymised.persons:
+        raise RuntimeError(
+            f"batch {plan.batch_id}: counts changed between extraction, anonymisation and landing"
+        )
+    return landed
+
+
+@task(name="migrate-warehouse", cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=5)
+def migrate_warehouse(warehouse: Warehouse) -> list[str]:
+    """Apply pending schema migrations and re-create the views."""
+    applied = warehouse.migrate()
+    if applied:
+        get_run_logger().info("applied migrations: %s", ", ".join(applied))
+    return applied
+
+
+@task(name="load-batch", cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=5)
+def load_batch(warehouse: Warehouse, store: LandingStore, landed: LandedBatch, run_id: str) -> int:
+    """Append the landed files to the warehouse's landing layer (replacing this run's earlier copy)."""
+    persons_file = store.read_bytes(landed.persons_key)
+    if hashlib.sha256(persons_file).hexdigest() != landed.persons_sha256:
+        raise RuntimeError(f"batch {landed.batch_id}: landed file changed since it was written")
+    persons = parquet_to_table(persons_file)
+    quarantine = parquet_to_table(store.read_bytes(landed.quarantine_key))
+    return warehouse.load_batch(landed, persons, quarantine, run_id)
+
+
+@load_batch.on_rollback
+def _hold_back_batch(txn: Transaction) -> None:
+    """Whatever failed after loading, the batch stays in landing, visibly marked as not merged."""
+    warehouse: Warehouse = txn.get("warehouse")
+    warehouse.hold_back_batch(txn.get("run_id"), txn.get("batch_id"))
+
+
+@task(name="validate-batch", cache_policy=NO_CACHE, persist_result=False)
+def validate_batch(
+    warehouse: Warehouse, gate: RemoteValidationGate, landed: LandedBatch, run_id: str
+) -> GateResult:
+    """Run the GX suite on the batch as the warehouse holds it; raise BatchRejected if it fails."""
+    frame = warehouse.read_batch(run_id, landed.batch_id)
+    expected = landed.extracted - landed.quarantined - landed.duplicates
+    result = gate.validate(frame, landed.batch_id, expected)
+    warehouse.record_validation(run_id, landed.batch_id, result.success, result.failed, result.docs_page)
+    if not result.success:
+        raise BatchRejected(landed.batch_id, result.failed, result.statistics, result.docs_page)
+    return result
+
+
+@task(name="merge-batch", cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=5)
+def merge_batch(warehouse: Warehouse, landed: LandedBatch, run_id: str) -> MergeResult:
+    """MERGE the validated batch into staging on person_key (all or nothing)."""
+    return warehouse.merge_batch(run_id, landed.batch_id)
+
+
+@task(name="build-report", cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=5)
+def build_report(warehouse: Warehouse) -> Report:
+    """Answer the reporting questions from the reporting views."""
+    return warehouse.read_report()
