@@ -52,28 +52,31 @@ def main(argv: list[str] | None = None) -> int:
     if not os.environ.get("PREFECT_API_URL"):
         print("deploy: set PREFECT_API_URL to the Prefect server to deploy to", file=sys.stderr)
         return 2
-    # The environment file's values, unless the caller's environment sets them (CI, tests, one-offs).
-    values = {
-        key: os.environ.get(key) or value
-        for key, value in read_env_file(HERE / "environments" / f"{args.env}.env").items()
-    }
+    # The environment file's values, then the stack's outputs (written by `make infra-deploy`), unless the
+    # caller's environment sets them (CI, tests, one-offs).
+    values = read_env_file(HERE / "environments" / f"{args.env}.env")
+    stack_outputs = HERE / "environments" / f"{args.env}.stack.env"
+    if stack_outputs.is_file():
+        values |= read_env_file(stack_outputs)
+    values = {key: os.environ.get(key) or value for key, value in values.items()}
     values["PERSONS_PROJECT_DIR"] = values.get("PERSONS_PROJECT_DIR") or str(ROOT)
     values["PERSONS_DATA_DIR"] = values.get("PERSONS_DATA_DIR") or str(ROOT / "data")
     env = {**os.environ, **values}
     pool, kind = values["PERSONS_WORK_POOL"], values["PERSONS_WORK_POOL_TYPE"]
-    if prefect("work-pool", "inspect", pool, env=env, check=False).returncode != 0:
-        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as template:
-            template.write(render_template(HERE / "work-pools" / f"{kind}.json", values))
-        try:
-            json.loads(Path(template.name).read_text())
+    exists = prefect("work-pool", "inspect", pool, env=env, check=False).returncode == 0
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as template:
+        template.write(render_template(HERE / "work-pools" / f"{kind}.json", values))
+    try:
+        json.loads(Path(template.name).read_text())
+        if exists:  # the repository's template wins: new stack outputs (image, roles) reach the pool
+            prefect("work-pool", "update", pool, "--base-job-template", template.name, env=env)
+        else:
             prefect(
                 "work-pool", "create", pool, "--type", kind, "--base-job-template", template.name, env=env
             )
-        finally:
-            Path(template.name).unlink()
-        print(f"deploy: created work pool {pool} ({kind})")
-    else:
-        print(f"deploy: work pool {pool} exists; left as it is")
+    finally:
+        Path(template.name).unlink()
+    print(f"deploy: {'updated' if exists else 'created'} work pool {pool} ({kind})")
     prefect("deploy", "--all", env=env)
     return 0
 

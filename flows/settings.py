@@ -91,6 +91,10 @@ class PipelineSettings(RunDefaults, BaseSettings):  # type: ignore[misc]  # two 
         None,
         description="Name of a Prefect Secret block holding the Snowflake password (instead of the env).",
     )
+    snowflake_password_aws_secret: str | None = Field(
+        None,
+        description="Name or ARN of an AWS Secrets Manager secret holding the Snowflake password.",
+    )
     snowflake_create_database: bool = Field(
         False,
         description="Create the database if missing (dev and tests; production databases are provisioned).",
@@ -121,6 +125,9 @@ class PipelineSettings(RunDefaults, BaseSettings):  # type: ignore[misc]  # two 
     hmac_secret_block: str | None = Field(
         None, description="Name of a Prefect Secret block holding the person_key secret (wins over the env)."
     )
+    hmac_secret_aws_secret: str | None = Field(
+        None, description="Name or ARN of an AWS Secrets Manager secret holding the person_key secret."
+    )
     allow_demo_secret: bool = Field(
         True, description="Allow the built-in offline secret (only for local quickstarts and tests)."
     )
@@ -133,12 +140,30 @@ class PipelineSettings(RunDefaults, BaseSettings):  # type: ignore[misc]  # two 
             return {key: value for key, value in values.items() if value != ""}
         return values
 
+    @model_validator(mode="after")
+    def _one_source_per_secret(self) -> PipelineSettings:
+        for block, aws in (
+            ("hmac_secret_block", "hmac_secret_aws_secret"),
+            ("snowflake_password_block", "snowflake_password_aws_secret"),
+        ):
+            if getattr(self, block) and getattr(self, aws):
+                raise ValueError(f"set PERSONS_{block.upper()} or PERSONS_{aws.upper()}, not both")
+        return self
+
     def person_key_secret(self) -> SecretStr:
-        """The person_key secret: from the Prefect Secret block if one is named, else the environment."""
+        """The person_key secret: from a Prefect Secret block or an AWS secret if named, else the env."""
         if self.hmac_secret_block:
             from prefect.blocks.system import Secret  # noqa: PLC0415 - only where a block is named
 
             return SecretStr(str(Secret.load(self.hmac_secret_block).get()))  # type: ignore[union-attr]
+        if self.hmac_secret_aws_secret:
+            from flows.runtime.secrets import aws_secret  # noqa: PLC0415 - only where a secret is named
+
+            return aws_secret(
+                self.hmac_secret_aws_secret,
+                "PERSONS_HMAC_SECRET_AWS_SECRET",
+                endpoint_url=self.aws_endpoint_url,
+            )
         return self.hmac_secret
 
     def require_real_secret(self, secret: SecretStr | None = None) -> None:

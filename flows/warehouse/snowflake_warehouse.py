@@ -165,13 +165,21 @@ class SnowflakeWarehouse(Warehouse):
 
     @classmethod
     def from_settings(cls, settings: PipelineSettings, database: str | None) -> SnowflakeWarehouse:
-        """Adapter from the settings object (a Prefect Secret block may supply the password)."""
+        """Adapter from the settings (a Prefect Secret block or an AWS secret may supply the password)."""
         password = None
         if settings.snowflake_password_block:
             from prefect.blocks.system import Secret  # noqa: PLC0415
 
             block = cast(Secret[str], Secret.load(settings.snowflake_password_block))
             password = str(block.get())
+        elif settings.snowflake_password_aws_secret:
+            from flows.runtime.secrets import aws_secret  # noqa: PLC0415
+
+            password = aws_secret(
+                settings.snowflake_password_aws_secret,
+                "PERSONS_SNOWFLAKE_PASSWORD_AWS_SECRET",
+                endpoint_url=settings.aws_endpoint_url,
+            ).get_secret_value()
         return cls(connection_arguments(settings, database, password), settings.snowflake_create_database)
 
     @property
