@@ -14,7 +14,17 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
 ENV ?= local
-.PHONY: help install run test test-unit test-integration lint format bench lock clean deploy worker image image-test
+IMAGE_TAG ?=
+CHECKOV_VENV := $(VENV)/checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+INFRA_OUT := deployments/infra/out
+INFRA_STAMP := $(INFRA_OUT)/.synthesized
+INFRA_SOURCES := $(wildcard deployments/infra/*.py) deployments/work-pools/ecs.json
+WORKFLOWS := $(wildcard .github/workflows/*.yml)
+# The CDK's jsii runtime runs on this machine's Node.js 20 (end of life for jsii, still working): no banner.
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+.PHONY: help install run test test-unit test-integration lint lint-code lint-workflows lint-infra format bench lock \
+	clean deploy deploy-plan worker image image-test infra infra-deploy infra-outputs smoke
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -36,7 +46,13 @@ $(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.txt
 	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -r requirements.txt -r requirements-twin.txt -r requirements-dev.txt
 	@touch $@
 
-install: $(DEV_STAMP) ## create .venv with runtime and dev dependencies (pinned)
+# checkov pins libraries (cachetools<6, ...) that conflict with the runtime set: a venv of its own.
+$(CHECKOV_STAMP): requirements-checkov.txt | $(BIN)/python
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(CHECKOV_VENV)/bin/python -r requirements-checkov.txt
+	@touch $@
+
+install: $(DEV_STAMP) $(CHECKOV_STAMP) ## create .venv with runtime and dev dependencies (pinned)
 
 run: $(RUNTIME_STAMP) ## install, then run the whole pipeline offline against the bundled Faker twin
 	PATH="$(CURDIR)/$(BIN):$$PATH" scripts/quickstart.sh $(ARGS)
@@ -51,12 +67,37 @@ test-unit: $(DEV_STAMP) ## only the fast unit tests
 test-integration: $(DEV_STAMP) ## only the integration tests
 	$(BIN)/python -m pytest tests/integration $(ARGS)
 
-lint: $(DEV_STAMP) ## ruff, mypy, sqlfluff and hadolint
+lint: lint-code lint-workflows lint-infra ## all the checks below
+
+lint-code: $(DEV_STAMP) ## ruff, mypy, sqlfluff and hadolint
 	$(BIN)/ruff check flows twin tests bench deployments
 	$(BIN)/ruff format --check flows twin tests bench deployments
 	$(BIN)/mypy flows twin/faker_twin
 	$(BIN)/sqlfluff lint sql
 	$(BIN)/hadolint Dockerfile
+
+lint-workflows: | $(DEV_STAMP) ## actionlint, zizmor (offline) and the workflow JSON schema on .github/
+	$(BIN)/actionlint $(WORKFLOWS)
+	$(BIN)/zizmor --offline --quiet .github
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows $(WORKFLOWS)
+
+lint-infra: $(INFRA_STAMP) $(CHECKOV_STAMP) ## synthesize (with cdk-nag), then cfn-lint and checkov on the templates
+	$(BIN)/cfn-lint $(INFRA_OUT)/*/*.template.json
+	$(CHECKOV_VENV)/bin/checkov --config-file deployments/infra/checkov.yaml --directory $(INFRA_OUT)
+
+# One synthesis (both stacks, one jsii runtime) serves make infra and make lint until a source changes.
+$(INFRA_STAMP): $(INFRA_SOURCES) | $(DEV_STAMP)
+	$(BIN)/python deployments/infra/app.py
+	@touch $@
+
+infra: $(INFRA_STAMP) ## synthesize the stacks: CloudFormation under deployments/infra/out/<env>/ (offline)
+	@ls $(INFRA_OUT)/$(if $(filter dev prod,$(ENV)),$(ENV),*)/*.template.json
+
+infra-deploy: $(INFRA_STAMP) ## create/update ENV's stack where the AWS environment points [IMAGE_TAG=<sha>]
+	$(BIN)/python deployments/infra/deploy_stacks.py --env $(ENV) $(if $(IMAGE_TAG),--image-tag $(IMAGE_TAG))
+
+infra-outputs: $(DEV_STAMP) ## write ENV's stack outputs to deployments/environments/<env>.stack.env
+	$(BIN)/python deployments/infra/deploy_stacks.py --env $(ENV) --outputs-only
 
 format: $(DEV_STAMP) ## apply ruff and sqlfluff fixes
 	$(BIN)/ruff check --fix flows twin tests bench deployments
@@ -68,6 +109,12 @@ bench: $(DEV_STAMP) ## benchmark 30k and 1M persons against the twin, with the n
 
 deploy: $(RUNTIME_STAMP) ## create the work pool if missing and deploy prefect.yaml (ENV=local|dev|prod; needs PREFECT_API_URL)
 	$(BIN)/python deployments/deploy.py --env $(ENV)
+
+deploy-plan: | $(RUNTIME_STAMP) ## print ENV's work pool and the values make deploy would use (no API call)
+	$(BIN)/python deployments/deploy.py --env $(ENV) --dry-run
+
+smoke: $(RUNTIME_STAMP) ## run the adhoc deployment for 3,000 persons and wait for it (needs PREFECT_API_URL)
+	$(BIN)/prefect deployment run persons-pipeline/adhoc --param total=3000 --watch --watch-timeout 1800
 
 worker: $(RUNTIME_STAMP) ## start a process worker on the local pool (needs PREFECT_API_URL)
 	$(BIN)/prefect worker start --pool persons-local --type process
@@ -82,6 +129,7 @@ lock: | $(BIN)/python ## re-pin requirements*.txt from requirements*.in
 	$(BIN)/uv pip compile --quiet --no-header --python-version 3.11 requirements.in -o requirements.txt
 	$(BIN)/uv pip compile --quiet --no-header --python-version 3.11 requirements-dev.in -o requirements-dev.txt
 	$(BIN)/uv pip compile --quiet --no-header --python-version 3.11 requirements-twin.in -o requirements-twin.txt
+	$(BIN)/uv pip compile --quiet --no-header --python-version 3.11 requirements-checkov.in -o requirements-checkov.txt
 
 clean: ## remove the virtual environment, local data and caches
-	rm -rf $(VENV) data .prefect-home .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) data .prefect-home .pytest_cache .mypy_cache .ruff_cache $(INFRA_OUT)

@@ -48,8 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     """Create the pool if missing, then deploy every deployment of prefect.yaml."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--env", default="local", choices=["local", "dev", "prod"])
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the pool and the values prefect.yaml would get; no API call",
+    )
     args = parser.parse_args(argv)
-    if not os.environ.get("PREFECT_API_URL"):
+    if not args.dry_run and not os.environ.get("PREFECT_API_URL"):
         print("deploy: set PREFECT_API_URL to the Prefect server to deploy to", file=sys.stderr)
         return 2
     # The environment file's values, then the stack's outputs (written by `make infra-deploy`), unless the
@@ -63,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     values["PERSONS_DATA_DIR"] = values.get("PERSONS_DATA_DIR") or str(ROOT / "data")
     env = {**os.environ, **values}
     pool, kind = values["PERSONS_WORK_POOL"], values["PERSONS_WORK_POOL_TYPE"]
+    if args.dry_run:  # names and ids only: the environment files never hold a secret's value
+        print(f"deploy: dry run for {args.env}: work pool {pool} ({kind}), prefect deploy --all with")
+        print("\n".join(f"  {key}={value}" for key, value in sorted(values.items())))
+        return 0
     exists = prefect("work-pool", "inspect", pool, env=env, check=False).returncode == 0
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as template:
         template.write(render_template(HERE / "work-pools" / f"{kind}.json", values))
