@@ -36,6 +36,12 @@ $(BIN)/python:
 # uv installs the pinned set in seconds where pip takes minutes; both read the same requirements files.
 # Bytecode is compiled at install time: with PYTHONDONTWRITEBYTECODE set (as on CI) every run would otherwise
 # recompile Prefect and GX from source, about 10 s of CPU per process.
+ifdef ACT
+# Under act (the workflow tests) the caller's venv is reused as it is, like a restored cache: installing from
+# act's copy of the checkout would point the venv's editable installs at that copy.
+$(RUNTIME_STAMP) $(DEV_STAMP) $(CHECKOV_STAMP):
+	@echo "install: under act, $(VENV) is used as it is"
+else
 # The Faker twin is installed beside the pipeline for `make run` and the tests; the image has only the pipeline.
 $(RUNTIME_STAMP): requirements.txt requirements-twin.txt pyproject.toml twin/pyproject.toml | $(BIN)/python
 	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -r requirements.txt -r requirements-twin.txt
@@ -51,6 +57,7 @@ $(CHECKOV_STAMP): requirements-checkov.txt | $(BIN)/python
 	$(PYTHON) -m venv $(CHECKOV_VENV)
 	$(BIN)/uv pip install --quiet --compile-bytecode --python $(CHECKOV_VENV)/bin/python -r requirements-checkov.txt
 	@touch $@
+endif
 
 install: $(DEV_STAMP) $(CHECKOV_STAMP) ## create .venv with runtime and dev dependencies (pinned)
 
