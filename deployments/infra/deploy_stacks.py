@@ -94,19 +94,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--env", required=True, choices=sorted(ENVIRONMENTS))
     parser.add_argument("--image-tag", help="image tag to run (default: the deployed one, else 'bootstrap')")
     parser.add_argument("--outputs-only", action="store_true")
+    parser.add_argument(
+        "--templates", type=Path, default=OUT, help="synthesized templates (default: make infra's)"
+    )
+    parser.add_argument("--outputs-file", type=Path, help="default: deployments/environments/<env>.stack.env")
     args = parser.parse_args(argv)
     environment = ENVIRONMENTS[args.env]
     client = boto3.client("cloudformation")
     if not args.outputs_only:
-        template = OUT / args.env / f"{environment.stack_name}.template.json"
+        template = args.templates / args.env / f"{environment.stack_name}.template.json"
         if not template.is_file():
             print(f"infra-deploy: {template} is missing; run make infra first", file=sys.stderr)
             return 2
         done = deploy_stack(client, environment.stack_name, template.read_text(), args.image_tag)
         print(f"infra-deploy: stack {environment.stack_name} {done}")
-    target = stack_outputs_file(args.env)
+    target = args.outputs_file or stack_outputs_file(args.env)
     write_env_file(target, environment.stack_name, outputs_as_variables(client, environment.stack_name))
-    print(f"infra-deploy: outputs written to {target.relative_to(ROOT)}")
+    print(f"infra-deploy: outputs written to {target}")
     return 0
 
 
