@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 
+import boto3
+import pytest
 from faker_twin.server import FakerTwin, TwinFaults
 
-from flows.settings import OFFLINE_DEMO_SECRET
-from tests.conftest import PrefectServer
+from flows.settings import OFFLINE_DEMO_SECRET, get_settings
+from tests.conftest import PrefectServer, S3Server
 from tests.integration.conftest import REFERENCE_DATE, FlowRun
 from tests.leakscan import Needles, scan
 from tests.oracle import expected_from_served
@@ -16,8 +19,22 @@ SECRET = OFFLINE_DEMO_SECRET.encode()
 
 
 def test_no_raw_personal_value_reaches_disk_logs_results_or_docs(
-    twin: FakerTwin, run_pipeline: Callable[..., FlowRun], prefect_client: PrefectServer
+    twin: FakerTwin,
+    run_pipeline: Callable[..., FlowRun],
+    prefect_client: PrefectServer,
+    s3_server: S3Server,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # The person_key secret is a marker stored in (moto's) Secrets Manager: it must not be found either.
+    marker = f"leak-marker-secret-{uuid.uuid4().hex}"
+    for name, value in s3_server.environment().items():
+        monkeypatch.setenv(name, value)
+    secret_name = f"persons/leakscan/{uuid.uuid4().hex[:8]}"
+    boto3.client("secretsmanager", endpoint_url=s3_server.endpoint_url).create_secret(
+        Name=secret_name, SecretString=marker
+    )
+    monkeypatch.setenv("PERSONS_HMAC_SECRET_AWS_SECRET", secret_name)
+    get_settings.cache_clear()
     records = []
     # A run with bad records, unknown fields, both payload shapes and transport faults (retries, logs) ...
     noisy = TwinFaults(
@@ -26,7 +43,10 @@ def test_no_raw_personal_value_reaches_disk_logs_results_or_docs(
     twin.set_faults(noisy)
     first = run_pipeline(twin.url, total=3000, page_size=500, pages_per_batch=3, seed=101)
     assert first.state.is_completed(), first.state.message
-    records += expected_from_served(twin.served(), noisy, REFERENCE_DATE, SECRET).raw_records
+    first_expected = expected_from_served(twin.served(), noisy, REFERENCE_DATE, marker.encode())
+    records += first_expected.raw_records
+    keys = {row[0] for row in first.query("select person_key from staging.persons")}
+    assert keys == set(first_expected.persons)  # keyed with the marker from Secrets Manager
     # ... and a run whose batch the gate rejects: emails shifted into the country field by the source.
     twin.reset()
     shifted = TwinFaults(pii_country_rate=0.05)
@@ -39,6 +59,7 @@ def test_no_raw_personal_value_reaches_disk_logs_results_or_docs(
 
     needles = Needles.from_records(records)
     assert len(needles.substrings) > 5000 and len(needles.values) > 500
+    needles.substrings.add(marker)
     roots = [first.data_dir, prefect_client.server_home, prefect_client.client_home]
     findings = scan(roots, needles)
 
