@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +35,18 @@ def read_env_file(path: Path) -> dict[str, str]:
 def render_template(path: Path, values: dict[str, str]) -> str:
     """A work-pool job template with ${VARIABLES} filled in (unknown ones left visible)."""
     return re.sub(r"\$\{([A-Z0-9_]+)\}", lambda match: values.get(match[1], match[0]), path.read_text())
+
+
+def environment_values(
+    env: str, environ: Mapping[str, str], folder: Path = HERE / "environments"
+) -> dict[str, str]:
+    """The environment file's values, then the stack's outputs (`make infra-deploy` writes <env>.stack.env),
+    unless the caller's environment sets them (CI, tests, one-offs)."""
+    values = read_env_file(folder / f"{env}.env")
+    stack_outputs = folder / f"{env}.stack.env"
+    if stack_outputs.is_file():
+        values |= read_env_file(stack_outputs)
+    return {key: environ.get(key) or value for key, value in values.items()}
 
 
 def prefect(*arguments: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -57,13 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.dry_run and not os.environ.get("PREFECT_API_URL"):
         print("deploy: set PREFECT_API_URL to the Prefect server to deploy to", file=sys.stderr)
         return 2
-    # The environment file's values, then the stack's outputs (written by `make infra-deploy`), unless the
-    # caller's environment sets them (CI, tests, one-offs).
-    values = read_env_file(HERE / "environments" / f"{args.env}.env")
-    stack_outputs = HERE / "environments" / f"{args.env}.stack.env"
-    if stack_outputs.is_file():
-        values |= read_env_file(stack_outputs)
-    values = {key: os.environ.get(key) or value for key, value in values.items()}
+    values = environment_values(args.env, os.environ)
     values["PERSONS_PROJECT_DIR"] = values.get("PERSONS_PROJECT_DIR") or str(ROOT)
     values["PERSONS_DATA_DIR"] = values.get("PERSONS_DATA_DIR") or str(ROOT / "data")
     env = {**os.environ, **values}
