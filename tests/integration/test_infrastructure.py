@@ -17,12 +17,12 @@ from typing import Any
 
 import boto3
 import pytest
+from faker_twin.server import FakerTwin, TwinFaults
 
 from deployments.deploy import read_env_file, render_template
 from deployments.images import digest_of, mark_passed, passed_digest
 from deployments.infra import deploy_stacks
 from deployments.infra.config import ENVIRONMENTS, OUTPUT_VARIABLES, task_size
-from flows.faker_twin import FakerTwin, TwinFaults
 from flows.settings import get_settings
 from tests.conftest import REPO, S3Server
 from tests.integration.conftest import REFERENCE_DATE, FlowRun
@@ -151,7 +151,7 @@ def test_dev_stack_deploys_into_moto_and_the_pipeline_lands_in_its_bucket(
     run = run_pipeline(
         twin.url,
         total=2000,
-        batch_size=500,
+        page_size=500,
         pages_per_batch=2,
         seed=17,
         landing_url=outputs["PERSONS_LANDING_URL"],

@@ -224,7 +224,7 @@ def test_log_group_retention_and_the_failure_alarm(templates) -> None:
 
 
 def test_the_failure_events_are_the_pipelines_own() -> None:
-    source = (REPO / "flows" / "pipeline.py").read_text()
+    source = "\n".join(path.read_text() for path in (REPO / "flows").rglob("*.py"))
     logged = set(re.findall(r'log_event\(\s*logger,\s*"(\w+)"', source))
     assert set(FAILURE_EVENTS) <= logged
 
