@@ -23,7 +23,7 @@ INFRA_SOURCES := $(wildcard deployments/infra/*.py) deployments/work-pools/ecs.j
 WORKFLOWS := $(wildcard .github/workflows/*.yml)
 # The CDK's jsii runtime runs on this machine's Node.js 20 (end of life for jsii, still working): no banner.
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
-.PHONY: help install run test test-unit test-integration lint lint-code lint-workflows lint-infra format bench lock \
+.PHONY: help install run test test-unit test-integration test-platform lint lint-code lint-workflows lint-infra format bench lock \
 	clean deploy deploy-plan worker image image-test infra infra-deploy infra-outputs smoke
 
 help: ## list the targets
@@ -73,6 +73,9 @@ test-unit: $(DEV_STAMP) ## only the fast unit tests
 
 test-integration: $(DEV_STAMP) ## only the integration tests
 	$(BIN)/python -m pytest tests/integration $(ARGS)
+
+test-platform: $(DEV_STAMP) ## only the platform tests: the workflows under act, the CDK templates
+	$(BIN)/python -m pytest tests/platform $(ARGS)
 
 lint: lint-code lint-workflows lint-infra ## all the checks below
 
