@@ -231,3 +231,17 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         url = f"http://127.0.0.1:{port}"
         wait_for_http(f"{url}/moto-api/", 60, process)
         yield S3Server(url)
+
+
+@pytest.fixture(scope="session")
+def infra_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Both stacks, synthesized once per session by the app itself (cdk-nag included), as make infra."""
+    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+    from deployments.infra.app import synth
+    from deployments.infra.config import ENVIRONMENTS
+
+    out = tmp_path_factory.mktemp("infra-out")
+    for env in ENVIRONMENTS:
+        _, errors = synth(env, out)
+        assert errors == [], errors  # cdk-nag and CDK found nothing unacknowledged
+    return out

@@ -42,20 +42,9 @@ def aws(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> Callable[[str],
     return lambda service: session.client(service, endpoint_url=s3_server.endpoint_url)
 
 
-@pytest.fixture(scope="module")
-def templates(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The dev template as `make infra` writes it."""
-    from deployments.infra.app import synth
-
-    out = tmp_path_factory.mktemp("infra-out")
-    _, errors = synth("dev", out)
-    assert errors == []
-    return out
-
-
 def test_dev_stack_deploys_into_moto_and_the_pipeline_lands_in_its_bucket(
     aws: Callable[[str], Any],
-    templates: Path,
+    infra_out: Path,
     twin: FakerTwin,
     run_pipeline: Callable[..., FlowRun],
     monkeypatch: pytest.MonkeyPatch,
@@ -72,13 +61,13 @@ def test_dev_stack_deploys_into_moto_and_the_pipeline_lands_in_its_bucket(
 
     # 2. the stack, by the same command as make infra-deploy; twice: the second changes nothing
     outputs_file = tmp_path / "dev.stack.env"
-    arguments = ["--env", "dev", "--templates", str(templates), "--outputs-file", str(outputs_file)]
+    arguments = ["--env", "dev", "--templates", str(infra_out), "--outputs-file", str(outputs_file)]
     assert deploy_stacks.main([*arguments, "--image-tag", IMAGE_TAG]) == 0
     cloudformation = aws("cloudformation")
     assert deploy_stacks.deploy_stack(
         cloudformation,
         ENV.stack_name,
-        (templates / "dev" / f"{ENV.stack_name}.template.json").read_text(),
+        (infra_out / "dev" / f"{ENV.stack_name}.template.json").read_text(),
         IMAGE_TAG,
     ) in {"unchanged", "updated"}
     (stack,) = cloudformation.describe_stacks(StackName=ENV.stack_name)["Stacks"]
