@@ -17,44 +17,46 @@ from prefect.futures import PrefectFuture
 from prefect.transactions import transaction
 
 from flows.gate.validation import BatchRejected
+from flows.generations import PlannedBatch, Publication, record_translated_tombstones
 from flows.landing.files import LandedBatch
-from flows.plan import BatchPlan, plan_batches
-from flows.rawdata.client import ClientConfig, PageQuery
+from flows.rawdata.client import ClientConfig
 from flows.run_context import RunContext, log_event
-from flows.stages import ingest_batch, load_batch, merge_batch, validate_batch
+from flows.stages import ingest_batch, load_batch, merge_batch, secret_fingerprint, validate_batch
 from flows.targets import result_storage
 
 
-def process_batches(run: RunContext) -> tuple[list[dict[str, Any]], list[str]]:
+def process_batches(run: RunContext, publication: Publication) -> tuple[list[dict[str, Any]], list[str]]:
     """Ingest batches (a few ahead, in worker threads) and publish each in order; return them and problems."""
     logger = get_run_logger()
-    plans = plan_batches(run.params)
+    plans = publication.batches
     log_event(
         logger,
         "run_planned",
         run_id=run.run_id,
         persons=run.params.total,
+        requested=publication.requested,
+        skipped_pages=publication.skipped_pages,
         batches=len(plans),
         pages_per_batch=run.params.pages_per_batch,
         page_size=run.params.page_size,
         warehouse=run.targets.warehouse,
     )
     client_config = ClientConfig.from_settings(run.settings, run.params.api_url)
-    query = PageQuery(run.params.locale, run.params.birthday_start, run.params.birthday_end)
     ingest = ingest_batch.with_options(result_storage=result_storage(run.targets, run.store, run.data_dir))
 
-    def submit(plan: BatchPlan, refresh: bool = False) -> PrefectFuture[LandedBatch]:
+    def submit(planned: PlannedBatch, refresh: bool = False) -> PrefectFuture[LandedBatch]:
         runner = ingest.with_options(refresh_cache=True) if refresh else ingest
         return runner.submit(
-            plan,
+            planned.plan,
             client_config,
-            query,
+            planned.query,
             run.secret,
-            run.params.reference_date,
+            publication.generation.reference_date,
             run.store,
             run.run_id,
             run.run_date,
             run.worker,
+            publication.exclusions,
         )
 
     progress = cast(
@@ -64,13 +66,14 @@ def process_batches(run: RunContext) -> tuple[list[dict[str, Any]], list[str]]:
     landed_count = 0
     batches: list[dict[str, Any]] = []
     problems: list[str] = []
-    pending: deque[tuple[BatchPlan, PrefectFuture[LandedBatch]]] = deque()
+    pending: deque[tuple[PlannedBatch, PrefectFuture[LandedBatch]]] = deque()
     queue = deque(plans)
     while queue or pending:
         while queue and len(pending) < run.settings.batches_in_flight:
-            plan = queue.popleft()
-            pending.append((plan, submit(plan)))
-        plan, future = pending.popleft()
+            planned = queue.popleft()
+            pending.append((planned, submit(planned)))
+        planned, future = pending.popleft()
+        plan = planned.plan
         with run.clock.measure("wait_for_ingest"):
             try:
                 landed = future.result()
@@ -82,9 +85,21 @@ def process_batches(run: RunContext) -> tuple[list[dict[str, Any]], list[str]]:
                         batch_id=plan.batch_id,
                         level=logging.WARNING,
                     )
-                    landed = submit(plan, refresh=True).result()
+                    landed = submit(planned, refresh=True).result()
             except Exception as exc:
-                problems.append(f"batch {plan.batch_id} could not be ingested: {exc}")
+                problems.append(f"batch {plan.batch_id} rejected: {exc}")
+                run.warehouse.record_rejected_batch(
+                    run.run_id,
+                    plan.batch_id,
+                    plan.index,
+                    plan.persons,
+                    str(exc)[:1000],
+                    secret_fingerprint(run.secret),
+                    publication.generation.generation_id,
+                )
+                batches.append(
+                    {"batch_id": plan.batch_id, "requested": plan.persons, "merged": False, "rejected": True}
+                )
                 log_event(
                     logger,
                     "batch_ingest_failed",
@@ -94,6 +109,7 @@ def process_batches(run: RunContext) -> tuple[list[dict[str, Any]], list[str]]:
                     level=logging.ERROR,
                 )
                 continue
+        record_translated_tombstones(run, publication)
         landed_count += 1
         update_progress_artifact(progress, progress=100.0 * landed_count / len(plans))
         fresh = landed.landed_by_run == run.run_id
@@ -113,14 +129,23 @@ def process_batches(run: RunContext) -> tuple[list[dict[str, Any]], list[str]]:
         )
         for stage, seconds in landed.timings.items():
             run.clock.seconds[stage] += seconds if fresh else 0.0
-        status = publish_batch(run, landed)
+        status = publish_batch(run, landed, publication, planned)
         if status != "merged":
             problems.append(status)
-        batches.append({**landed.to_dict(), "merged": status == "merged", "cached": not fresh})
+        batches.append(
+            {
+                **landed.to_dict(),
+                "merged": status == "merged",
+                "rejected": status != "merged",
+                "cached": not fresh,
+            }
+        )
     return batches, problems
 
 
-def publish_batch(run: RunContext, landed: LandedBatch) -> str:
+def publish_batch(
+    run: RunContext, landed: LandedBatch, publication: Publication, planned: PlannedBatch
+) -> str:
     """Load, validate and merge one batch inside a transaction; 'merged' or a one-line reason it was not."""
     logger = get_run_logger()
     started = time.perf_counter()
@@ -130,11 +155,13 @@ def publish_batch(run: RunContext, landed: LandedBatch) -> str:
             txn.set("run_id", run.run_id)
             txn.set("batch_id", landed.batch_id)
             with run.clock.measure("load"):
-                load_batch(run.warehouse, run.store, landed, run.run_id)
+                load_batch(run.warehouse, run.store, landed, run.run_id, publication.generation)
             with run.clock.measure("validate"):
                 validate_batch(run.warehouse, run.gate, landed, run.run_id)
             with run.clock.measure("merge"):
-                merged = merge_batch(run.warehouse, landed, run.run_id)
+                merged = merge_batch(
+                    run.warehouse, landed, run.run_id, publication.generation, planned.published
+                )
     except BatchRejected as rejected:
         log_event(
             logger,

@@ -1,4 +1,4 @@
-"""`persons-pipeline`: run the flow with parameters."""
+"""`persons-pipeline`: run the flow (`run`), re-key the published state (`rekey`), erase (`forget`)."""
 
 from __future__ import annotations
 
@@ -47,6 +47,15 @@ def add_parameter_options(parser: argparse.ArgumentParser, defaults: RunDefaults
         kind = next(member for member in get_args(base) if member is not type(None))
         default = getattr(defaults, name, None)
         shown = f" (default {default})" if default is not None else ""
+        if kind is bool:
+            parser.add_argument(
+                "--" + name.replace("_", "-"),
+                dest=name,
+                action="store_const",
+                const=True,
+                help=declared.description,
+            )
+            continue
         parser.add_argument(
             "--" + name.replace("_", "-"),
             dest=name,
@@ -65,6 +74,26 @@ def build_parser() -> OneLineParser:
         "run", help="run the pipeline flow once", description="Run the pipeline flow once."
     )
     add_parameter_options(run, _help_defaults())
+    rekey = commands.add_parser(
+        "rekey",
+        help="reload the published state under the current key into a new generation",
+        description="Re-key: PERSONS_HMAC_SECRET is the new key, PERSONS_PREVIOUS_HMAC_SECRET the one "
+        "staging holds. Every published page is fetched again, keyed and published into a new generation, "
+        "which replaces the old one in one transaction when it is complete (run options apply).",
+    )
+    add_parameter_options(rekey, _help_defaults())
+    forget = commands.add_parser(
+        "forget",
+        help="erase persons (GDPR Art. 17) from every layer and the landed files",
+        description="Erase the persons named in a JSON-lines file of identifying fields (firstname, "
+        "lastname, email, phone, birthday) from staging, every layer on it, landing and the landed files; "
+        "tombstones keep them from being loaded again. Prints counts only.",
+    )
+    forget.add_argument("--identity-file", required=True, type=Path, help="JSON lines, one person each")
+    for name in ("data_dir", "warehouse", "landing_url"):
+        forget.add_argument(
+            "--" + name.replace("_", "-"), dest=name, help=RunParameters.model_fields[name].description
+        )
     return parser
 
 
@@ -77,16 +106,23 @@ def _help_defaults() -> RunDefaults:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """Validate every parameter, then run the flow; exit code 1 if the run fails."""
+    """Validate every parameter and the key, then run the flow; exit code 1 if the run fails."""
+    if args.command == "forget":
+        from flows.erasure import forget_command  # noqa: PLC0415 - Prefect import only when used
+
+        return forget_command(args)
+    if args.command == "rekey":
+        args.rekey = True
     try:
         settings = get_settings()
         params = resolve_parameters(
             settings,
             **{name: getattr(args, name) for name in PARAMETER_NAMES},
         )
+        check_run_key(params)
     except (ParameterError, ValueError) as exc:
         message = _one_line(exc)
-        print(f"persons-pipeline run: error: {message}", file=sys.stderr)
+        print(f"persons-pipeline {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USAGE
 
     from flows.pipeline import run_pipeline  # noqa: PLC0415 - Prefect import only once parameters are valid
@@ -96,6 +132,29 @@ def run_command(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"persons-pipeline run: {(state.name or 'failed').lower()}: {state.message}", file=sys.stderr)
     return EXIT_FAILED
+
+
+def check_run_key(params: RunParameters) -> None:
+    """Refuse a key other than the one staging holds, before any request (KeyMismatch)."""
+    from flows.generations import check_key  # noqa: PLC0415 - Prefect import only once parameters are valid
+    from flows.targets import make_warehouse, resolve_targets  # noqa: PLC0415
+
+    settings = get_settings()
+    secret = settings.person_key_secret()
+    settings.require_real_secret(secret)
+    targets = resolve_targets(settings, params)
+    data_dir = params.data_dir.resolve()
+    if targets.warehouse == "duckdb" and not (data_dir / "warehouse.duckdb").exists():
+        return
+    try:
+        warehouse = make_warehouse(targets, data_dir, settings)
+        warehouse.open()
+    except Exception:
+        return
+    try:
+        check_key(warehouse, secret, params.rekey)
+    finally:
+        warehouse.close()
 
 
 def flow_arguments(params: RunParameters) -> dict[str, Any]:

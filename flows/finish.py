@@ -14,6 +14,7 @@ from prefect.artifacts import (
 )
 
 from flows.anonymise.transform import POLICY_VERSION
+from flows.generations import Publication
 from flows.landing.files import write_manifest
 from flows.report.render import Report, render_json, render_summary, summary_rows, write_report_files
 from flows.run_context import PipelineFailed, RunContext, log_event
@@ -26,7 +27,25 @@ def process_resources(run: RunContext) -> dict[str, dict[str, float]]:
     return {"orchestrator": own_resources(), **run.resources}
 
 
-def finish_run(run: RunContext, batches: list[dict[str, Any]], problems: list[str]) -> dict[str, Any]:
+def run_accounting(publication: Publication, batches: list[dict[str, Any]]) -> dict[str, int]:
+    """Where the run's requested records went: requested = published + quarantined + duplicates + erased
+    + rejected (received counts records that came back; skipped pages were published by an earlier run)."""
+    merged = [batch for batch in batches if batch.get("merged")]
+    return {
+        "requested": publication.requested,
+        "received": sum(batch.get("extracted", 0) + batch.get("forgotten", 0) for batch in batches),
+        "published": sum(batch["persons"] for batch in merged),
+        "quarantined": sum(batch["quarantined"] for batch in merged),
+        "duplicates": sum(batch["duplicates"] for batch in merged),
+        "erased": sum(batch["forgotten"] for batch in merged),
+        "rejected": sum(batch["requested"] for batch in batches if not batch.get("merged")),
+        "skipped_already_published": publication.skipped_persons,
+    }
+
+
+def finish_run(
+    run: RunContext, batches: list[dict[str, Any]], problems: list[str], publication: Publication
+) -> dict[str, Any]:
     """Report (views, files, artifacts, stdout) and manifest; PipelineFailed if a batch was not published."""
     logger = get_run_logger()
     with run.clock.measure("report"):
@@ -36,7 +55,10 @@ def finish_run(run: RunContext, batches: list[dict[str, Any]], problems: list[st
         docs_index = f"{docs_location}/index.html"
         context = {
             "run_id": run.run_id,
-            "reference_date": run.params.reference_date.isoformat(),
+            "reference_date": report.reference_date,
+            "key_fingerprint": report.key_fingerprint,
+            "generation_id": publication.generation.generation_id,
+            "generation_switched": publication.switched,
             "environment": run.targets.environment,
             "warehouse": run.targets.warehouse,
             "landing": run.store.identity,
@@ -55,6 +77,14 @@ def finish_run(run: RunContext, batches: list[dict[str, Any]], problems: list[st
         "run_id": run.run_id,
         "parameters": orjson.loads(run.params.model_dump_json()),
         "policy_version": POLICY_VERSION,
+        "generation": {
+            "generation_id": publication.generation.generation_id,
+            "key_fingerprint": publication.generation.key_fingerprint,
+            "reference_date": publication.generation.reference_date.isoformat(),
+            "rebuilt": publication.generation.rebuilding,
+            "switched": publication.switched,
+        },
+        "records": run_accounting(publication, batches),
         "batches": batches,
         "problems": problems,
         "stages_seconds": run.clock.rounded(),
@@ -65,7 +95,7 @@ def finish_run(run: RunContext, batches: list[dict[str, Any]], problems: list[st
     manifest_key = write_manifest(run.store, run.run_date, run.run_id, manifest)
     window = run.params.load_window
     if window is not None:
-        merged = sum(batch["persons"] for batch in batches if batch["merged"])
+        merged = sum(batch["persons"] for batch in batches if batch["merged"])  # type: ignore[misc]
         status = "failed" if problems else "completed"
         run.warehouse.record_window(window, status, run.run_id, merged, run.started_at)
         log_event(

@@ -87,6 +87,11 @@ class RunParameters(RunDefaults):
         "(sets seed and dates unless given)",
     )
     report_json: Path | None = Field(None, description="also write the report as JSON to this path")
+    rekey: bool = Field(
+        False,
+        description="re-key: reload every published page under the current key (and reference date) into a "
+        "new generation, switched over when complete",
+    )
 
     @field_validator("window")
     @classmethod

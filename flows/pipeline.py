@@ -13,6 +13,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.batches import process_batches
 from flows.finish import finish_run
+from flows.generations import conclude_publication, open_publication
 from flows.parameters import with_run_parameters
 from flows.run_context import PipelineFailed, open_run
 from flows.runtime.alerts import notify_failure
@@ -33,11 +34,14 @@ def persons_pipeline(**parameters: Any) -> dict[str, Any]:
     """Extract persons from the Faker API, anonymise, land, validate, merge and report (None = setting)."""
     with open_run(parameters) as run:
         migrate_warehouse(run.warehouse)
+        # One key, one reference date: refuses a second key before any request; plans the pages not held.
+        publication = open_publication(run)
         # Per batch: extract -> anonymise -> land (raw-data worker), then load -> validate -> merge.
-        batches, problems = process_batches(run)
+        batches, problems = process_batches(run, publication)
         run.close_worker()
         run.close_gate()
-        return finish_run(run, batches, problems)
+        conclude_publication(run, publication, problems)
+        return finish_run(run, batches, problems, publication)
 
 
 def run_pipeline(**parameters: Any) -> State[Any]:

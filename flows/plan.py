@@ -50,14 +50,25 @@ def plan_pages(params: RunParameters) -> list[PageRequest]:
 
 def plan_batches(params: RunParameters) -> list[BatchPlan]:
     """Group pages into batches with ids that depend only on what the batch fetches."""
-    pages = plan_pages(params)
+    population = (params.locale, params.birthday_start, params.birthday_end)
+    return group_pages(plan_pages(params), params.pages_per_batch, population)
+
+
+def group_pages(
+    pages: list[PageRequest],
+    pages_per_batch: int,
+    population: tuple[str, date | None, date | None],
+    first_index: int = 0,
+) -> list[BatchPlan]:
+    """Consecutive batches of at most `pages_per_batch` pages of one population (locale, birthday range)."""
     batches = []
-    for index, start in enumerate(range(0, len(pages), params.pages_per_batch)):
-        chunk = tuple(pages[start : start + params.pages_per_batch])
+    for offset, start in enumerate(range(0, len(pages), pages_per_batch)):
+        chunk = tuple(pages[start : start + pages_per_batch])
         identity = "|".join(
-            [params.locale, str(params.birthday_start), str(params.birthday_end)]
+            [population[0], str(population[1]), str(population[2])]
             + [f"{page.seed}:{page.quantity}" for page in chunk]
         )
         digest = hashlib.sha256(identity.encode()).hexdigest()[:12]
+        index = first_index + offset
         batches.append(BatchPlan(index=index, batch_id=f"b{index:05d}-{digest}", pages=chunk))
     return batches

@@ -122,6 +122,10 @@ class PipelineSettings(RunDefaults, BaseSettings):  # type: ignore[misc]  # two 
         SecretStr(OFFLINE_DEMO_SECRET),
         description="Key of the HMAC-SHA256 person_key (set it in production).",
     )
+    previous_hmac_secret: SecretStr | None = Field(
+        None,
+        description="The key being replaced, only while re-keying (keeps forgotten persons forgotten).",
+    )
     hmac_secret_block: str | None = Field(
         None, description="Name of a Prefect Secret block holding the person_key secret (wins over the env)."
     )

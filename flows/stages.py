@@ -25,9 +25,11 @@ from flows.gate.validation import BatchRejected, GateResult, RemoteValidationGat
 from flows.landing.files import LandedBatch, LandingStore, parquet_to_table, write_batch_files
 from flows.plan import BatchPlan
 from flows.rawdata.client import ClientConfig, PageQuery
+from flows.rawdata.exclusions import Exclusions
 from flows.rawdata.worker import AnonymiseSummary, ExtractSummary, IngestWorker
 from flows.report.render import Report
 from flows.warehouse import MergeResult, Warehouse
+from flows.warehouse.generations import Generation, PublishedBatch
 
 
 @task(
@@ -42,10 +44,10 @@ def extract_pages(
 
 @task(name="anonymise-batch", cache_policy=NO_CACHE, persist_result=False)
 def anonymise_pages(
-    worker: IngestWorker, handle: str, secret: SecretStr, reference_date: date
+    worker: IngestWorker, handle: str, secret: SecretStr, reference_date: date, exclusions: Exclusions
 ) -> AnonymiseSummary:
-    """Apply the column policy in the worker; from here on nothing personal remains."""
-    return worker.anonymise(handle, secret.get_secret_value().encode(), reference_date)
+    """Drop forgotten persons and apply the column policy in the worker; nothing personal remains."""
+    return worker.anonymise(handle, secret.get_secret_value().encode(), reference_date, exclusions)
 
 
 @task(name="land-batch", cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=5)
@@ -79,6 +81,7 @@ def ingest_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str
         parameters["reference_date"].isoformat(),
         secret_fingerprint(parameters["secret"]),
         parameters["store"].identity,
+        parameters["exclusions"].digest,
     ]
     return "ingest-" + hashlib.sha256(orjson.dumps(material)).hexdigest()
 
@@ -94,12 +97,13 @@ def ingest_batch(
     run_id: str,
     run_date: date,
     worker: IngestWorker,
+    exclusions: Exclusions,
 ) -> LandedBatch:
     """Extract, anonymise and land one batch; cached, so a rerun does not refetch what already landed."""
     handle = f"{run_id}/{plan.batch_id}/{uuid4().hex}"
     try:
         extracted = extract_pages(worker, handle, plan, client_config, query)
-        anonymised = anonymise_pages(worker, handle, secret, reference_date)
+        anonymised = anonymise_pages(worker, handle, secret, reference_date, exclusions)
         started = time.perf_counter()
         landed = land_batch(worker, handle, store, plan, run_id, run_date)
     finally:
@@ -109,9 +113,16 @@ def ingest_batch(
         "anonymise": round(anonymised.seconds, 4),
         "land": round(time.perf_counter() - started, 4),
     }
-    if landed.extracted != extracted.records or landed.persons != anonymised.persons:
+    landed.requested = plan.persons
+    landed.forgotten = anonymised.forgotten
+    landed.key_fingerprint = secret_fingerprint(secret)
+    if (
+        extracted.records != plan.persons
+        or landed.extracted + anonymised.forgotten != extracted.records
+        or landed.persons != anonymised.persons
+    ):
         raise RuntimeError(
-            f"batch {plan.batch_id}: counts changed between extraction, anonymisation and landing"
+            f"batch {plan.batch_id}: counts changed between the plan, extraction, anonymisation and landing"
         )
     return landed
 
@@ -126,14 +137,16 @@ def migrate_warehouse(warehouse: Warehouse) -> list[str]:
 
 
 @task(name="load-batch", cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=5)
-def load_batch(warehouse: Warehouse, store: LandingStore, landed: LandedBatch, run_id: str) -> int:
+def load_batch(
+    warehouse: Warehouse, store: LandingStore, landed: LandedBatch, run_id: str, generation: Generation
+) -> int:
     """Append the landed files to the warehouse's landing layer (replacing this run's earlier copy)."""
     persons_file = store.read_bytes(landed.persons_key)
     if hashlib.sha256(persons_file).hexdigest() != landed.persons_sha256:
         raise RuntimeError(f"batch {landed.batch_id}: landed file changed since it was written")
     persons = parquet_to_table(persons_file)
     quarantine = parquet_to_table(store.read_bytes(landed.quarantine_key))
-    return warehouse.load_batch(landed, persons, quarantine, run_id)
+    return warehouse.load_batch(landed, persons, quarantine, run_id, generation.generation_id)
 
 
 @load_batch.on_rollback
@@ -149,7 +162,8 @@ def validate_batch(
 ) -> GateResult:
     """Run the GX suite on the batch as the warehouse holds it; raise BatchRejected if it fails."""
     frame = warehouse.read_batch(run_id, landed.batch_id)
-    expected = landed.extracted - landed.quarantined - landed.duplicates
+    # Against the plan, not against what came back: requested minus forgotten, quarantined and duplicates.
+    expected = landed.requested - landed.forgotten - landed.quarantined - landed.duplicates
     result = gate.validate(frame, landed.batch_id, expected)
     warehouse.record_validation(run_id, landed.batch_id, result.success, result.failed, result.docs_page)
     if not result.success:
@@ -158,9 +172,11 @@ def validate_batch(
 
 
 @task(name="merge-batch", cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=5)
-def merge_batch(warehouse: Warehouse, landed: LandedBatch, run_id: str) -> MergeResult:
-    """MERGE the validated batch into staging on person_key (all or nothing)."""
-    return warehouse.merge_batch(run_id, landed.batch_id)
+def merge_batch(
+    warehouse: Warehouse, landed: LandedBatch, run_id: str, generation: Generation, published: PublishedBatch
+) -> MergeResult:
+    """MERGE the validated batch into its generation on person_key (all or nothing)."""
+    return warehouse.merge_batch(run_id, landed, generation, published)
 
 
 @task(name="build-report", cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=5)

@@ -121,6 +121,9 @@ class LandedBatch:
     extracted: int
     duplicates: int
     persons_sha256: str
+    requested: int = 0
+    forgotten: int = 0
+    key_fingerprint: str = ""
     reasons: dict[str, int] = field(default_factory=dict)
     unknown_fields: dict[str, int] = field(default_factory=dict)
     redactions: dict[str, int] = field(default_factory=dict)

@@ -28,6 +28,8 @@ from flows.anonymise.transform import AnonymisedBatch, anonymise_batch
 from flows.landing.files import BatchFiles, serialise_batch
 from flows.plan import BatchPlan
 from flows.rawdata.client import ClientConfig, FakerApiClient, FakerApiError, FetchStats, PageQuery
+from flows.rawdata.completeness import complete_pages
+from flows.rawdata.exclusions import Exclusions, drop_forgotten
 from flows.rawdata.records import RAW_SCHEMA, parse_page
 from flows.runtime.remote import RemoteObject, RemoteProcessError, own_resources
 
@@ -77,6 +79,7 @@ class AnonymiseSummary:
     reasons: dict[str, int] = field(default_factory=dict)
     redactions: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    forgotten: int = 0
 
 
 class RawDataWorker:
@@ -87,6 +90,7 @@ class RawDataWorker:
         self._lock = threading.Lock()
         self._raw: dict[str, tuple[pa.Table, ExtractSummary]] = {}
         self._anonymised: dict[str, tuple[AnonymisedBatch, ExtractSummary]] = {}
+        self._translated_tombstones: set[str] = set()
 
     @scrubbed("extract")
     def extract(
@@ -98,7 +102,9 @@ class RawDataWorker:
         unknown: Counter[str] = Counter()
         record_batches = []
         with FakerApiClient(client_config, stats) as client:
-            for _, (record_batch, page_unknown) in client.iter_pages(plan.pages, query, parse_page):
+            for _, (record_batch, page_unknown) in client.iter_pages(
+                plan.pages, query, complete_pages(parse_page)
+            ):
                 record_batches.append(record_batch)
                 unknown.update(page_unknown)
         raw = pa.Table.from_batches(record_batches, schema=RAW_SCHEMA)
@@ -109,11 +115,17 @@ class RawDataWorker:
         return summary
 
     @scrubbed("anonymise")
-    def anonymise(self, handle: str, secret: bytes, reference_date: date) -> AnonymiseSummary:
-        """Apply the column policy to the extracted batch; the raw table is dropped here."""
+    def anonymise(
+        self, handle: str, secret: bytes, reference_date: date, exclusions: Exclusions | None = None
+    ) -> AnonymiseSummary:
+        """Drop forgotten persons, apply the column policy to the batch; the raw table is dropped."""
         started = time.perf_counter()
         with self._lock:
             raw, extracted = self._raw.pop(handle)
+        raw, forgotten, translated = drop_forgotten(raw, secret, exclusions or Exclusions())
+        if translated:
+            with self._lock:
+                self._translated_tombstones.update(translated)
         anonymised = anonymise_batch(raw, secret, reference_date)
         del raw
         with self._lock:
@@ -125,7 +137,14 @@ class RawDataWorker:
             reasons=dict(sorted(anonymised.reasons.items())),
             redactions=dict(sorted(anonymised.redactions.items())),
             seconds=time.perf_counter() - started,
+            forgotten=forgotten,
         )
+
+    def take_translated_tombstones(self) -> list[str]:
+        """Current keys of forgotten persons found by their previous key (re-keying), handed over once."""
+        with self._lock:
+            keys, self._translated_tombstones = sorted(self._translated_tombstones), set()
+        return keys
 
     @scrubbed("land")
     def land(self, handle: str) -> BatchFiles:
@@ -170,9 +189,15 @@ class IngestWorker:
         """RawDataWorker.extract, in the worker."""
         return cast(ExtractSummary, self._call("extract", handle, plan, client_config, query))
 
-    def anonymise(self, handle: str, secret: bytes, reference_date: date) -> AnonymiseSummary:
+    def anonymise(
+        self, handle: str, secret: bytes, reference_date: date, exclusions: Exclusions | None = None
+    ) -> AnonymiseSummary:
         """RawDataWorker.anonymise, in the worker."""
-        return cast(AnonymiseSummary, self._call("anonymise", handle, secret, reference_date))
+        return cast(AnonymiseSummary, self._call("anonymise", handle, secret, reference_date, exclusions))
+
+    def take_translated_tombstones(self) -> list[str]:
+        """RawDataWorker.take_translated_tombstones, in the worker."""
+        return cast(list[str], self._call("take_translated_tombstones"))
 
     def land(self, handle: str) -> BatchFiles:
         """RawDataWorker.land, in the worker."""

@@ -25,6 +25,9 @@ class Report:
     quarantined: int
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
     rejected_batches: int = 0
+    reference_date: str | None = None
+    key_fingerprint: str | None = None
+    accounting: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The report's JSON shape (keys are part of the contract)."""
@@ -50,9 +53,28 @@ def _cell(value: Any) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def accounting_of(
+    requested: int, received: int, published: int, quarantined: int, rejected: int, erased: int
+) -> dict[str, int]:
+    """Where every requested record went: requested = published + quarantined + rejected + erased +
+    duplicates, where duplicates are received records whose person_key was already counted."""
+    return {
+        "requested": requested,
+        "received": received,
+        "published": published,
+        "quarantined": quarantined,
+        "rejected": rejected,
+        "erased": erased,
+        "duplicates": received - published - quarantined - erased,
+    }
+
+
 def summary_rows(report: Report) -> list[list[Any]]:
     """(metric, value) rows of the headline figures."""
     return [
+        ["reference_date", report.reference_date],
+        ["key_fingerprint", report.key_fingerprint],
+        *[[f"records_{name}", value] for name, value in report.accounting.items()],
         ["total_persons", report.total_persons],
         ["gmail_germany_share_pct", report.gmail_germany_share_pct],
         ["gmail_over_60", report.gmail_over_60],
@@ -125,8 +147,17 @@ def render_summary(report: Report) -> str:
         ", ".join(f"{row['country']} ({row['gmail_users']})" for row in report.top_gmail_countries) or "none"
     )
     groups = ", ".join(f"{row['age_group']}: {row['persons']}" for row in report.age_groups) or "none"
+    counts = report.accounting
+    accounted = (
+        f"{counts.get('requested', 0)} requested = {counts.get('published', 0)} published + "
+        f"{counts.get('quarantined', 0)} quarantined + {counts.get('rejected', 0)} rejected + "
+        f"{counts.get('erased', 0)} erased + {counts.get('duplicates', 0)} duplicates"
+    )
     return "\n".join(
         [
+            f"reference date:                {report.reference_date or 'n/a'} (every age group)",
+            f"person_key key:                {report.key_fingerprint or 'n/a'} (fingerprint)",
+            f"records:                       {accounted}",
             f"total persons:                 {report.total_persons}",
             f"Gmail users in Germany:        {share} of all persons",
             f"top {TOP_COUNTRIES} Gmail countries:        {top}",

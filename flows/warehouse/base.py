@@ -7,20 +7,25 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
+import orjson
 import pyarrow as pa
 
 from flows.landing.files import LandedBatch
-from flows.report.render import TOP_COUNTRIES, Report
+from flows.report.render import TOP_COUNTRIES, Report, accounting_of
 from flows.sql_files import (
     REPEATABLE_SCRIPTS,
     SqlScript,
+    bind_named,
     load_dialect_sql,
     load_sql,
     versioned_migrations,
 )
 from flows.windows import LoadWindow
+
+if TYPE_CHECKING:
+    from flows.warehouse.generations import Generation, PublishedBatch
 
 
 def utc_now() -> datetime:
@@ -169,7 +174,14 @@ class Warehouse(ABC):
         """Hook for dialect differences in DDL (identity for the reference dialect)."""
         return statement
 
-    def load_batch(self, landed: LandedBatch, persons: pa.Table, quarantine: pa.Table, run_id: str) -> int:
+    def load_batch(
+        self,
+        landed: LandedBatch,
+        persons: pa.Table,
+        quarantine: pa.Table,
+        run_id: str,
+        generation_id: str | None = None,
+    ) -> int:
         """Replace this run's copy of the batch in landing (retry-safe) and record it as loaded."""
         loaded_at = utc_now()
         keys = {"run_id": run_id, "batch_id": landed.batch_id}
@@ -189,6 +201,9 @@ class Warehouse(ABC):
                 duplicates=landed.duplicates,
                 landed_file=landed.persons_key,
                 loaded_at=loaded_at,
+                key_fingerprint=landed.key_fingerprint,
+                generation_id=generation_id,
+                requested=landed.requested,
             )
             (loaded,) = cursor.execute(self.sql("landing/count_batch_persons"), **keys)[0]
             if loaded != persons.num_rows:
@@ -223,26 +238,76 @@ class Warehouse(ABC):
         with self.cursor() as cursor:
             cursor.execute(self.sql("landing/update_batch_held_back"), run_id=run_id, batch_id=batch_id)
 
-    def merge_batch(self, run_id: str, batch_id: str) -> MergeResult:
-        """Publish a validated batch to staging with one MERGE on person_key."""
+    def merge_batch(
+        self, run_id: str, landed: LandedBatch, generation: Generation, published: PublishedBatch
+    ) -> MergeResult:
+        """Publish a validated batch into its generation with one MERGE on person_key (never a forgotten
+        person), and record the pages it was made of."""
         merged_at = utc_now()
+        batch_id = landed.batch_id
+        count = self.sql("staging/count_persons").statements()[0].format(target=generation.target)
+        merge, merge_values = bind_named(
+            self.sql("staging/merge_into_persons").statements()[0].format(target=generation.target),
+            {
+                "run_id": run_id,
+                "batch_id": batch_id,
+                "merged_at": merged_at,
+                "generation_id": generation.generation_id,
+                "key_fingerprint": generation.key_fingerprint,
+            },
+        )
         with self.cursor() as cursor:
-            (before,) = cursor.execute(self.sql("staging/count_persons"))[0]
+            (before,) = cursor.run(count)[0]
             with cursor.transaction(self.merge_in_transaction):
-                cursor.execute(
-                    self.sql("staging/merge_into_persons"),
-                    run_id=run_id,
-                    batch_id=batch_id,
-                    merged_at=merged_at,
-                )
+                cursor.run(merge, merge_values)
                 cursor.execute(
                     self.sql("landing/update_batch_merged"),
                     run_id=run_id,
                     batch_id=batch_id,
                     merged_at=merged_at,
                 )
-            (after,) = cursor.execute(self.sql("staging/count_persons"))[0]
+                cursor.execute(
+                    self.sql("staging/insert_published_batch"),
+                    generation_id=generation.generation_id,
+                    batch_id=batch_id,
+                    run_id=run_id,
+                    page_query=orjson.dumps(published.page_query).decode(),
+                    pages=orjson.dumps(published.pages).decode(),
+                    requested=landed.requested,
+                    received=landed.extracted + landed.forgotten,
+                    quarantined=landed.quarantined,
+                    duplicates=landed.duplicates,
+                    forgotten=landed.forgotten,
+                    persons=landed.persons,
+                    published_at=merged_at,
+                )
+            (after,) = cursor.run(count)[0]
         return MergeResult(batch_id=batch_id, inserted=int(after) - int(before), staging_rows=int(after))
+
+    def record_rejected_batch(
+        self,
+        run_id: str,
+        batch_id: str,
+        batch_index: int,
+        requested: int,
+        reason: str,
+        key_fingerprint: str,
+        generation_id: str,
+    ) -> None:
+        """Audit a batch the source did not deliver completely (never landed, never published)."""
+        with self.cursor() as cursor:
+            cursor.execute(self.sql("landing/delete_batch_audit"), run_id=run_id, batch_id=batch_id)
+            cursor.execute(
+                self.sql("landing/insert_rejected_batch"),
+                run_id=run_id,
+                batch_id=batch_id,
+                batch_index=batch_index,
+                loaded_at=utc_now(),
+                key_fingerprint=key_fingerprint,
+                generation_id=generation_id,
+                requested=requested,
+                rejection_reason=reason,
+            )
 
     def record_window(
         self, window: LoadWindow, status: str, run_id: str, persons: int | None, started_at: datetime
@@ -285,6 +350,10 @@ class Warehouse(ABC):
             top = cursor.execute(self.sql("reporting/select_top_gmail_countries"), top_n=top_n)
             groups = cursor.execute(self.sql("reporting/select_age_groups"))
             reasons = cursor.execute(self.sql("reporting/select_quarantine_reasons"))
+            accounting = cursor.execute(self.sql("reporting/select_report_accounting"))[0]
+        _, fingerprint, reference_date, requested, received, erased, rejected_records = accounting
+        if isinstance(reference_date, datetime):
+            reference_date = reference_date.date()
         return Report(
             total_persons=int(total),
             gmail_germany_share_pct=None if share is None else float(share),
@@ -294,4 +363,14 @@ class Warehouse(ABC):
             quarantined=int(quarantined),
             quarantine_reasons={reason: int(records) for reason, records in reasons},
             rejected_batches=int(rejected),
+            reference_date=reference_date.isoformat() if reference_date else None,
+            key_fingerprint=fingerprint,
+            accounting=accounting_of(
+                int(requested) + int(rejected_records),
+                int(received),
+                int(total),
+                int(quarantined),
+                int(rejected_records),
+                int(erased),
+            ),
         )

@@ -120,7 +120,12 @@ class DuckDBWarehouse(Warehouse):
         connection.register("landed_persons", persons)
         connection.register("landed_quarantine", quarantine)
         try:
-            values = {"batch_id": landed.batch_id, "run_id": run_id, "loaded_at": loaded_at}
+            values = {
+                "batch_id": landed.batch_id,
+                "run_id": run_id,
+                "loaded_at": loaded_at,
+                "key_fingerprint": landed.key_fingerprint,
+            }
             cursor.execute(self.sql("landing/insert_persons"), **values)
             cursor.execute(self.sql("landing/insert_quarantined_persons"), **values)
         finally:

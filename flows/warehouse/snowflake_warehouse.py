@@ -241,6 +241,9 @@ class SnowflakeWarehouse(Warehouse):
                     table.append_column("batch_id", pa.array([landed.batch_id] * table.num_rows, pa.string()))
                     .append_column("run_id", pa.array([run_id] * table.num_rows, pa.string()))
                     .append_column("loaded_at", pa.array([loaded_at] * table.num_rows, pa.timestamp("us")))
+                    .append_column(
+                        "key_fingerprint", pa.array([landed.key_fingerprint] * table.num_rows, pa.string())
+                    )
                 )
                 path = Path(folder) / f"{landed.batch_id}.{name}.parquet"
                 pq.write_table(with_metadata, path, compression="zstd")

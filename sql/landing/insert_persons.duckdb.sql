@@ -1,7 +1,7 @@
 -- DuckDB: append a landed batch from the Arrow table registered as landed_persons.
 insert into landing.persons (
     person_key, gender, age_group, email_domain, country, country_code,
-    age_reference_date, batch_id, run_id, loaded_at
+    age_reference_date, batch_id, run_id, loaded_at, key_fingerprint
 )
 select
     person_key,
@@ -13,5 +13,6 @@ select
     age_reference_date,
     :batch_id,
     :run_id,
-    :loaded_at
+    :loaded_at,
+    :key_fingerprint
 from landed_persons

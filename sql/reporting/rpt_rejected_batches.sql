@@ -1,9 +1,16 @@
--- Batches the validation gate refused (or held back after loading) that no later run has merged.
+-- Batches of the serving generation that the source did not deliver completely, that the validation gate
+-- refused, or that were held back after loading, and that no later run has merged.
 create or replace view reporting.rpt_rejected_batches as
 with
 
+serving as (
+    select generation_id from staging.generations
+    where status = 'serving'
+),
+
 batches as (
-    select * from landing.batches
+    select batches.* from landing.batches as batches
+    inner join serving on batches.generation_id = serving.generation_id
 ),
 
 merged as (
@@ -15,6 +22,8 @@ final as (
     select
         batch_id,
         max(persons) as persons,
+        max(requested) as requested,
+        max(rejection_reason) as rejection_reason,
         max(validated_at) as last_rejected_at
     from batches
     where status in ('rejected', 'held_back') and batch_id not in (select merged.batch_id from merged)

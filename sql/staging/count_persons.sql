@@ -1,2 +1,2 @@
 select count(*) as persons
-from staging.persons
+from {target}

@@ -60,6 +60,7 @@ def test_every_sql_file_parses_for_duckdb_and_snowflake(name: str) -> None:
         "local_path": "/tmp/b1.persons.parquet",
         "stage": "landing.landed_files",
         "stage_dir": "r1",
+        "target": "staging.persons",
     }
     for statement in load_sql(name).statements():
         text, _ = bind_named(statement.format(**samples) if "{" in statement else statement, _AnyValue())

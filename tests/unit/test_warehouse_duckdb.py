@@ -11,8 +11,10 @@ import pytest
 from flows.anonymise.transform import PERSONS_SCHEMA, QUARANTINE_SCHEMA
 from flows.landing.files import LandedBatch
 from flows.warehouse.duckdb_warehouse import DuckDBWarehouse
+from flows.warehouse.generations import Generation, PublishedBatch, begin_generation
 
 REF = date(2026, 6, 15)
+GENERATION = Generation("g1", "fp1", REF)
 
 
 def persons(rows: list[tuple[str, str, str, str, str, str]]) -> pa.Table:
@@ -48,13 +50,20 @@ def landed(batch_id: str, table: pa.Table, quarantined: pa.Table | None = None) 
         extracted=table.num_rows + q.num_rows,
         duplicates=0,
         persons_sha256="",
+        requested=table.num_rows + q.num_rows,
+        key_fingerprint=GENERATION.key_fingerprint,
     )
+
+
+def merge(house: DuckDBWarehouse, run_id: str, batch: LandedBatch) -> object:
+    return house.merge_batch(run_id, batch, GENERATION, PublishedBatch(batch.batch_id, {"locale": "x"}, []))
 
 
 @pytest.fixture
 def warehouse(tmp_path: Path) -> DuckDBWarehouse:
     house = DuckDBWarehouse(tmp_path / "w.duckdb")
     house.migrate()
+    begin_generation(house, GENERATION, "run0", "policy")
     return house
 
 
@@ -62,9 +71,9 @@ def publish(
     house: DuckDBWarehouse, run_id: str, batch_id: str, table: pa.Table, q: pa.Table | None = None
 ) -> None:
     q = q if q is not None else quarantine([])
-    house.load_batch(landed(batch_id, table, q), table, q, run_id)
+    house.load_batch(landed(batch_id, table, q), table, q, run_id, GENERATION.generation_id)
     house.record_validation(run_id, batch_id, True, [], "docs")
-    house.merge_batch(run_id, batch_id)
+    merge(house, run_id, landed(batch_id, table, q))
 
 
 def test_migrations_are_applied_once(tmp_path: Path) -> None:
@@ -75,12 +84,12 @@ def test_migrations_are_applied_once(tmp_path: Path) -> None:
 
 def test_load_is_retry_safe_and_merge_idempotent(warehouse: DuckDBWarehouse) -> None:
     table = persons([("k1", "male", "[21-30]", "gmail.com", "Germany", "DE")])
-    warehouse.load_batch(landed("b1", table), table, quarantine([]), "run1")
-    warehouse.load_batch(landed("b1", table), table, quarantine([]), "run1")  # a retried load replaces
+    warehouse.load_batch(landed("b1", table), table, quarantine([]), "run1", "g1")
+    warehouse.load_batch(landed("b1", table), table, quarantine([]), "run1", "g1")  # a retry replaces
     with warehouse.cursor() as cursor:
         assert cursor.run("select count(*) from landing.persons") == [(1,)]
-    first = warehouse.merge_batch("run1", "b1")
-    again = warehouse.merge_batch("run1", "b1")
+    first = merge(warehouse, "run1", landed("b1", table))
+    again = merge(warehouse, "run1", landed("b1", table))
     assert (first.inserted, again.inserted, again.staging_rows) == (1, 0, 1)
 
 
@@ -133,6 +142,16 @@ def test_report_questions(warehouse: DuckDBWarehouse) -> None:
     assert report.quarantined == 2
     assert report.quarantine_reasons == {"address_missing": 1, "birthday_in_future": 1}
     assert report.rejected_batches == 0
+    assert report.reference_date == REF.isoformat() and report.key_fingerprint == "fp1"
+    assert report.accounting == {
+        "requested": 10,
+        "received": 10,
+        "published": 8,
+        "quarantined": 2,
+        "rejected": 0,
+        "erased": 0,
+        "duplicates": 0,
+    }
 
 
 def test_empty_warehouse_report(warehouse: DuckDBWarehouse) -> None:
@@ -142,7 +161,7 @@ def test_empty_warehouse_report(warehouse: DuckDBWarehouse) -> None:
 
 def test_rejected_batches_stay_visible_until_merged(warehouse: DuckDBWarehouse) -> None:
     table = persons([("k1", "male", "[21-30]", "gmail.com", "Germany", "DE")])
-    warehouse.load_batch(landed("b1", table), table, quarantine([]), "run1")
+    warehouse.load_batch(landed("b1", table), table, quarantine([]), "run1", "g1")
     warehouse.record_validation("run1", "b1", False, ["gender_in_known_set"], "docs")
     assert warehouse.read_report().rejected_batches == 1
     assert warehouse.read_report().total_persons == 0

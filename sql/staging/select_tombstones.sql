@@ -1,0 +1,3 @@
+select person_key
+from staging.tombstones
+where key_fingerprint = :key_fingerprint

@@ -1,0 +1,3 @@
+update staging.generations
+set status = 'retired'
+where status = 'serving'
