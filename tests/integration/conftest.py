@@ -42,6 +42,12 @@ class FlowRun:
         """The --report-json document."""
         return json.loads(self.report_path.read_text())
 
+    def report_after(self) -> dict[str, Any]:
+        """The report the warehouse answers now (after later changes such as an erasure)."""
+        from flows.warehouse.duckdb_warehouse import DuckDBWarehouse
+
+        return DuckDBWarehouse(self.data_dir / "warehouse.duckdb").read_report().to_dict()
+
     def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         """Read the run's DuckDB warehouse."""
         with duckdb.connect(str(self.data_dir / "warehouse.duckdb"), read_only=True) as connection:
