@@ -160,6 +160,11 @@ def _cells(path: Path) -> Iterator[tuple[str, str]]:
                 yield "text-field", value.strip()
 
 
+def cell_sources(path: Path) -> set[str]:
+    """Where the scan reads text cells of a structured file (e.g. duckdb:staging.tombstones.person_key)."""
+    return {how for how, _ in _cells(path)}
+
+
 class _Matcher:
     """Aho-Corasick over all substring needles: one pass per text, however many needles."""
 

@@ -14,5 +14,5 @@ select
     :batch_id,
     :run_id,
     :loaded_at,
-    :key_fingerprint
+    :key_fingerprint as key_fingerprint
 from landed_persons

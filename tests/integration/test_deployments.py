@@ -76,7 +76,7 @@ def test_deploy_then_adhoc_and_backfill_runs_through_a_worker(
     timings["deploy (pool + prefect deploy --all)"] = time.monotonic() - started
 
     started = time.monotonic()
-    adhoc = trigger("persons-pipeline/adhoc", env, total=2000, api_url=twin.url)
+    adhoc = trigger("persons-pipeline/adhoc", env, total=2000, api_url=twin.url, reference_date="2026-06-15")
     subprocess.run(
         [
             str(BIN / "prefect"),

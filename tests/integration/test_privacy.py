@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import boto3
 import pytest
 from faker_twin.server import FakerTwin, TwinFaults
 
+from flows.cli import main
 from flows.settings import OFFLINE_DEMO_SECRET, get_settings
 from tests.conftest import PrefectServer, S3Server
 from tests.integration.conftest import REFERENCE_DATE, FlowRun
-from tests.leakscan import Needles, scan
-from tests.oracle import expected_from_served
+from tests.leakscan import Needles, cell_sources, scan
+from tests.oracle import expected_from_served, person_key
 
 SECRET = OFFLINE_DEMO_SECRET.encode()
+
+
+IDENTITY = ("firstname", "lastname", "email", "phone", "birthday")
 
 
 def test_no_raw_personal_value_reaches_disk_logs_results_or_docs(
@@ -24,6 +30,7 @@ def test_no_raw_personal_value_reaches_disk_logs_results_or_docs(
     prefect_client: PrefectServer,
     s3_server: S3Server,
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     # The person_key secret is a marker stored in (moto's) Secrets Manager: it must not be found either.
     marker = f"leak-marker-secret-{uuid.uuid4().hex}"
@@ -56,6 +63,30 @@ def test_no_raw_personal_value_reaches_disk_logs_results_or_docs(
     )
     assert second.state.is_failed()
     records += expected_from_served(twin.served(), shifted, REFERENCE_DATE, SECRET).raw_records
+    # ... and an erasure request: tombstones and the audit row join the scanned warehouse; the request
+    # file itself (raw data by nature) lives outside every scanned folder and is never copied.
+    published = {key for (key,) in first.query("select person_key from staging.persons")}
+    named = [
+        record
+        for record in records
+        if isinstance(record, dict)
+        and all(isinstance(record.get(name), str) for name in IDENTITY)
+        and person_key(record, marker.encode()) in published
+    ][:5]
+    request = tmp_path / "erasure-request.jsonl"
+    request.write_text("".join(json.dumps({name: r[name] for name in IDENTITY}) + "\n" for r in named))
+    assert main(["forget", "--identity-file", str(request), "--data-dir", str(first.data_dir)]) == 0
+    warehouse_file = first.data_dir / "warehouse.duckdb"
+    assert {"duckdb:staging.tombstones.person_key", "duckdb:landing.erasures.erasure_id"} <= cell_sources(
+        warehouse_file
+    )
+    forgotten = {person_key(record, marker.encode()) for record in named}
+    where = {
+        finding.how
+        for finding in scan([first.data_dir], Needles(substrings=forgotten))
+        if finding.how != "bytes" or finding.path != warehouse_file
+    }
+    assert where == {"duckdb:staging.tombstones.person_key"}  # a forgotten key: only its tombstone
 
     needles = Needles.from_records(records)
     assert len(needles.substrings) > 5000 and len(needles.values) > 500

@@ -198,3 +198,69 @@ def test_reports_written_by_both_engines_have_the_same_shape(production: Product
                 cursor.execute(statement)
         cursor.execute(load_sql("reporting/select_report_summary.sql").statements()[0])
         assert json.loads(json.dumps(cursor.fetchall(), default=str)) == [[0, None, 0, 0, 0]]
+
+
+def test_forget_erases_persons_from_snowflake_and_s3_and_a_restating_rerun_keeps_them_out(
+    twin: FakerTwin,
+    run_pipeline: Callable[..., FlowRun],
+    production: Production,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import io
+    from datetime import date
+
+    import pyarrow.parquet as pq
+
+    from flows.cli import main
+    from tests.oracle import person_key
+
+    faults = TwinFaults(bad_record_rate=0.05)
+    twin.set_faults(faults)
+    target = {"warehouse": "snowflake", "landing_url": production.landing_url}
+    first = run_pipeline(twin.url, data_dir=tmp_path / "snowflake", **target, **PARAMS)
+    assert first.state.is_completed(), first.state.message
+    secret = OFFLINE_DEMO_SECRET.encode()
+    expected = expected_from_served(twin.served(), faults, REFERENCE_DATE, secret)
+    fields = ("firstname", "lastname", "email", "phone", "birthday")
+    usable = [
+        r
+        for r in expected.raw_records
+        if isinstance(r, dict) and all(isinstance(r.get(n), str) for n in fields)
+    ]
+    chosen = [r for r in usable if person_key(r, secret) in expected.persons][:2]
+    chosen += [
+        r for r in usable if person_key(r, secret) in set(expected.quarantined) - set(expected.persons)
+    ][:1]
+    forgotten = {person_key(record, secret) for record in chosen}
+    identity_file = tmp_path / "request.jsonl"
+    identity_file.write_text("".join(json.dumps({n: r[n] for n in fields}) + "\n" for r in chosen))
+
+    options = ["--data-dir", str(tmp_path / "snowflake"), "--warehouse", "snowflake"]
+    code = main(
+        ["forget", "--identity-file", str(identity_file), *options, "--landing-url", production.landing_url]
+    )
+
+    assert code == 0, capsys.readouterr().err
+    assert "persons_erased: 3" in capsys.readouterr().out
+
+    def keys_in(table: str) -> set[str]:
+        return {row[0] for row in production.query(f"select person_key from {table}")}
+
+    for table in ("staging.persons", "landing.persons", "landing.quarantined_persons"):
+        assert not forgotten & keys_in(table), table
+    assert keys_in("staging.tombstones") == forgotten
+    assert production.query("select persons_erased, files_rewritten > 0 from landing.erasures") == [(3, True)]
+    landed = set()
+    for name, data in production.objects().items():
+        if name.endswith(".parquet"):
+            landed |= set(pq.read_table(io.BytesIO(data)).column("person_key").to_pylist())
+    assert landed and not forgotten & landed  # the landed files in S3 were rewritten without them
+    assert production.query("list @landing.landed_files") == []  # staged copies were purged on load
+
+    later = run_pipeline(
+        twin.url, data_dir=tmp_path / "snowflake", **target, **{**PARAMS, "reference_date": date(2027, 1, 1)}
+    )
+    assert later.state.is_completed(), later.state.message
+    assert not forgotten & keys_in("staging.persons")
+    assert len(keys_in("staging.persons")) == len(set(expected.persons) - forgotten)
