@@ -159,6 +159,8 @@ def test_short_empty_and_over_long_pages_are_rejected_and_named(
     manifest = json.loads(next((run.data_dir / "landing").rglob("manifest.json")).read_text())
     records = manifest["records"]
     assert (records["requested"], records["published"], records["rejected"]) == (2000, 500, 1500)
+    parts = ("published", "quarantined", "duplicates", "erased", "rejected")
+    assert records["requested"] == sum(records[name] for name in parts)
 
 
 def test_a_second_key_is_refused_and_a_rekey_switches_generations(
