@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from uuid import uuid4
 
@@ -69,7 +69,6 @@ class Publication:
     skipped_persons: int = 0
     replayed_persons: int = 0
     switched: bool = False
-    notes: list[str] = field(default_factory=list)
 
     @property
     def requested(self) -> int:
