@@ -30,6 +30,7 @@ from flows.stages import secret_fingerprint
 from flows.warehouse import Warehouse
 from flows.warehouse.generations import (
     Generation,
+    GenerationSuperseded,
     PublishedBatch,
     abandon,
     add_tombstones,
@@ -259,7 +260,12 @@ def conclude_publication(run: RunContext, publication: Publication, problems: li
             level=logging.ERROR,
         )
         return
-    persons = switch_to(run.warehouse, publication.generation)
+    try:
+        persons = switch_to(run.warehouse, publication.generation, publication.previous)
+    except GenerationSuperseded as superseded:
+        abandon(run.warehouse, publication.generation)
+        problems.append(str(superseded))
+        return
     publication.switched = True
     log_event(
         logger,

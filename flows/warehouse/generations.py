@@ -80,10 +80,20 @@ def begin_generation(warehouse: Warehouse, generation: Generation, run_id: str, 
         )
 
 
-def switch_to(warehouse: Warehouse, generation: Generation) -> int:
+class GenerationSuperseded(RuntimeError):
+    """Another generation was switched over while this one was built; this one never serves."""
+
+
+def switch_to(warehouse: Warehouse, generation: Generation, replaces: Generation | None) -> int:
     """Make a completely built generation the published one, atomically; return its persons."""
     with warehouse.cursor() as cursor:
         with cursor.transaction():
+            rows = cursor.execute(warehouse.sql("staging/select_serving_generation"))
+            serving = str(rows[0][0]) if rows else None
+            if serving != (replaces.generation_id if replaces else None):
+                raise GenerationSuperseded(
+                    f"generation {serving} was switched over while {generation.generation_id} was built"
+                )
             cursor.run(warehouse.sql("staging/delete_persons").statements()[0].format(target=STAGING))
             cursor.execute(warehouse.sql("staging/insert_persons_from_rebuild"))
             cursor.execute(warehouse.sql("staging/update_generation_retired"))

@@ -180,3 +180,26 @@ def test_injection_strings_are_bound_not_executed(warehouse: DuckDBWarehouse) ->
     with warehouse.cursor() as cursor:
         assert cursor.run("select country from staging.persons") == [(evil,)]
         assert cursor.run("select count(*) from landing.batches") == [(1,)]
+
+
+def test_a_rebuilt_generation_switches_over_atomically_and_only_once(warehouse: DuckDBWarehouse) -> None:
+    from flows.warehouse.generations import GenerationSuperseded, serving_generation, switch_to
+
+    publish(warehouse, "run1", "b1", persons([("old", "male", "[21-30]", "gmail.com", "Germany", "DE")]))
+    rebuilt = Generation("g2", "fp2", date(2030, 1, 1), rebuilding=True)
+    begin_generation(warehouse, rebuilt, "run2", "policy")
+    table = persons([("new", "male", "[21-30]", "gmail.com", "Germany", "DE")])
+    batch = landed("b1", table)
+    warehouse.load_batch(batch, table, quarantine([]), "run2", rebuilt.generation_id)
+    warehouse.merge_batch("run2", batch, rebuilt, PublishedBatch("b1", {"locale": "x"}, []))
+    with warehouse.cursor() as cursor:  # still the old generation until the switch
+        assert cursor.run("select person_key from staging.persons") == [("old",)]
+
+    assert switch_to(warehouse, rebuilt, GENERATION) == 1
+
+    with warehouse.cursor() as cursor:
+        assert cursor.run("select person_key from staging.persons") == [("new",)]
+        assert cursor.run("select count(*) from staging.persons_rebuild") == [(0,)]
+    assert serving_generation(warehouse) == Generation("g2", "fp2", date(2030, 1, 1))
+    with pytest.raises(GenerationSuperseded):
+        switch_to(warehouse, Generation("g3", "fp2", REF, rebuilding=True), GENERATION)
