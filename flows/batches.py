@@ -39,7 +39,7 @@ def process_batches(run: RunContext) -> tuple[list[dict[str, Any]], list[str]]:
         page_size=run.params.page_size,
         warehouse=run.targets.warehouse,
     )
-    client_config = ClientConfig.from_settings(run.settings, run.params.api_url)
+    client_config = ClientConfig.from_settings(run.settings, run.params.api_url, run.deadline_at)
     query = PageQuery(run.params.locale, run.params.birthday_start, run.params.birthday_end)
     ingest = ingest_batch.with_options(result_storage=result_storage(run.targets, run.store, run.data_dir))
 
@@ -69,7 +69,14 @@ def process_batches(run: RunContext) -> tuple[list[dict[str, Any]], list[str]]:
     while queue or pending:
         while queue and len(pending) < run.settings.batches_in_flight:
             plan = queue.popleft()
+            if run.past_deadline():
+                problems.append(
+                    f"batch {plan.batch_id} not started: the run deadline (PERSONS_RUN_DEADLINE_S) passed"
+                )
+                continue
             pending.append((plan, submit(plan)))
+        if not pending:
+            continue
         plan, future = pending.popleft()
         with run.clock.measure("wait_for_ingest"):
             try:
@@ -126,7 +133,6 @@ def publish_batch(run: RunContext, landed: LandedBatch) -> str:
     started = time.perf_counter()
     try:
         with transaction() as txn:
-            txn.set("warehouse", run.warehouse)
             txn.set("run_id", run.run_id)
             txn.set("batch_id", landed.batch_id)
             with run.clock.measure("load"):

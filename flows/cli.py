@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from datetime import date
@@ -19,7 +20,9 @@ from flows.parameters import (
     flow_annotation,
     resolve_parameters,
 )
-from flows.settings import get_settings
+from flows.runtime.preflight import EnvironmentProblem, check_data_dir
+from flows.runtime.server import LocalServerError, ensure_server, running_server, stop_server
+from flows.settings import PipelineSettings, get_settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -65,6 +68,12 @@ def build_parser() -> OneLineParser:
         "run", help="run the pipeline flow once", description="Run the pipeline flow once."
     )
     add_parameter_options(run, _help_defaults())
+    server = commands.add_parser(
+        "server",
+        help="the local Prefect server runs use when PREFECT_API_URL is not set",
+        description="The local Prefect server (started on demand by `run`, reused by later runs).",
+    )
+    server.add_argument("action", choices=["status", "start", "stop"], help="show, start or stop it")
     return parser
 
 
@@ -84,10 +93,16 @@ def run_command(args: argparse.Namespace) -> int:
             settings,
             **{name: getattr(args, name) for name in PARAMETER_NAMES},
         )
-    except (ParameterError, ValueError) as exc:
+        check_data_dir(params.data_dir, settings.min_free_disk_mib)
+    except (ParameterError, ValueError, EnvironmentProblem) as exc:
         message = _one_line(exc)
         print(f"persons-pipeline run: error: {message}", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        use_prefect_api(settings)
+    except LocalServerError as exc:
+        print(f"persons-pipeline run: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
 
     from flows.pipeline import run_pipeline  # noqa: PLC0415 - Prefect import only once parameters are valid
 
@@ -96,6 +111,44 @@ def run_command(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"persons-pipeline run: {(state.name or 'failed').lower()}: {state.message}", file=sys.stderr)
     return EXIT_FAILED
+
+
+def use_prefect_api(settings: PipelineSettings) -> None:
+    """PREFECT_API_URL as configured, else the local server (started now if it is not running)."""
+    if os.environ.get("PREFECT_API_URL"):
+        return
+    state, started = ensure_server(
+        settings.prefect_server_home, settings.prefect_server_port, settings.prefect_server_start_timeout_s
+    )
+    os.environ["PREFECT_API_URL"] = state.api_url
+    verb = "started" if started else "running"
+    print(
+        f"Prefect: local server {verb} at {state.url} (stop it with `persons-pipeline server stop`)",
+        file=sys.stderr,
+    )
+
+
+def server_command(args: argparse.Namespace) -> int:
+    """`persons-pipeline server status|start|stop`."""
+    settings = get_settings()
+    home = settings.prefect_server_home
+    try:
+        if args.action == "start":
+            state, started = ensure_server(
+                home, settings.prefect_server_port, settings.prefect_server_start_timeout_s
+            )
+            print(f"{'started' if started else 'running'}: {state.url} (pid {state.pid}, home {home})")
+        elif args.action == "stop":
+            stopped = stop_server(home)
+            print(f"stopped: {stopped.url} (pid {stopped.pid})" if stopped else "not running")
+        else:
+            found = running_server(home)
+            print(f"running: {found.url} (pid {found.pid}, home {home})" if found else "not running")
+            return EXIT_OK if found else 3
+    except LocalServerError as exc:
+        print(f"persons-pipeline server: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 def flow_arguments(params: RunParameters) -> dict[str, Any]:
@@ -117,6 +170,8 @@ def _one_line(exc: Exception) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = build_parser().parse_args(argv)
+    if args.command == "server":
+        return server_command(args)
     return run_command(args)
 
 

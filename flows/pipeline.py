@@ -14,7 +14,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.batches import process_batches
 from flows.finish import finish_run
 from flows.parameters import with_run_parameters
-from flows.run_context import PipelineFailed, open_run
+from flows.run_context import PipelineFailed, hold_back_abandoned_batches, open_run
 from flows.runtime.alerts import notify_failure
 from flows.stages import migrate_warehouse
 
@@ -33,6 +33,7 @@ def persons_pipeline(**parameters: Any) -> dict[str, Any]:
     """Extract persons from the Faker API, anonymise, land, validate, merge and report (None = setting)."""
     with open_run(parameters) as run:
         migrate_warehouse(run.warehouse)
+        hold_back_abandoned_batches(run)  # a killed run's loaded batches; this run publishes them again
         # Per batch: extract -> anonymise -> land (raw-data worker), then load -> validate -> merge.
         batches, problems = process_batches(run)
         run.close_worker()

@@ -24,6 +24,7 @@ from flows.parameters import RunParameters, resolve_parameters
 from flows.rawdata.worker import IngestWorker
 from flows.runtime.slots import warehouse_slot
 from flows.settings import PipelineSettings, get_settings
+from flows.stages import registered_warehouse
 from flows.targets import Targets, make_landing_store, make_warehouse, resolve_targets
 from flows.warehouse import Warehouse
 from flows.warehouse.base import utc_now
@@ -88,6 +89,16 @@ class RunContext:
         return self.gate_ready.result()
 
     @property
+    def deadline_at(self) -> float | None:
+        """When the run must be done (epoch seconds), or None without a deadline."""
+        limit = self.settings.run_deadline_s
+        return self.started_at.timestamp() + limit if limit else None
+
+    def past_deadline(self) -> bool:
+        """Whether the run's deadline has passed."""
+        return self.deadline_at is not None and time.time() >= self.deadline_at
+
+    @property
     def data_dir(self) -> Path:
         """The run's data folder, absolute."""
         return self.params.data_dir.resolve()
@@ -110,6 +121,25 @@ class RunContext:
         self.worker.close()
 
 
+def hold_back_abandoned_batches(run: RunContext) -> None:
+    """Batches a dead run loaded but never merged are marked held back (this run republishes them).
+
+    Only where this run is the warehouse's one writer (DuckDB): holding its only slot, no other run is alive.
+    """
+    _, limit = run.targets.warehouse_slot(run.settings, run.data_dir)
+    if limit != 1:
+        return
+    held = run.warehouse.hold_back_abandoned_batches(run.run_id)
+    if held:
+        log_event(
+            get_run_logger(),
+            "abandoned_batches_held_back",
+            run_id=run.run_id,
+            batches=held,
+            level=logging.WARNING,
+        )
+
+
 @contextmanager
 def open_run(parameters: dict[str, Any]) -> Iterator[RunContext]:
     """Resolve parameters and destinations, check them, start the workers, take the warehouse's slot."""
@@ -127,11 +157,12 @@ def open_run(parameters: dict[str, Any]) -> Iterator[RunContext]:
     worker.start()
     try:
         with (
-            warehouse_slot(targets, settings, data_dir),
+            warehouse_slot(targets, settings, data_dir, run_id),
             ThreadPoolExecutor(1, thread_name_prefix="gate") as background,
             make_warehouse(
                 targets, data_dir, settings, params.pages_per_batch * params.page_size
             ) as warehouse,
+            registered_warehouse(run_id, warehouse),
         ):
             run = RunContext(
                 run_id=run_id,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from datetime import date
 from typing import Any
 from uuid import uuid4
@@ -25,7 +27,7 @@ from flows.gate.validation import BatchRejected, GateResult, RemoteValidationGat
 from flows.landing.files import LandedBatch, LandingStore, parquet_to_table, write_batch_files
 from flows.plan import BatchPlan
 from flows.rawdata.client import ClientConfig, PageQuery
-from flows.rawdata.worker import AnonymiseSummary, ExtractSummary, IngestWorker
+from flows.rawdata.worker import AnonymiseSummary, ExtractSummary, IngestWorker, WorkerStopped
 from flows.report.render import Report
 from flows.warehouse import MergeResult, Warehouse
 
@@ -96,14 +98,21 @@ def ingest_batch(
     worker: IngestWorker,
 ) -> LandedBatch:
     """Extract, anonymise and land one batch; cached, so a rerun does not refetch what already landed."""
-    handle = f"{run_id}/{plan.batch_id}/{uuid4().hex}"
-    try:
-        extracted = extract_pages(worker, handle, plan, client_config, query)
-        anonymised = anonymise_pages(worker, handle, secret, reference_date)
-        started = time.perf_counter()
-        landed = land_batch(worker, handle, store, plan, run_id, run_date)
-    finally:
-        worker.discard(handle)
+    for attempt in (1, 2):  # a raw-data worker that died mid-batch took the batch with it: start over once
+        handle = f"{run_id}/{plan.batch_id}/{uuid4().hex}"
+        try:
+            extracted = extract_pages(worker, handle, plan, client_config, query)
+            anonymised = anonymise_pages(worker, handle, secret, reference_date)
+            started = time.perf_counter()
+            landed = land_batch(worker, handle, store, plan, run_id, run_date)
+            break
+        except WorkerStopped:
+            if attempt == 2:
+                raise
+            get_run_logger().warning("event=worker_restarted batch_id=%s", plan.batch_id)
+        finally:
+            with suppress(WorkerStopped):
+                worker.discard(handle)
     landed.timings = {
         "extract": round(extracted.seconds, 4),
         "anonymise": round(anonymised.seconds, 4),
@@ -136,11 +145,26 @@ def load_batch(warehouse: Warehouse, store: LandingStore, landed: LandedBatch, r
     return warehouse.load_batch(landed, persons, quarantine, run_id)
 
 
+# Prefect deep-copies transaction values, and a connection cannot be copied: the transaction holds ids only,
+# the rollback looks the run's warehouse up here.
+_RUN_WAREHOUSES: dict[str, Warehouse] = {}
+
+
+@contextmanager
+def registered_warehouse(run_id: str, warehouse: Warehouse) -> Iterator[Warehouse]:
+    """Make the run's warehouse reachable from transaction hooks by run id while the run lasts."""
+    _RUN_WAREHOUSES[run_id] = warehouse
+    try:
+        yield warehouse
+    finally:
+        _RUN_WAREHOUSES.pop(run_id, None)
+
+
 @load_batch.on_rollback
 def _hold_back_batch(txn: Transaction) -> None:
     """Whatever failed after loading, the batch stays in landing, visibly marked as not merged."""
-    warehouse: Warehouse = txn.get("warehouse")
-    warehouse.hold_back_batch(txn.get("run_id"), txn.get("batch_id"))
+    run_id, batch_id = txn.get("run_id"), txn.get("batch_id")
+    _RUN_WAREHOUSES[run_id].hold_back_batch(run_id, batch_id)
 
 
 @task(name="validate-batch", cache_policy=NO_CACHE, persist_result=False)

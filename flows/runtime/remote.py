@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -19,6 +21,7 @@ import threading
 from multiprocessing.managers import BaseManager
 from typing import IO, Any
 
+_FOLDER_PREFIX = "persons-remote-"
 _ENTRY = "import sys; from flows.runtime.remote import serve; serve(sys.argv[1], sys.argv[2])"
 
 
@@ -70,7 +73,9 @@ class RemoteObject:
         with self._lock:
             if self._process is not None:
                 return
-            folder = tempfile.mkdtemp(prefix="persons-remote-")  # 0700: only this user reaches the socket
+            remove_stale_folders()
+            # 0700: only this user reaches the socket; the pid names the owner, so leftovers can be told
+            folder = tempfile.mkdtemp(prefix=f"{_FOLDER_PREFIX}{os.getpid()}-")
             address = os.path.join(folder, "object.sock")
             authkey = secrets.token_bytes(32)
             process = subprocess.Popen(  # noqa: S603 - our own module, run by our own interpreter
@@ -104,6 +109,12 @@ class RemoteObject:
             self.close()
             raise RemoteProcessError(f"the {self._typeid} process stopped during {method}") from None
 
+    @property
+    def pid(self) -> int | None:
+        """The served process's id while it runs."""
+        process = self._process
+        return process.pid if process is not None else None
+
     def close(self) -> None:
         """Stop the process and remove its socket."""
         with self._lock:
@@ -119,6 +130,31 @@ class RemoteObject:
                 process.wait()
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def remove_stale_folders(root: str | None = None) -> list[str]:
+    """Remove socket folders of this user whose process died (a killed run cannot remove its own)."""
+    from flows.runtime.server import process_alive  # noqa: PLC0415
+
+    removed = []
+    base = root or tempfile.gettempdir()
+    for entry in os.scandir(base):
+        if not entry.name.startswith(_FOLDER_PREFIX) or not entry.is_dir(follow_symlinks=False):
+            continue
+        if entry.stat(follow_symlinks=False).st_uid != os.getuid():
+            continue
+        owner = re.match(rf"{_FOLDER_PREFIX}(\d+)-", entry.name)
+        stale = not process_alive(int(owner.group(1))) if owner else not _socket_answers(entry.path)
+        if stale:
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry.path)
+    return removed
+
+
+def _socket_answers(folder: str) -> bool:
+    with socket.socket(socket.AF_UNIX) as probe:
+        probe.settimeout(1.0)
+        return probe.connect_ex(os.path.join(folder, "object.sock")) == 0
 
 
 def own_resources() -> dict[str, float]:
