@@ -21,6 +21,7 @@ from flows.landing.files import LandedBatch
 from flows.plan import BatchPlan, plan_batches
 from flows.rawdata.client import ClientConfig, PageQuery
 from flows.run_context import RunContext, log_event
+from flows.runtime.preflight import is_disk_full
 from flows.stages import ingest_batch, load_batch, merge_batch, validate_batch
 from flows.targets import result_storage
 
@@ -69,10 +70,9 @@ def process_batches(run: RunContext) -> tuple[list[dict[str, Any]], list[str]]:
     while queue or pending:
         while queue and len(pending) < run.settings.batches_in_flight:
             plan = queue.popleft()
-            if run.past_deadline():
-                problems.append(
-                    f"batch {plan.batch_id} not started: the run deadline (PERSONS_RUN_DEADLINE_S) passed"
-                )
+            refusal = run.refusal()
+            if refusal:
+                problems.append(f"batch {plan.batch_id} not started: {refusal}")
                 continue
             pending.append((plan, submit(plan)))
         if not pending:
@@ -91,7 +91,7 @@ def process_batches(run: RunContext) -> tuple[list[dict[str, Any]], list[str]]:
                     )
                     landed = submit(plan, refresh=True).result()
             except Exception as exc:
-                problems.append(f"batch {plan.batch_id} could not be ingested: {exc}")
+                problems.append(f"batch {plan.batch_id} could not be ingested: {_disk_full(run, exc) or exc}")
                 log_event(
                     logger,
                     "batch_ingest_failed",
@@ -127,6 +127,14 @@ def process_batches(run: RunContext) -> tuple[list[dict[str, Any]], list[str]]:
     return batches, problems
 
 
+def _disk_full(run: RunContext, exc: Exception) -> str | None:
+    """A full disk as a batch's reason, naming the folder (later batches are then not started)."""
+    if not is_disk_full(exc):
+        return None
+    run.disk_full = True
+    return f"no space left on the disk of {run.data_dir} ({type(exc).__name__})"
+
+
 def publish_batch(run: RunContext, landed: LandedBatch) -> str:
     """Load, validate and merge one batch inside a transaction; 'merged' or a one-line reason it was not."""
     logger = get_run_logger()
@@ -155,15 +163,16 @@ def publish_batch(run: RunContext, landed: LandedBatch) -> str:
             f"batch {landed.batch_id} rejected by the validation gate (failed: {', '.join(rejected.failed)})"
         )
     except Exception as exc:
+        reason = _disk_full(run, exc) or f"{type(exc).__name__}: {exc}"
         log_event(
             logger,
             "batch_not_merged",
             run_id=run.run_id,
             batch_id=landed.batch_id,
-            error=f"{type(exc).__name__}: {exc}",
+            error=reason,
             level=logging.ERROR,
         )
-        return f"batch {landed.batch_id} not merged: {type(exc).__name__}: {exc}"
+        return f"batch {landed.batch_id} not merged: {reason}"
     log_event(
         logger,
         "batch_merged",

@@ -21,7 +21,13 @@ from flows.parameters import (
     resolve_parameters,
 )
 from flows.runtime.preflight import EnvironmentProblem, check_data_dir
-from flows.runtime.server import LocalServerError, ensure_server, running_server, stop_server
+from flows.runtime.server import (
+    LocalServerError,
+    ensure_server,
+    exit_if_server_dies,
+    running_server,
+    stop_server,
+)
 from flows.settings import PipelineSettings, get_settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -109,7 +115,8 @@ def run_command(args: argparse.Namespace) -> int:
     state = run_pipeline(**flow_arguments(params))
     if state.is_completed():
         return EXIT_OK
-    print(f"persons-pipeline run: {(state.name or 'failed').lower()}: {state.message}", file=sys.stderr)
+    message = " ".join((state.message or "").split())  # one line, whatever the exception text held
+    print(f"persons-pipeline run: {(state.name or 'failed').lower()}: {message}", file=sys.stderr)
     return EXIT_FAILED
 
 
@@ -121,6 +128,7 @@ def use_prefect_api(settings: PipelineSettings) -> None:
         settings.prefect_server_home, settings.prefect_server_port, settings.prefect_server_start_timeout_s
     )
     os.environ["PREFECT_API_URL"] = state.api_url
+    exit_if_server_dies(state)
     verb = "started" if started else "running"
     print(
         f"Prefect: local server {verb} at {state.url} (stop it with `persons-pipeline server stop`)",

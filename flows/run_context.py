@@ -22,6 +22,7 @@ from flows.gate.validation import RemoteValidationGate, write_docs_home
 from flows.landing.files import LandingStore
 from flows.parameters import RunParameters, resolve_parameters
 from flows.rawdata.worker import IngestWorker
+from flows.runtime.preflight import is_disk_full
 from flows.runtime.slots import warehouse_slot
 from flows.settings import PipelineSettings, get_settings
 from flows.stages import registered_warehouse
@@ -81,6 +82,7 @@ class RunContext:
     started_at: datetime = field(default_factory=utc_now)
     started: float = field(default_factory=time.perf_counter)
     gate_closed: bool = False
+    disk_full: bool = False
     resources: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
@@ -94,9 +96,13 @@ class RunContext:
         limit = self.settings.run_deadline_s
         return self.started_at.timestamp() + limit if limit else None
 
-    def past_deadline(self) -> bool:
-        """Whether the run's deadline has passed."""
-        return self.deadline_at is not None and time.time() >= self.deadline_at
+    def refusal(self) -> str | None:
+        """Why no further batch should start (the deadline passed, the disk is full), if so."""
+        if self.disk_full:
+            return f"the disk of {self.data_dir} is full"
+        if self.deadline_at is not None and time.time() >= self.deadline_at:
+            return "the run deadline (PERSONS_RUN_DEADLINE_S) passed"
+        return None
 
     @property
     def data_dir(self) -> Path:
@@ -108,9 +114,17 @@ class RunContext:
         if self.gate_closed:
             return
         self.gate_closed = True
-        with self.clock.measure("docs"):
-            self.gate.build_docs()
-            write_docs_home(self.data_dir / "data_docs")
+        try:
+            with self.clock.measure("docs"):
+                self.gate.build_docs()
+                write_docs_home(self.data_dir / "data_docs")
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            self.disk_full = True  # the run's verdict names the batches; docs cannot be written now
+            log_event(
+                get_run_logger(), "docs_not_built", run_id=self.run_id, error=str(exc), level=logging.ERROR
+            )
         self.resources["validation_gate"] = self.gate.resources()
         self.gate.close()
 

@@ -16,7 +16,7 @@ from typing import Any
 from uuid import uuid4
 
 import orjson
-from prefect import get_run_logger, task
+from prefect import State, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 from prefect.transactions import Transaction
@@ -29,7 +29,17 @@ from flows.plan import BatchPlan
 from flows.rawdata.client import ClientConfig, PageQuery
 from flows.rawdata.worker import AnonymiseSummary, ExtractSummary, IngestWorker, WorkerStopped
 from flows.report.render import Report
+from flows.runtime.preflight import is_disk_full
 from flows.warehouse import MergeResult, Warehouse
+
+
+def retry_unless_disk_full(task: Any, task_run: Any, state: State[Any]) -> bool:
+    """Retry a failed I/O step, except when the disk is full (a retry cannot help; the rerun will)."""
+    try:
+        state.result()
+    except Exception as exc:
+        return not is_disk_full(exc)
+    return True
 
 
 @task(
@@ -50,7 +60,14 @@ def anonymise_pages(
     return worker.anonymise(handle, secret.get_secret_value().encode(), reference_date)
 
 
-@task(name="land-batch", cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=5)
+@task(
+    name="land-batch",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=retry_unless_disk_full,
+)
 def land_batch(
     worker: IngestWorker, handle: str, store: LandingStore, plan: BatchPlan, run_id: str, run_date: date
 ) -> LandedBatch:
@@ -134,7 +151,14 @@ def migrate_warehouse(warehouse: Warehouse) -> list[str]:
     return applied
 
 
-@task(name="load-batch", cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=5)
+@task(
+    name="load-batch",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=retry_unless_disk_full,
+)
 def load_batch(warehouse: Warehouse, store: LandingStore, landed: LandedBatch, run_id: str) -> int:
     """Append the landed files to the warehouse's landing layer (replacing this run's earlier copy)."""
     persons_file = store.read_bytes(landed.persons_key)
@@ -181,7 +205,14 @@ def validate_batch(
     return result
 
 
-@task(name="merge-batch", cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=5)
+@task(
+    name="merge-batch",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=retry_unless_disk_full,
+)
 def merge_batch(warehouse: Warehouse, landed: LandedBatch, run_id: str) -> MergeResult:
     """MERGE the validated batch into staging on person_key (all or nothing)."""
     return warehouse.merge_batch(run_id, landed.batch_id)

@@ -225,13 +225,30 @@ class RemoteValidationGate:
         self.docs_dir = (docs_root / run_id).resolve()
         self.index_path = self.docs_dir / "index.html"
         self.restarts = 0
-        self._start()
+        self._start("start")
 
-    def _start(self) -> None:
-        from flows.runtime.remote import RemoteObject  # noqa: PLC0415
+    def _start(self, during: str) -> None:
+        """Start the gate's process and create the gate there (GX is imported there, now)."""
+        from flows.runtime.remote import RemoteObject, RemoteProcessError  # noqa: PLC0415
 
-        self._remote = RemoteObject("flows.gate.validation:ValidationGate")
-        self._gate = self._remote.create(self.docs_root, self.run_id)  # GX is imported there, now
+        while True:
+            self._remote = RemoteObject("flows.gate.validation:ValidationGate")
+            try:
+                self._gate = self._remote.create(self.docs_root, self.run_id)
+                return
+            except RemoteProcessError:
+                self._restarted(during)
+
+    def _restarted(self, during: str) -> None:
+        """Count a restart of the gate's process; give up after MAX_RESTARTS."""
+        from flows.runtime.remote import RemoteProcessError  # noqa: PLC0415
+
+        if self.restarts >= self.MAX_RESTARTS:
+            raise RemoteProcessError(f"the validation gate stopped {self.restarts + 1} times in this run")
+        self.restarts += 1
+        _run_logger().warning(
+            "event=gate_restarted run_id=%s during=%s restarts=%d", self.run_id, during, self.restarts
+        )
 
     def _call(self, method: str, *args: Any) -> Any:
         from flows.runtime.remote import RemoteProcessError  # noqa: PLC0415
@@ -240,13 +257,8 @@ class RemoteValidationGate:
             try:
                 return self._remote.call(self._gate, method, *args)
             except RemoteProcessError:
-                if self.restarts >= self.MAX_RESTARTS:
-                    raise
-                self.restarts += 1
-                _run_logger().warning(
-                    "event=gate_restarted run_id=%s during=%s restarts=%d", self.run_id, method, self.restarts
-                )
-                self._start()
+                self._restarted(method)
+                self._start(method)
 
     def validate(self, batch: pa.Table, batch_id: str, expected_rows: int) -> GateResult:
         """ValidationGate.validate, in the gate's process."""

@@ -99,7 +99,11 @@ class RemoteObject:
         """A new object in the process (its constructor runs there); returns its proxy."""
         self.start()
         assert self._manager is not None
-        return getattr(self._manager, self._typeid)(*args)
+        try:
+            return getattr(self._manager, self._typeid)(*args)
+        except (EOFError, ConnectionError, BrokenPipeError):
+            self.close()
+            raise RemoteProcessError(f"the {self._typeid} process stopped while starting") from None
 
     def call(self, proxy: Any, method: str, *args: Any) -> Any:
         """Call a method on a served object; a vanished process is reported as such."""

@@ -236,6 +236,27 @@ def _last_line(path: Path) -> str:
     return lines[-1][:300] if lines else ""
 
 
+def exit_if_server_dies(state: ServerState, interval_s: float = 2.0) -> None:
+    """Watch the local server from this run: if it dies, stop the run at once (one line, exit 1).
+
+    Without its API a run cannot record anything and Prefect's client would retry for minutes; ending it
+    makes it a killed run, which the same command run again recovers from (slot, batches, processes).
+    """
+    import threading  # noqa: PLC0415
+
+    def watch() -> None:
+        while process_alive(state.pid, state.process_start):
+            time.sleep(interval_s)
+        sys.stderr.write(
+            f"persons-pipeline run: error: the local Prefect server (pid {state.pid}) stopped mid-run; "
+            "run the same command again to complete it\n"
+        )
+        sys.stderr.flush()
+        os._exit(1)
+
+    threading.Thread(target=watch, name="prefect-server-watch", daemon=True).start()
+
+
 def stop_process(state: ServerState, timeout_s: float = 15.0) -> None:
     """Stop the server's process group: SIGTERM, then SIGKILL if it lingers."""
     if not process_alive(state.pid, state.process_start):
