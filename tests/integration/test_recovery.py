@@ -18,9 +18,13 @@ from pathlib import Path
 import duckdb
 import httpx
 import pytest
-from faker_twin.server import FakerTwin
+from faker_twin.server import FakerTwin, TwinFaults
 
 from flows.runtime.server import read_state, stop_server
+from flows.settings import OFFLINE_DEMO_SECRET
+from tests.integration.conftest import REFERENCE_DATE
+from tests.leakscan import Needles, scan
+from tests.oracle import expected_from_served
 
 SCRIPT = Path(sys.executable).parent / "persons-pipeline"
 SMALL = ["--page-size", "100", "--pages-per-batch", "2", "--reference-date", "2026-06-15"]
@@ -73,9 +77,14 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRuntime]:
 
 
 @pytest.fixture(scope="module")
-def twin_url() -> Iterator[str]:
+def module_twin() -> Iterator[FakerTwin]:
     with FakerTwin() as server:
-        yield server.url
+        yield server
+
+
+@pytest.fixture
+def twin_url(module_twin: FakerTwin) -> str:
+    return str(module_twin.url)
 
 
 def children_of(pid: int) -> dict[int, str]:
@@ -358,3 +367,15 @@ def test_a_full_disk_mid_run_names_the_batch_merges_nothing_and_a_rerun_complete
         assert staging(data_dir) == (1000, 1000)
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_no_raw_value_reached_the_local_server_or_the_client_home(
+    runtime: LocalRuntime, module_twin: FakerTwin
+) -> None:
+    served = expected_from_served(
+        module_twin.served(), TwinFaults(), REFERENCE_DATE, OFFLINE_DEMO_SECRET.encode()
+    )
+    needles = Needles.from_records(served.raw_records)
+    assert len(needles.values) > 500
+    assert (runtime.server_home / "prefect.db").exists()  # the local server's database, logs and states
+    assert scan([runtime.server_home, runtime.client_home], needles) == []
