@@ -23,7 +23,7 @@ INFRA_SOURCES := $(wildcard deployments/infra/*.py) deployments/work-pools/ecs.j
 WORKFLOWS := $(wildcard .github/workflows/*.yml)
 # The CDK's jsii runtime runs on this machine's Node.js 20 (end of life for jsii, still working): no banner.
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
-.PHONY: help install run test test-unit test-integration test-platform lint lint-code lint-workflows lint-infra format bench lock \
+.PHONY: help install run server-status server-stop test test-unit test-integration test-platform lint lint-code lint-workflows lint-infra format bench lock \
 	clean deploy deploy-plan worker image image-test infra infra-deploy infra-outputs smoke
 
 help: ## list the targets
@@ -63,6 +63,12 @@ install: $(DEV_STAMP) $(CHECKOV_STAMP) ## create .venv with runtime and dev depe
 
 run: $(RUNTIME_STAMP) ## install, then run the whole pipeline offline against the bundled Faker twin
 	PATH="$(CURDIR)/$(BIN):$$PATH" scripts/quickstart.sh $(ARGS)
+
+server-status: $(RUNTIME_STAMP) ## show the local Prefect server that runs start when PREFECT_API_URL is unset
+	$(BIN)/persons-pipeline server status
+
+server-stop: $(RUNTIME_STAMP) ## stop the local Prefect server (the next run starts it again)
+	$(BIN)/persons-pipeline server stop
 
 test: $(DEV_STAMP) ## install, then lint and run every test (unit and integration, real local servers)
 	$(MAKE) --no-print-directory lint

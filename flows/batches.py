@@ -21,6 +21,7 @@ from flows.generations import PlannedBatch, Publication, record_translated_tombs
 from flows.landing.files import LandedBatch
 from flows.rawdata.client import ClientConfig
 from flows.run_context import RunContext, log_event
+from flows.runtime.preflight import is_disk_full
 from flows.stages import ingest_batch, load_batch, merge_batch, secret_fingerprint, validate_batch
 from flows.targets import result_storage
 
@@ -41,7 +42,7 @@ def process_batches(run: RunContext, publication: Publication) -> tuple[list[dic
         page_size=run.params.page_size,
         warehouse=run.targets.warehouse,
     )
-    client_config = ClientConfig.from_settings(run.settings, run.params.api_url)
+    client_config = ClientConfig.from_settings(run.settings, run.params.api_url, run.deadline_at)
     ingest = ingest_batch.with_options(result_storage=result_storage(run.targets, run.store, run.data_dir))
 
     def submit(planned: PlannedBatch, refresh: bool = False) -> PrefectFuture[LandedBatch]:
@@ -71,7 +72,13 @@ def process_batches(run: RunContext, publication: Publication) -> tuple[list[dic
     while queue or pending:
         while queue and len(pending) < run.settings.batches_in_flight:
             planned = queue.popleft()
+            refusal = run.refusal()
+            if refusal:
+                problems.append(f"batch {planned.plan.batch_id} not started: {refusal}")
+                continue
             pending.append((planned, submit(planned)))
+        if not pending:
+            continue
         planned, future = pending.popleft()
         plan = planned.plan
         with run.clock.measure("wait_for_ingest"):
@@ -87,7 +94,7 @@ def process_batches(run: RunContext, publication: Publication) -> tuple[list[dic
                     )
                     landed = submit(planned, refresh=True).result()
             except Exception as exc:
-                problems.append(f"batch {plan.batch_id} rejected: {exc}")
+                problems.append(f"batch {plan.batch_id} rejected: {_disk_full(run, exc) or exc}")
                 run.warehouse.record_rejected_batch(
                     run.run_id,
                     plan.batch_id,
@@ -143,6 +150,14 @@ def process_batches(run: RunContext, publication: Publication) -> tuple[list[dic
     return batches, problems
 
 
+def _disk_full(run: RunContext, exc: Exception) -> str | None:
+    """A full disk as a batch's reason, naming the folder (later batches are then not started)."""
+    if not is_disk_full(exc):
+        return None
+    run.disk_full = True
+    return f"no space left on the disk of {run.data_dir} ({type(exc).__name__})"
+
+
 def publish_batch(
     run: RunContext, landed: LandedBatch, publication: Publication, planned: PlannedBatch
 ) -> str:
@@ -151,7 +166,6 @@ def publish_batch(
     started = time.perf_counter()
     try:
         with transaction() as txn:
-            txn.set("warehouse", run.warehouse)
             txn.set("run_id", run.run_id)
             txn.set("batch_id", landed.batch_id)
             with run.clock.measure("load"):
@@ -176,15 +190,16 @@ def publish_batch(
             f"batch {landed.batch_id} rejected by the validation gate (failed: {', '.join(rejected.failed)})"
         )
     except Exception as exc:
+        reason = _disk_full(run, exc) or f"{type(exc).__name__}: {exc}"
         log_event(
             logger,
             "batch_not_merged",
             run_id=run.run_id,
             batch_id=landed.batch_id,
-            error=f"{type(exc).__name__}: {exc}",
+            error=reason,
             level=logging.ERROR,
         )
-        return f"batch {landed.batch_id} not merged: {type(exc).__name__}: {exc}"
+        return f"batch {landed.batch_id} not merged: {reason}"
     log_event(
         logger,
         "batch_merged",

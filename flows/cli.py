@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from datetime import date
@@ -19,7 +20,15 @@ from flows.parameters import (
     flow_annotation,
     resolve_parameters,
 )
-from flows.settings import get_settings
+from flows.runtime.preflight import EnvironmentProblem, check_data_dir
+from flows.runtime.server import (
+    LocalServerError,
+    ensure_server,
+    exit_if_server_dies,
+    running_server,
+    stop_server,
+)
+from flows.settings import PipelineSettings, get_settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -94,6 +103,12 @@ def build_parser() -> OneLineParser:
         forget.add_argument(
             "--" + name.replace("_", "-"), dest=name, help=RunParameters.model_fields[name].description
         )
+    server = commands.add_parser(
+        "server",
+        help="the local Prefect server runs use when PREFECT_API_URL is not set",
+        description="The local Prefect server (started on demand by `run`, reused by later runs).",
+    )
+    server.add_argument("action", choices=["status", "start", "stop"], help="show, start or stop it")
     return parser
 
 
@@ -110,7 +125,7 @@ def run_command(args: argparse.Namespace) -> int:
     if args.command == "forget":
         from flows.erasure import forget_command  # noqa: PLC0415 - Prefect import only when used
 
-        return forget_command(args)
+        return _connect_prefect(get_settings(), args.command) or forget_command(args)
     if args.command == "rekey":
         args.rekey = True
     try:
@@ -119,18 +134,22 @@ def run_command(args: argparse.Namespace) -> int:
             settings,
             **{name: getattr(args, name) for name in PARAMETER_NAMES},
         )
+        check_data_dir(params.data_dir, settings.min_free_disk_mib)
         check_run_key(params)
-    except (ParameterError, ValueError) as exc:
+    except (ParameterError, ValueError, EnvironmentProblem) as exc:
         message = _one_line(exc)
         print(f"persons-pipeline {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USAGE
+    if failed := _connect_prefect(settings, args.command):
+        return failed
 
     from flows.pipeline import run_pipeline  # noqa: PLC0415 - Prefect import only once parameters are valid
 
     state = run_pipeline(**flow_arguments(params))
     if state.is_completed():
         return EXIT_OK
-    print(f"persons-pipeline run: {(state.name or 'failed').lower()}: {state.message}", file=sys.stderr)
+    message = " ".join((state.message or "").split())  # one line, whatever the exception text held
+    print(f"persons-pipeline run: {(state.name or 'failed').lower()}: {message}", file=sys.stderr)
     return EXIT_FAILED
 
 
@@ -157,6 +176,55 @@ def check_run_key(params: RunParameters) -> None:
         warehouse.close()
 
 
+def _connect_prefect(settings: PipelineSettings, command: str) -> int:
+    """0 once a Prefect API is there for the command's flow run; else one line and exit code 1."""
+    try:
+        use_prefect_api(settings)
+    except LocalServerError as exc:
+        print(f"persons-pipeline {command}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def use_prefect_api(settings: PipelineSettings) -> None:
+    """PREFECT_API_URL as configured, else the local server (started now if it is not running)."""
+    if os.environ.get("PREFECT_API_URL"):
+        return
+    state, started = ensure_server(
+        settings.prefect_server_home, settings.prefect_server_port, settings.prefect_server_start_timeout_s
+    )
+    os.environ["PREFECT_API_URL"] = state.api_url
+    exit_if_server_dies(state)
+    verb = "started" if started else "running"
+    print(
+        f"Prefect: local server {verb} at {state.url} (stop it with `persons-pipeline server stop`)",
+        file=sys.stderr,
+    )
+
+
+def server_command(args: argparse.Namespace) -> int:
+    """`persons-pipeline server status|start|stop`."""
+    settings = get_settings()
+    home = settings.prefect_server_home
+    try:
+        if args.action == "start":
+            state, started = ensure_server(
+                home, settings.prefect_server_port, settings.prefect_server_start_timeout_s
+            )
+            print(f"{'started' if started else 'running'}: {state.url} (pid {state.pid}, home {home})")
+        elif args.action == "stop":
+            stopped = stop_server(home)
+            print(f"stopped: {stopped.url} (pid {stopped.pid})" if stopped else "not running")
+        else:
+            found = running_server(home)
+            print(f"running: {found.url} (pid {found.pid}, home {home})" if found else "not running")
+            return EXIT_OK if found else 3
+    except LocalServerError as exc:
+        print(f"persons-pipeline server: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
 def flow_arguments(params: RunParameters) -> dict[str, Any]:
     """RunParameters as the flow's keyword arguments (paths as text, as a deployment would pass them)."""
     return {
@@ -176,6 +244,8 @@ def _one_line(exc: Exception) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = build_parser().parse_args(argv)
+    if args.command == "server":
+        return server_command(args)
     return run_command(args)
 
 

@@ -18,6 +18,7 @@ from flows.generations import Publication
 from flows.landing.files import write_manifest
 from flows.report.render import Report, render_json, render_summary, summary_rows, write_report_files
 from flows.run_context import PipelineFailed, RunContext, log_event
+from flows.runtime.preflight import is_disk_full
 from flows.runtime.remote import own_resources
 from flows.stages import build_report
 
@@ -47,6 +48,24 @@ def finish_run(
     run: RunContext, batches: list[dict[str, Any]], problems: list[str], publication: Publication
 ) -> dict[str, Any]:
     """Report (views, files, artifacts, stdout) and manifest; PipelineFailed if a batch was not published."""
+    try:
+        return _finish(run, batches, problems, publication)
+    except Exception as exc:
+        if not is_disk_full(exc):
+            raise
+        verdict = (
+            f"{len(problems)} batch(es) were not published: {'; '.join(problems)}"
+            if problems
+            else f"all {len(batches)} batches were merged"
+        )
+        raise PipelineFailed(
+            f"{verdict}; the report could not be written: no space left on the disk of {run.data_dir}"
+        ) from None
+
+
+def _finish(
+    run: RunContext, batches: list[dict[str, Any]], problems: list[str], publication: Publication
+) -> dict[str, Any]:
     logger = get_run_logger()
     with run.clock.measure("report"):
         report = build_report(run.warehouse)

@@ -15,7 +15,7 @@ from flows.batches import process_batches
 from flows.finish import finish_run
 from flows.generations import conclude_publication, open_publication
 from flows.parameters import with_run_parameters
-from flows.run_context import PipelineFailed, open_run
+from flows.run_context import PipelineFailed, hold_back_abandoned_batches, open_run
 from flows.runtime.alerts import notify_failure
 from flows.stages import migrate_warehouse
 
@@ -34,6 +34,7 @@ def persons_pipeline(**parameters: Any) -> dict[str, Any]:
     """Extract persons from the Faker API, anonymise, land, validate, merge and report (None = setting)."""
     with open_run(parameters) as run:
         migrate_warehouse(run.warehouse)
+        hold_back_abandoned_batches(run)  # a killed run's loaded batches; this run publishes them again
         # One key, one reference date: refuses a second key before any request; plans the pages not held.
         publication = open_publication(run)
         # Per batch: extract -> anonymise -> land (raw-data worker), then load -> validate -> merge.

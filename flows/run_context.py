@@ -22,8 +22,10 @@ from flows.gate.validation import RemoteValidationGate, write_docs_home
 from flows.landing.files import LandingStore
 from flows.parameters import RunParameters, resolve_parameters
 from flows.rawdata.worker import IngestWorker
+from flows.runtime.preflight import is_disk_full
 from flows.runtime.slots import warehouse_slot
 from flows.settings import PipelineSettings, get_settings
+from flows.stages import registered_warehouse
 from flows.targets import Targets, make_landing_store, make_warehouse, resolve_targets
 from flows.warehouse import Warehouse
 from flows.warehouse.base import utc_now
@@ -80,12 +82,27 @@ class RunContext:
     started_at: datetime = field(default_factory=utc_now)
     started: float = field(default_factory=time.perf_counter)
     gate_closed: bool = False
+    disk_full: bool = False
     resources: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def gate(self) -> RemoteValidationGate:
         """The run's validation gate (built in the background: importing GX takes seconds)."""
         return self.gate_ready.result()
+
+    @property
+    def deadline_at(self) -> float | None:
+        """When the run must be done (epoch seconds), or None without a deadline."""
+        limit = self.settings.run_deadline_s
+        return self.started_at.timestamp() + limit if limit else None
+
+    def refusal(self) -> str | None:
+        """Why no further batch should start (the deadline passed, the disk is full), if so."""
+        if self.disk_full:
+            return f"the disk of {self.data_dir} is full"
+        if self.deadline_at is not None and time.time() >= self.deadline_at:
+            return "the run deadline (PERSONS_RUN_DEADLINE_S) passed"
+        return None
 
     @property
     def data_dir(self) -> Path:
@@ -97,9 +114,17 @@ class RunContext:
         if self.gate_closed:
             return
         self.gate_closed = True
-        with self.clock.measure("docs"):
-            self.gate.build_docs()
-            write_docs_home(self.data_dir / "data_docs")
+        try:
+            with self.clock.measure("docs"):
+                self.gate.build_docs()
+                write_docs_home(self.data_dir / "data_docs")
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            self.disk_full = True  # the run's verdict names the batches; docs cannot be written now
+            log_event(
+                get_run_logger(), "docs_not_built", run_id=self.run_id, error=str(exc), level=logging.ERROR
+            )
         self.resources["validation_gate"] = self.gate.resources()
         self.gate.close()
 
@@ -108,6 +133,25 @@ class RunContext:
         if "raw_data_worker" not in self.resources:
             self.resources["raw_data_worker"] = self.worker.resources()
         self.worker.close()
+
+
+def hold_back_abandoned_batches(run: RunContext) -> None:
+    """Batches a dead run loaded but never merged are marked held back (this run republishes them).
+
+    Only where this run is the warehouse's one writer (DuckDB): holding its only slot, no other run is alive.
+    """
+    _, limit = run.targets.warehouse_slot(run.settings, run.data_dir)
+    if limit != 1:
+        return
+    held = run.warehouse.hold_back_abandoned_batches(run.run_id)
+    if held:
+        log_event(
+            get_run_logger(),
+            "abandoned_batches_held_back",
+            run_id=run.run_id,
+            batches=held,
+            level=logging.WARNING,
+        )
 
 
 @contextmanager
@@ -127,11 +171,12 @@ def open_run(parameters: dict[str, Any]) -> Iterator[RunContext]:
     worker.start()
     try:
         with (
-            warehouse_slot(targets, settings, data_dir),
+            warehouse_slot(targets, settings, data_dir, run_id),
             ThreadPoolExecutor(1, thread_name_prefix="gate") as background,
             make_warehouse(
                 targets, data_dir, settings, params.pages_per_batch * params.page_size
             ) as warehouse,
+            registered_warehouse(run_id, warehouse),
         ):
             run = RunContext(
                 run_id=run_id,

@@ -108,6 +108,36 @@ class PipelineSettings(RunDefaults, BaseSettings):  # type: ignore[misc]  # two 
     warehouse_slot_timeout_s: float = Field(
         3600.0, ge=1, le=86_400, description="How long a run waits for its turn on the warehouse."
     )
+    warehouse_slot_lease_s: float = Field(
+        60.0,
+        ge=60,
+        le=3600,
+        description="Lease of a run's warehouse slot, renewed while it runs; a dead run's slot ends with it.",
+    )
+
+    # --- the Prefect runtime (used when PREFECT_API_URL is not set) ---
+    prefect_server_home: Path = Field(
+        Path.home() / ".persons-pipeline" / "prefect-server",
+        description="PREFECT_HOME of the local Prefect server (its database; never a client's home).",
+    )
+    prefect_server_port: int = Field(
+        4200, ge=0, le=65535, description="Port of the local Prefect server (0 or taken: a free one)."
+    )
+    prefect_server_start_timeout_s: float = Field(
+        300.0, ge=5, le=3600, description="How long a run waits for the local Prefect server to start."
+    )
+
+    min_free_disk_mib: float = Field(
+        64.0, ge=0, le=10_000_000, description="Free space a run needs on the data folder's disk to start."
+    )
+
+    # --- bounded time ---
+    run_deadline_s: float = Field(
+        21_600.0,
+        ge=0,
+        le=7 * 86_400,
+        description="Longest a run may take (0 = no limit); Retry-After waits count against it.",
+    )
 
     # --- alerts ---
     alert_webhook_url: SecretStr | None = Field(

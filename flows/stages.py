@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from datetime import date
 from typing import Any
 from uuid import uuid4
 
 import orjson
-from prefect import get_run_logger, task
+from prefect import State, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 from prefect.transactions import Transaction
@@ -26,10 +28,20 @@ from flows.landing.files import LandedBatch, LandingStore, parquet_to_table, wri
 from flows.plan import BatchPlan
 from flows.rawdata.client import ClientConfig, PageQuery
 from flows.rawdata.exclusions import Exclusions
-from flows.rawdata.worker import AnonymiseSummary, ExtractSummary, IngestWorker
+from flows.rawdata.worker import AnonymiseSummary, ExtractSummary, IngestWorker, WorkerStopped
 from flows.report.render import Report
+from flows.runtime.preflight import is_disk_full
 from flows.warehouse import MergeResult, Warehouse
 from flows.warehouse.generations import Generation, PublishedBatch
+
+
+def retry_unless_disk_full(task: Any, task_run: Any, state: State[Any]) -> bool:
+    """Retry a failed I/O step, except when the disk is full (a retry cannot help; the rerun will)."""
+    try:
+        state.result()
+    except Exception as exc:
+        return not is_disk_full(exc)
+    return True
 
 
 @task(
@@ -50,7 +62,14 @@ def anonymise_pages(
     return worker.anonymise(handle, secret.get_secret_value().encode(), reference_date, exclusions)
 
 
-@task(name="land-batch", cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=5)
+@task(
+    name="land-batch",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=retry_unless_disk_full,
+)
 def land_batch(
     worker: IngestWorker, handle: str, store: LandingStore, plan: BatchPlan, run_id: str, run_date: date
 ) -> LandedBatch:
@@ -100,14 +119,21 @@ def ingest_batch(
     exclusions: Exclusions,
 ) -> LandedBatch:
     """Extract, anonymise and land one batch; cached, so a rerun does not refetch what already landed."""
-    handle = f"{run_id}/{plan.batch_id}/{uuid4().hex}"
-    try:
-        extracted = extract_pages(worker, handle, plan, client_config, query)
-        anonymised = anonymise_pages(worker, handle, secret, reference_date, exclusions)
-        started = time.perf_counter()
-        landed = land_batch(worker, handle, store, plan, run_id, run_date)
-    finally:
-        worker.discard(handle)
+    for attempt in (1, 2):  # a raw-data worker that died mid-batch took the batch with it: start over once
+        handle = f"{run_id}/{plan.batch_id}/{uuid4().hex}"
+        try:
+            extracted = extract_pages(worker, handle, plan, client_config, query)
+            anonymised = anonymise_pages(worker, handle, secret, reference_date, exclusions)
+            started = time.perf_counter()
+            landed = land_batch(worker, handle, store, plan, run_id, run_date)
+            break
+        except WorkerStopped:
+            if attempt == 2:
+                raise
+            get_run_logger().warning("event=worker_restarted batch_id=%s", plan.batch_id)
+        finally:
+            with suppress(WorkerStopped):
+                worker.discard(handle)
     landed.timings = {
         "extract": round(extracted.seconds, 4),
         "anonymise": round(anonymised.seconds, 4),
@@ -136,7 +162,14 @@ def migrate_warehouse(warehouse: Warehouse) -> list[str]:
     return applied
 
 
-@task(name="load-batch", cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=5)
+@task(
+    name="load-batch",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=retry_unless_disk_full,
+)
 def load_batch(
     warehouse: Warehouse, store: LandingStore, landed: LandedBatch, run_id: str, generation: Generation
 ) -> int:
@@ -149,11 +182,26 @@ def load_batch(
     return warehouse.load_batch(landed, persons, quarantine, run_id, generation.generation_id)
 
 
+# Prefect deep-copies transaction values, and a connection cannot be copied: the transaction holds ids only,
+# the rollback looks the run's warehouse up here.
+_RUN_WAREHOUSES: dict[str, Warehouse] = {}
+
+
+@contextmanager
+def registered_warehouse(run_id: str, warehouse: Warehouse) -> Iterator[Warehouse]:
+    """Make the run's warehouse reachable from transaction hooks by run id while the run lasts."""
+    _RUN_WAREHOUSES[run_id] = warehouse
+    try:
+        yield warehouse
+    finally:
+        _RUN_WAREHOUSES.pop(run_id, None)
+
+
 @load_batch.on_rollback
 def _hold_back_batch(txn: Transaction) -> None:
     """Whatever failed after loading, the batch stays in landing, visibly marked as not merged."""
-    warehouse: Warehouse = txn.get("warehouse")
-    warehouse.hold_back_batch(txn.get("run_id"), txn.get("batch_id"))
+    run_id, batch_id = txn.get("run_id"), txn.get("batch_id")
+    _RUN_WAREHOUSES[run_id].hold_back_batch(run_id, batch_id)
 
 
 @task(name="validate-batch", cache_policy=NO_CACHE, persist_result=False)
@@ -171,7 +219,14 @@ def validate_batch(
     return result
 
 
-@task(name="merge-batch", cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=5)
+@task(
+    name="merge-batch",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=retry_unless_disk_full,
+)
 def merge_batch(
     warehouse: Warehouse, landed: LandedBatch, run_id: str, generation: Generation, published: PublishedBatch
 ) -> MergeResult:

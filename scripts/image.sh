@@ -62,6 +62,8 @@ run_test() {
         "$container" -- sh -c '
         set -e
         export HOME=/home/pipeline PREFECT_HOME=/home/pipeline/.prefect PERSONS_DATA_DIR=/home/pipeline/data
+        # No PREFECT_API_URL here (on ECS the work pool sets it): the run starts the local server; stop it after.
+        trap "persons-pipeline server stop >/dev/null 2>&1 || true" EXIT
         persons-pipeline run --api-url "$TWIN_URL" --total 2000 --report-json /home/pipeline/data/report.json
         python -c "import json; r = json.load(open(\"/home/pipeline/data/report.json\")); print(\"report.json total_persons =\", r[\"total_persons\"])"
     '

@@ -21,6 +21,7 @@ for _ in $(seq 1 100); do
 done
 [[ -s "$workdir/port" ]] || { echo "the Faker twin did not start" >&2; exit 1; }
 api_url="http://127.0.0.1:$(cat "$workdir/port")/api/v2"
-echo "Faker API twin at $api_url; Prefect home $PREFECT_HOME"
+echo "Faker API twin at $api_url; Prefect client home $PREFECT_HOME"
+# Without PREFECT_API_URL the run starts (once) or reuses the local Prefect server; `persons-pipeline server stop`.
 
 persons-pipeline run --api-url "$api_url" --report-json "${REPORT_JSON:-data/report.json}" "$@"

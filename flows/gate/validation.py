@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import os
 import threading
 from dataclasses import dataclass, field
@@ -199,35 +200,84 @@ def write_docs_home(docs_root: Path) -> Path:
     return home
 
 
+def _run_logger() -> Any:
+    """The Prefect run logger where there is a run, else this module's logger."""
+    try:
+        from prefect import get_run_logger  # noqa: PLC0415 - only in the orchestrator
+
+        return get_run_logger()
+    except Exception:
+        return logging.getLogger(__name__)
+
+
 class RemoteValidationGate:
     """A ValidationGate in a process of its own (`flows.runtime.remote`).
 
     GX's import (seconds), memory and threads stay out of the orchestrator, and validation runs
-    on another core than loading and merging.
+    on another core than loading and merging. A gate process that dies is started again (like the raw-data
+    worker) and the call repeated; the data docs then cover the batches validated after the restart.
     """
 
-    def __init__(self, docs_root: Path, run_id: str) -> None:
-        from flows.runtime.remote import RemoteObject  # noqa: PLC0415
+    MAX_RESTARTS = 3
 
+    def __init__(self, docs_root: Path, run_id: str) -> None:
+        self.docs_root, self.run_id = docs_root, run_id
         self.docs_dir = (docs_root / run_id).resolve()
         self.index_path = self.docs_dir / "index.html"
-        self._remote = RemoteObject("flows.gate.validation:ValidationGate")
-        self._gate = self._remote.create(docs_root, run_id)  # GX is imported there, now
+        self.restarts = 0
+        self._start("start")
+
+    def _start(self, during: str) -> None:
+        """Start the gate's process and create the gate there (GX is imported there, now)."""
+        from flows.runtime.remote import RemoteObject, RemoteProcessError  # noqa: PLC0415
+
+        while True:
+            self._remote = RemoteObject("flows.gate.validation:ValidationGate")
+            try:
+                self._gate = self._remote.create(self.docs_root, self.run_id)
+                return
+            except RemoteProcessError:
+                self._restarted(during)
+
+    def _restarted(self, during: str) -> None:
+        """Count a restart of the gate's process; give up after MAX_RESTARTS."""
+        from flows.runtime.remote import RemoteProcessError  # noqa: PLC0415
+
+        if self.restarts >= self.MAX_RESTARTS:
+            raise RemoteProcessError(f"the validation gate stopped {self.restarts + 1} times in this run")
+        self.restarts += 1
+        _run_logger().warning(
+            "event=gate_restarted run_id=%s during=%s restarts=%d", self.run_id, during, self.restarts
+        )
+
+    def _call(self, method: str, *args: Any) -> Any:
+        from flows.runtime.remote import RemoteProcessError  # noqa: PLC0415
+
+        while True:
+            try:
+                return self._remote.call(self._gate, method, *args)
+            except RemoteProcessError:
+                self._restarted(method)
+                self._start(method)
 
     def validate(self, batch: pa.Table, batch_id: str, expected_rows: int) -> GateResult:
         """ValidationGate.validate, in the gate's process."""
-        result: GateResult = self._remote.call(self._gate, "validate", batch, batch_id, expected_rows)
+        result: GateResult = self._call("validate", batch, batch_id, expected_rows)
         return result
 
     def build_docs(self) -> Path:
         """ValidationGate.build_docs, in the gate's process."""
-        self._remote.call(self._gate, "build_docs")
+        self._call("build_docs")
         return self.index_path
 
     def resources(self) -> dict[str, float]:
         """The gate process's CPU seconds and peak RSS."""
-        usage: dict[str, float] = self._remote.call(self._gate, "resources")
+        usage: dict[str, float] = self._call("resources")
         return usage
+
+    def pid(self) -> int | None:
+        """The gate process's id (for operators and tests)."""
+        return self._remote.pid
 
     def close(self) -> None:
         """Stop the gate's process."""

@@ -10,7 +10,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -19,6 +19,15 @@ from typing import Any, Protocol, TypeVar
 
 import httpx
 import orjson
+from tenacity import (
+    RetryCallState,
+    RetryError,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_any,
+)
+from tenacity.stop import stop_base
 
 from flows.plan import PageRequest
 from flows.settings import PipelineSettings
@@ -46,6 +55,25 @@ class MalformedPageError(ValueError):
     """A response body was not a complete Faker API envelope (retried like a transport error)."""
 
 
+class _Retryable(Exception):
+    """One attempt failed in a way another attempt may fix (the problem is a status or a type, no payload)."""
+
+    def __init__(self, problem: str, retry_after: float | None = None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.retry_after = retry_after
+
+
+class _StopWhen(stop_base):
+    """A tenacity stop condition from a predicate on the retry state."""
+
+    def __init__(self, predicate: Callable[[RetryCallState], bool]) -> None:
+        self._predicate = predicate
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self._predicate(retry_state)
+
+
 @dataclass(frozen=True)
 class ClientConfig:
     """How the client talks to the API; passed in, never read from the environment here."""
@@ -58,11 +86,15 @@ class ClientConfig:
     retry_after_max_s: float = 120.0
     rate_limit_per_s: float = 100.0
     max_in_flight: int = 4
+    deadline_at: float | None = None  # epoch seconds (time.time()): no page is waited for beyond it
 
     @classmethod
-    def from_settings(cls, settings: PipelineSettings, base_url: str) -> ClientConfig:
+    def from_settings(
+        cls, settings: PipelineSettings, base_url: str, deadline_at: float | None = None
+    ) -> ClientConfig:
         """The client part of the settings object."""
         return cls(
+            deadline_at=deadline_at,
             base_url=base_url,
             timeout_s=settings.request_timeout_s,
             max_attempts=settings.max_attempts,
@@ -224,52 +256,92 @@ class FakerApiClient:
         parse: PageParser[T] = default_parser,  # type: ignore[assignment]
     ) -> T:
         """Fetch and parse one page, retrying transient failures (a body `parse` rejects as malformed is one);
-        raise FakerApiError when attempts run out."""
+        raise FakerApiError when attempts or the run's time run out."""
         params = query.params(page)
-        last_problem = "no attempt made"
-        for attempt in range(self.config.max_attempts):
-            if self._cancelled.is_set():
-                raise FakerApiError(f"page {page.number} (_seed={page.seed}) abandoned: another page failed")
-            if attempt:
-                self.stats.add(retries=1)
-            self._limiter.acquire()
-            self.stats.add(requests=1)
-            try:
-                response = self._http.get("/persons", params=params)
-            except httpx.TransportError as exc:
-                self.stats.add(transport_errors=1)
-                last_problem = f"{type(exc).__name__}"
-                self._sleep_backoff(attempt)
-                continue
-            status = response.status_code
-            if status == 200:
-                try:
-                    return parse(response.content, page)
-                except MalformedPageError as exc:
-                    self.stats.add(malformed=1)
-                    last_problem = str(exc)
-                    self._sleep_backoff(attempt)
-                    continue
-            if status == 429:
-                self.stats.add(throttled=1)
-                wait = parse_retry_after(response.headers.get("Retry-After"))
-                last_problem = "HTTP 429"
-                if wait is None:
-                    self._sleep_backoff(attempt)
-                else:
-                    wait = min(wait, self.config.retry_after_max_s) + self._rng.uniform(0, 0.05)
-                    self._limiter.pause(wait)
-                continue
-            if status in RETRYABLE_STATUS:
-                self.stats.add(server_errors=1)
-                last_problem = f"HTTP {status}"
-                self._sleep_backoff(attempt)
-                continue
-            raise FakerApiError(f"page {page.number} (_seed={page.seed}) refused with HTTP {status}")
-        raise FakerApiError(
-            f"page {page.number} (_seed={page.seed}) failed after {self.config.max_attempts} attempts; "
-            f"last problem: {last_problem}"
+        retrying = Retrying(
+            stop=stop_any(stop_after_attempt(self.config.max_attempts), _StopWhen(self._past_deadline)),
+            wait=self._wait,
+            retry=retry_if_exception_type(_Retryable),
+            before=self._count_attempt,
+            sleep=self._pause,
         )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    return self._attempt(page, params, parse)
+        except RetryError as exc:
+            state = exc.last_attempt
+            problem = state.exception()
+            last = problem.problem if isinstance(problem, _Retryable) else type(problem).__name__
+            if self._deadline_reached(0.0) or state.attempt_number < self.config.max_attempts:
+                raise FakerApiError(
+                    f"page {page.number} (_seed={page.seed}) not fetched before the run deadline "
+                    f"(PERSONS_RUN_DEADLINE_S) after {state.attempt_number} attempts; last problem: {last}"
+                ) from None
+            raise FakerApiError(
+                f"page {page.number} (_seed={page.seed}) failed after {self.config.max_attempts} attempts; "
+                f"last problem: {last}"
+            ) from None
+        raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+
+    def _attempt(self, page: PageRequest, params: dict[str, str], parse: PageParser[T]) -> T:
+        """One request; _Retryable for what another attempt may fix, FakerApiError for what it cannot."""
+        if self._cancelled.is_set():
+            raise FakerApiError(f"page {page.number} (_seed={page.seed}) abandoned: another page failed")
+        self._limiter.acquire()
+        if self._deadline_reached(0.0):
+            raise _Retryable("the run deadline passed while waiting to send")
+        self.stats.add(requests=1)
+        try:
+            response = self._http.get("/persons", params=params)
+        except httpx.TransportError as exc:
+            self.stats.add(transport_errors=1)
+            raise _Retryable(type(exc).__name__) from None
+        status = response.status_code
+        if status == 200:
+            try:
+                return parse(response.content, page)
+            except MalformedPageError as exc:
+                self.stats.add(malformed=1)
+                raise _Retryable(str(exc)) from None
+        if status == 429:
+            self.stats.add(throttled=1)
+            wait = parse_retry_after(response.headers.get("Retry-After"))
+            shown = f" (Retry-After {wait:.0f} s)" if wait is not None else ""
+            raise _Retryable(f"HTTP 429{shown}", retry_after=wait)
+        if status in RETRYABLE_STATUS:
+            self.stats.add(server_errors=1)
+            raise _Retryable(f"HTTP {status}")
+        raise FakerApiError(f"page {page.number} (_seed={page.seed}) refused with HTTP {status}")
+
+    def _pause(self, seconds: float) -> None:
+        """Wait between attempts; a page that failed for good ends the others' waits at once."""
+        self._cancelled.wait(seconds)
+
+    def _count_attempt(self, state: RetryCallState) -> None:
+        if state.attempt_number > 1:
+            self.stats.add(retries=1)
+
+    def _wait(self, state: RetryCallState) -> float:
+        """Retry-After as the server asked (pausing every worker of the client), else full-jitter backoff."""
+        problem = state.outcome.exception() if state.outcome else None
+        retry_after = problem.retry_after if isinstance(problem, _Retryable) else None
+        if retry_after is None:
+            return backoff_delay(
+                state.attempt_number - 1, self.config.backoff_initial_s, self.config.backoff_max_s, self._rng
+            )
+        wait = min(retry_after, self.config.retry_after_max_s) + self._rng.uniform(0, 0.05)
+        if not self._deadline_reached(wait):
+            self._limiter.pause(wait)
+        return wait
+
+    def _past_deadline(self, state: RetryCallState) -> bool:
+        """Stop retrying when the next wait would end after the run's deadline."""
+        return self._deadline_reached(state.upcoming_sleep)
+
+    def _deadline_reached(self, after_s: float) -> bool:
+        deadline = self.config.deadline_at
+        return deadline is not None and time.time() + after_s >= deadline
 
     def iter_pages(
         self,
@@ -295,8 +367,3 @@ class FakerApiClient:
             finally:
                 for _, future in window:
                     future.cancel()
-
-    def _sleep_backoff(self, attempt: int) -> None:
-        self._cancelled.wait(
-            backoff_delay(attempt, self.config.backoff_initial_s, self.config.backoff_max_s, self._rng)
-        )

@@ -41,6 +41,10 @@ class RawDataStepError(RuntimeError):
     """A step holding raw personal data failed; only the step and the error type are told."""
 
 
+class WorkerStopped(RawDataStepError):
+    """The raw-data worker process went away (it is started again on the next call)."""
+
+
 def scrubbed(step: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Re-raise any error of a raw-data step without its message, which might quote a raw value."""
 
@@ -220,7 +224,12 @@ class IngestWorker:
         except RemoteProcessError:
             with self._lock:
                 self._worker = None
-            raise RawDataStepError(f"the ingest worker stopped during {method}") from None
+            raise WorkerStopped(f"the ingest worker stopped during {method}") from None
+
+    @property
+    def pid(self) -> int | None:
+        """The worker process's id while it runs."""
+        return self._remote.pid
 
     def close(self) -> None:
         """Stop the process."""

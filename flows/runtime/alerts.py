@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+from tenacity import Retrying, retry_if_exception_type, retry_if_result, stop_after_attempt, wait_incrementing
 
 from flows.settings import PipelineSettings, get_settings
 
@@ -95,15 +95,17 @@ def build_alert(
 
 def send(url: str, body: dict[str, Any], attempts: int = 3) -> bool:
     """POST the alert; a few quick retries; True if the receiver took it."""
-    for attempt in range(attempts):
-        try:
-            response = httpx.post(url, json=body, timeout=10)
-            if response.status_code < 300:
-                return True
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5 * (attempt + 1))
-    return False
+    retrying = Retrying(
+        stop=stop_after_attempt(attempts),
+        wait=wait_incrementing(start=0.5, increment=0.5),
+        retry=retry_if_result(lambda delivered: not delivered) | retry_if_exception_type(httpx.HTTPError),
+        retry_error_callback=lambda state: False,
+    )
+    return bool(retrying(_post, url, body))
+
+
+def _post(url: str, body: dict[str, Any]) -> bool:
+    return httpx.post(url, json=body, timeout=10).status_code < 300
 
 
 def notify_failure(flow: Any, flow_run: Any, state: Any) -> None:

@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from multiprocessing.managers import BaseManager
 from typing import IO, Any
 
+_FOLDER_PREFIX = "persons-remote-"
+_UNNAMED_GRACE_S = 600.0
 _ENTRY = "import sys; from flows.runtime.remote import serve; serve(sys.argv[1], sys.argv[2])"
 
 
@@ -70,7 +75,9 @@ class RemoteObject:
         with self._lock:
             if self._process is not None:
                 return
-            folder = tempfile.mkdtemp(prefix="persons-remote-")  # 0700: only this user reaches the socket
+            remove_stale_folders()
+            # 0700: only this user reaches the socket; the pid names the owner, so leftovers can be told
+            folder = tempfile.mkdtemp(prefix=f"{_FOLDER_PREFIX}{os.getpid()}-")
             address = os.path.join(folder, "object.sock")
             authkey = secrets.token_bytes(32)
             process = subprocess.Popen(  # noqa: S603 - our own module, run by our own interpreter
@@ -94,7 +101,11 @@ class RemoteObject:
         """A new object in the process (its constructor runs there); returns its proxy."""
         self.start()
         assert self._manager is not None
-        return getattr(self._manager, self._typeid)(*args)
+        try:
+            return getattr(self._manager, self._typeid)(*args)
+        except (EOFError, ConnectionError, BrokenPipeError):
+            self.close()
+            raise RemoteProcessError(f"the {self._typeid} process stopped while starting") from None
 
     def call(self, proxy: Any, method: str, *args: Any) -> Any:
         """Call a method on a served object; a vanished process is reported as such."""
@@ -103,6 +114,12 @@ class RemoteObject:
         except (EOFError, ConnectionError, BrokenPipeError):
             self.close()
             raise RemoteProcessError(f"the {self._typeid} process stopped during {method}") from None
+
+    @property
+    def pid(self) -> int | None:
+        """The served process's id while it runs."""
+        process = self._process
+        return process.pid if process is not None else None
 
     def close(self) -> None:
         """Stop the process and remove its socket."""
@@ -119,6 +136,35 @@ class RemoteObject:
                 process.wait()
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def remove_stale_folders(root: str | None = None) -> list[str]:
+    """Remove socket folders of this user whose process died (a killed run cannot remove its own)."""
+    from flows.runtime.server import process_alive  # noqa: PLC0415
+
+    removed = []
+    base = root or tempfile.gettempdir()
+    for entry in os.scandir(base):
+        if not entry.name.startswith(_FOLDER_PREFIX) or not entry.is_dir(follow_symlinks=False):
+            continue
+        if entry.stat(follow_symlinks=False).st_uid != os.getuid():
+            continue
+        owner = re.match(rf"{_FOLDER_PREFIX}(\d+)-", entry.name)
+        if owner:
+            stale = not process_alive(int(owner.group(1)))
+        else:  # a folder without its owner's pid: only once it is old enough to have bound its socket
+            age_s = time.time() - entry.stat(follow_symlinks=False).st_mtime
+            stale = age_s > _UNNAMED_GRACE_S and not _socket_answers(entry.path)
+        if stale:
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry.path)
+    return removed
+
+
+def _socket_answers(folder: str) -> bool:
+    with socket.socket(socket.AF_UNIX) as probe:
+        probe.settimeout(1.0)
+        return probe.connect_ex(os.path.join(folder, "object.sock")) == 0
 
 
 def own_resources() -> dict[str, float]:

@@ -238,6 +238,14 @@ class Warehouse(ABC):
         with self.cursor() as cursor:
             cursor.execute(self.sql("landing/update_batch_held_back"), run_id=run_id, batch_id=batch_id)
 
+    def hold_back_abandoned_batches(self, run_id: str) -> int:
+        """Mark loaded-but-unmerged batches of other runs held back (call only as the one writer)."""
+        with self.cursor() as cursor:
+            (abandoned,) = cursor.execute(self.sql("landing/count_abandoned_batches"), run_id=run_id)[0]
+            if abandoned:
+                cursor.execute(self.sql("landing/update_abandoned_batches_held_back"), run_id=run_id)
+        return int(abandoned)
+
     def merge_batch(
         self, run_id: str, landed: LandedBatch, generation: Generation, published: PublishedBatch
     ) -> MergeResult:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime
@@ -11,6 +10,7 @@ from typing import Any, ClassVar
 
 import duckdb
 import pyarrow as pa
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from flows.landing.files import LandedBatch
 from flows.warehouse.base import Cursor, Warehouse
@@ -44,6 +44,11 @@ class DuckDBCursor(Cursor):
         """Roll back if a transaction is open."""
         with suppress(duckdb.TransactionException):
             self.connection.rollback()
+
+
+def _held_by_another_process(exc: BaseException) -> bool:
+    """DuckDB's error when another process holds the file's write lock."""
+    return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
 
 
 class DuckDBWarehouse(Warehouse):
@@ -80,20 +85,17 @@ class DuckDBWarehouse(Warehouse):
     def _connect(self) -> duckdb.DuckDBPyConnection:
         """Connect, waiting while another process holds the file's write lock."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + self.lock_timeout_s
-        delay = 0.05
-        while True:
-            try:
-                config: dict[str, str | bool | int | float | list[str]] = {
-                    "threads": self.threads,
-                    "memory_limit": self.memory_limit,
-                }
-                return duckdb.connect(str(self.path), config=config)
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 1.0)
+        config: dict[str, str | bool | int | float | list[str]] = {
+            "threads": self.threads,
+            "memory_limit": self.memory_limit,
+        }
+        retrying = Retrying(
+            stop=stop_after_delay(self.lock_timeout_s),
+            wait=wait_exponential(multiplier=0.05, max=1.0),
+            retry=retry_if_exception(_held_by_another_process),
+            reraise=True,
+        )
+        return retrying(duckdb.connect, str(self.path), config=config)
 
     @contextmanager
     def cursor(self) -> Iterator[Cursor]:

@@ -131,3 +131,30 @@ def test_filters_are_sent(twin: FakerTwin) -> None:
         "_birthday_start": "1980-01-01",
     }
     assert all(person["birthday"] >= "1980-01-01" for person in envelope["data"])
+
+
+def test_retry_after_beyond_the_run_deadline_fails_the_page_at_once(twin: FakerTwin) -> None:
+    twin.set_faults(TwinFaults(rate_limit_every=1, retry_after_s=100))  # every request: wait 100 s
+    started = time.monotonic()
+    deadline = time.time() + 3
+    with (
+        client_for(twin.url, deadline_at=deadline, retry_after_max_s=120) as client,
+        pytest.raises(FakerApiError) as failed,
+    ):
+        client.fetch_page(PageRequest(number=7, seed=70, quantity=5), QUERY)
+    assert time.monotonic() - started < 3  # it did not wait 100 s, nor until the deadline
+    message = str(failed.value)
+    assert "page 7" in message and "deadline" in message and "HTTP 429 (Retry-After 100 s)" in message
+
+
+def test_backoff_stops_at_the_run_deadline() -> None:
+    url = f"http://127.0.0.1:{free_port()}/api/v2"  # nobody listens: every attempt fails
+    started = time.monotonic()
+    with (
+        client_for(
+            url, max_attempts=50, backoff_initial_s=0.2, backoff_max_s=0.4, deadline_at=time.time() + 1.5
+        ) as client,
+        pytest.raises(FakerApiError, match=r"page 2 .*deadline.*ConnectError"),
+    ):
+        client.fetch_page(PageRequest(number=2, seed=9, quantity=5), QUERY)
+    assert time.monotonic() - started < 4
