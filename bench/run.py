@@ -67,6 +67,7 @@ class Measurement:
     load_before: float
     load_after: float
     detail: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None  # the end of stderr of a failed run (kept out of the medians)
 
 
 def load_average() -> float:
@@ -90,6 +91,7 @@ def measure(
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
         process = subprocess.Popen(command, env={**env, TAG_VARIABLE: tag}, stdout=out, stderr=err)
+        sampler.include(process.pid)
         _, status, usage = os.wait4(process.pid, 0)  # the kernel's account of this child and its children
         wall = time.perf_counter() - started
         profile = sampler.stop()
@@ -97,10 +99,13 @@ def measure(
         err.seek(0)
         stdout, stderr = out.read(), err.read()
     code = os.waitstatus_to_exitcode(status)
+    error = None
     if code:
-        sys.stderr.write(stderr.decode(errors="replace")[-4000:])
-        raise SystemExit(f"{scenario} at {persons} persons failed with exit code {code}")
-    detail = json.loads(stdout.decode().strip().splitlines()[-1]) if scenario in {"download", "naive"} else {}
+        error = f"exit code {code}: " + stderr.decode(errors="replace")[-3000:]
+    elif scenario in {"download", "naive"}:
+        detail = json.loads(stdout.decode().strip().splitlines()[-1])
+    else:
+        detail = {}
     return Measurement(
         scenario=scenario,
         persons=persons,
@@ -111,7 +116,8 @@ def measure(
         peak_by_role_mib=profile.peak_by_role_mib,
         load_before=load_before,
         load_after=load_average(),
-        detail=detail,
+        detail={} if error else detail,
+        error=error,
     )
 
 
@@ -224,6 +230,9 @@ class Bench:
     def pipeline_env(self, mode: str) -> dict[str, str]:
         """The environment of a pipeline run in a mode (each mode has its own PREFECT_HOME)."""
         env = clean_environment() | {"PREFECT_HOME": str(self.workdir / f"prefect-home-{mode}")}
+        # A private temporary folder: the run's socket folders are its own, whatever else runs on the machine.
+        (self.workdir / "tmp").mkdir(exist_ok=True)
+        env["TMPDIR"] = str(self.workdir / "tmp")
         # The client's rate limit protects the public API; against the local twin it would measure itself.
         env.setdefault("PERSONS_RATE_LIMIT_PER_S", "0")
         if mode == "external":
@@ -257,7 +266,8 @@ class Bench:
         measurement = measure(
             f"pipeline {mode}", persons, round_number, command, self.pipeline_env(mode), self.tag, server
         )
-        measurement.detail = json.loads(report.read_text())
+        if measurement.error is None:
+            measurement.detail = json.loads(report.read_text())
         shutil.rmtree(data_dir, ignore_errors=True)
         return self._keep(measurement)
 
@@ -272,6 +282,13 @@ class Bench:
 
     def _keep(self, measurement: Measurement) -> Measurement:
         self.results.append(measurement)
+        if measurement.error is not None:
+            print(
+                f"round {measurement.round}: {measurement.scenario}@{measurement.persons}: FAILED after "
+                f"{measurement.wall_s:.2f} s ({measurement.error[-1500:]})",
+                flush=True,
+            )
+            return measurement
         roles = ", ".join(f"{role} {mib:.0f}" for role, mib in measurement.peak_by_role_mib.items())
         print(
             f"round {measurement.round}: {measurement.scenario}@{measurement.persons}: "
@@ -291,6 +308,8 @@ def median(values: list[float]) -> float:
 def summarise(results: list[Measurement], sizes: list[int], modes: list[str]) -> list[dict[str, Any]]:
     """One row per scenario and size: medians of the warm rounds and the per-round ratios' medians."""
     rows = []
+    failed = [r for r in results if r.error is not None]
+    results = [r for r in results if r.error is None]
     warm = [r for r in results if r.round > 0]
     for persons in sizes:
         by_round: dict[tuple[str, int], Measurement] = {
@@ -316,6 +335,7 @@ def summarise(results: list[Measurement], sizes: list[int], modes: list[str]) ->
                     role: median([r.peak_by_role_mib.get(role, 0.0) for r in shown]) for role in roles
                 },
                 "load": median([(r.load_before + r.load_after) / 2 for r in shown]),
+                "failed": sum(1 for r in failed if r.scenario == scenario and r.persons == persons),
             }
             for reference, name in (("naive", "x_naive"), ("download", "x_download")):
                 ratios = [
@@ -347,7 +367,9 @@ def render(rows: list[dict[str, Any]]) -> str:
     )
     lines = [header, "-" * len(header)]
     for row in rows:
-        roles = ", ".join(f"{role} {mib:.0f}" for role, mib in row["peak_by_role_mib"].items())
+        roles = ", ".join(f"{role} {mib:.0f}" for role, mib in row["peak_by_role_mib"].items() if mib >= 1)
+        if row["failed"]:
+            roles += f" ({row['failed']} run(s) FAILED, not counted)"
         lines.append(
             f"{row['scenario']:<21}{row['persons']:>10,}{row['runs']:>5}{row['wall_s']:>8.2f}"
             f"{_figure(row['first_wall_s']):>9}{_figure(row['x_naive']):>9}{_figure(row['x_download']):>9}"

@@ -71,6 +71,11 @@ class TreeSampler:
         self._seen: defaultdict[str, set[int]] = defaultdict(set)
         self.profile = MemoryProfile()
 
+    def include(self, pid: int) -> None:
+        """Count a process whatever its environment says (a child read between fork and exec still has its
+        parent's environment)."""
+        self._known[pid] = True
+
     def start(self) -> TreeSampler:
         """Begin sampling."""
         self._thread.start()
@@ -112,7 +117,7 @@ class TreeSampler:
                 continue
             statm, command = _read(f"/proc/{pid}/statm"), _read(f"/proc/{pid}/cmdline")
             if not statm or command is None:
-                del self._known[pid]  # it ended; its id may come back as another process
+                self._known.pop(pid, None)  # it ended; its id may come back as another process
                 continue
             role = role_of(command.replace(b"\0", b" ").decode(errors="replace"))  # re-read: fork, then exec
             rss = int(statm.split()[1]) * PAGE_BYTES / MIB

@@ -16,6 +16,7 @@ from prefect.artifacts import (
 from prefect.futures import PrefectFuture
 from prefect.transactions import transaction
 
+from flows import release_free_memory
 from flows.gate.validation import BatchRejected
 from flows.landing.files import LandedBatch
 from flows.plan import BatchPlan, plan_batches
@@ -114,6 +115,7 @@ def process_batches(run: RunContext) -> tuple[list[dict[str, Any]], list[str]]:
         for stage, seconds in landed.timings.items():
             run.clock.seconds[stage] += seconds if fresh else 0.0
         status = publish_batch(run, landed)
+        release_free_memory()  # the batch as loaded and as validated
         if status != "merged":
             problems.append(status)
         batches.append({**landed.to_dict(), "merged": status == "merged", "cached": not fresh})
