@@ -344,7 +344,7 @@ def summarise(results: list[Measurement], sizes: list[int], modes: list[str]) ->
                     if (reference, r.round) in by_round and reference != scenario
                 ]
                 row[name] = median(ratios) if ratios else None
-            if scenario.startswith("pipeline"):
+            if scenario.startswith("pipeline") and all("run" in r.detail for r in shown):
                 runs = [r.detail["run"] for r in shown]
                 stages = sorted({stage for run in runs for stage in run["stages"]})
                 row["stages_s"] = {
@@ -414,9 +414,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = [int(size) for size in args.sizes.split(",")]
     modes = list(MODES) if args.prefect == "both" else [args.prefect]
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     workdir = Path(tempfile.mkdtemp(prefix="persons-bench-"))
     tag = uuid.uuid4().hex
     services = Services(workdir, tag)
+    bench = Bench(workdir, "", modes, None, tag)
     started_at = datetime.now(UTC)
     notes: dict[str, Any] = {"load_at_start": os.getloadavg(), "cores": os.cpu_count()}
     try:
@@ -424,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
         api_url = None
         if "external" in modes:
             api_url, notes["external_prefect_start_s"] = services.start_prefect()
-        bench = Bench(workdir, twin_url, modes, api_url, tag)
+        bench.twin_url, bench.external_api_url = twin_url, api_url
         print(
             f"twin {twin_url}; Prefect {', '.join(modes)}; "
             f"first run, then {args.repeat} warm round(s) of {sizes}"
@@ -439,6 +441,8 @@ def main(argv: list[str] | None = None) -> int:
                     bench.run_reference("naive", persons, round_number)
                 for mode in modes:
                     bench.run_pipeline(mode, persons, round_number)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: stop measuring, report what was measured
+        print("interrupted: the figures below cover the runs completed so far", flush=True)
     finally:
         services.stop()
         shutil.rmtree(workdir, ignore_errors=True)
