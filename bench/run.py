@@ -362,7 +362,7 @@ def _figure(value: float | None, digits: int = 2) -> str:
 def render(rows: list[dict[str, Any]]) -> str:
     """The figures as a table, the stages beneath, and the targets checked."""
     header = (
-        f"{'scenario':<21}{'persons':>10}{'runs':>5}{'wall s':>8}{'first s':>9}{'x naive':>9}"
+        f"{'scenario':<21}{'persons':>10}{'runs':>5}{'wall s':>8}{'cpu s':>8}{'first s':>9}{'x naive':>9}"
         f"{'x downl':>9}{'sum RSS':>9}  per-process peak RSS MiB"
     )
     lines = [header, "-" * len(header)]
@@ -371,7 +371,7 @@ def render(rows: list[dict[str, Any]]) -> str:
         if row["failed"]:
             roles += f" ({row['failed']} run(s) FAILED, not counted)"
         lines.append(
-            f"{row['scenario']:<21}{row['persons']:>10,}{row['runs']:>5}{row['wall_s']:>8.2f}"
+            f"{row['scenario']:<21}{row['persons']:>10,}{row['runs']:>5}{row['wall_s']:>8.2f}{row['cpu_s']:>8.2f}"
             f"{_figure(row['first_wall_s']):>9}{_figure(row['x_naive']):>9}{_figure(row['x_download']):>9}"
             f"{row['peak_sum_mib']:>9.0f}  {roles}"
         )
