@@ -1,14 +1,25 @@
-"""`make bench`: the pipeline against the Faker twin at 30k and 1M persons, next to a naive script and a
-download-only client, all in the same run, against the same twin, for the same pages.
+"""`make bench`: the pipeline as a user runs it, side by side with a naive script and a bare download.
 
-Every measured command is a child process; wall time, CPU seconds and peak RSS come from the kernel
-(`os.wait4`), the twin's CPU from /proc. Figures are medians over `--repeat` rounds; the machine is shared,
-so ratios measured side by side mean more than any absolute number.
+For every size, in the same round, against the same twin, for the same pages: the download-only client
+(`bench/download.py`), the naive script (`bench/naive.py`) and `persons-pipeline run` with its defaults as a
+subprocess (fresh data folder; the client unthrottled by PERSONS_RATE_LIMIT_PER_S=0, as the naive script is).
+The pipeline is measured with the Prefect runtime counted in, in one or both of two modes:
+
+- `on-demand`: PREFECT_API_URL unset, as a new user has it: whatever the CLI starts (a Prefect server) is
+  part of the run, and of its memory;
+- `external`: against a `prefect server start` the harness starts once; its memory is counted too.
+
+Round 0 is the first run of each mode (cold: a fresh PREFECT_HOME, so it includes starting anything the CLI
+starts) and is reported on its own; the medians are over the warm rounds that follow, as a daily user has it.
+Peak RSS is the peak of the sum over every process of the run (`bench.sampler`), per process kind beside it.
+The machine is shared: the load average is recorded with every figure, and the ratios are taken per round
+(measured minutes apart) before their median is taken.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -19,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,23 +38,87 @@ from typing import Any
 
 import httpx
 
+from bench.sampler import TAG_VARIABLE, TreeSampler
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 REFERENCE_DATE = "2026-06-15"
-PROCESSES = ("orchestrator", "raw_data_worker", "validation_gate")
+MODES = ("on-demand", "external")
+# The targets of the issue: (ratio name, size it applies to or None for all, bound).
+TARGETS = (
+    ("x_download", 1_000_000, 2.0),
+    ("x_naive", 1_000_000, 0.25),
+    ("x_naive", 30_000, 1.0),
+)
+RSS_TARGET_MIB = 1024.0
 
 
 @dataclass
 class Measurement:
-    """One child process run."""
+    """One measured command."""
 
     scenario: str
     persons: int
+    round: int
     wall_s: float
     cpu_s: float
-    max_rss_mib: float
-    twin_cpu_s: float
+    peak_sum_mib: float
+    peak_by_role_mib: dict[str, float]
+    load_before: float
+    load_after: float
     detail: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None  # the end of stderr of a failed run (kept out of the medians)
+
+
+def load_average() -> float:
+    """The one-minute load average."""
+    return os.getloadavg()[0]
+
+
+def measure(
+    scenario: str,
+    persons: int,
+    round_number: int,
+    command: list[str],
+    env: dict[str, str],
+    tag: str,
+    also_counted: tuple[str, ...] = (),
+) -> Measurement:
+    """Run a command to completion; wall time, CPU (with its children) and the run's summed peak RSS (its
+    own processes, and those carrying one of the `also_counted` tags, such as a server it uses)."""
+    load_before = load_average()
+    sampler = TreeSampler(tag, *also_counted).start()
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, env={**env, TAG_VARIABLE: tag}, stdout=out, stderr=err)
+        sampler.include(process.pid)
+        _, status, usage = os.wait4(process.pid, 0)  # the kernel's account of this child and its children
+        wall = time.perf_counter() - started
+        profile = sampler.stop()
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    code = os.waitstatus_to_exitcode(status)
+    error = None
+    if code:
+        error = f"exit code {code}: " + stderr.decode(errors="replace")[-3000:]
+    elif scenario in {"download", "naive"}:
+        detail = json.loads(stdout.decode().strip().splitlines()[-1])
+    else:
+        detail = {}
+    return Measurement(
+        scenario=scenario,
+        persons=persons,
+        round=round_number,
+        wall_s=wall,
+        cpu_s=usage.ru_utime + usage.ru_stime,
+        peak_sum_mib=profile.peak_sum_mib,
+        peak_by_role_mib=profile.peak_by_role_mib,
+        load_before=load_before,
+        load_after=load_average(),
+        detail={} if error else detail,
+        error=error,
+    )
 
 
 def free_port() -> int:
@@ -52,88 +128,65 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def process_cpu(pid: int) -> float:
-    """CPU seconds a running process has used."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def measure(
-    scenario: str, persons: int, command: list[str], env: dict[str, str], twin_pid: int
-) -> Measurement:
-    """Run a command to completion; kernel-measured wall, CPU (with its children) and peak RSS."""
-    twin_before = process_cpu(twin_pid)
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        started = time.perf_counter()
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=err)
-        _, status, usage = os.wait4(process.pid, 0)  # the kernel's account of this child and its children
-        wall = time.perf_counter() - started
-        process.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read(), err.read()
-    if process.returncode:
-        sys.stderr.write(stderr.decode(errors="replace")[-4000:])
-        raise SystemExit(f"{scenario} at {persons} persons failed with exit code {process.returncode}")
-    detail = json.loads(stdout.decode().strip().splitlines()[-1]) if scenario != "pipeline" else {}
-    return Measurement(
-        scenario=scenario,
-        persons=persons,
-        wall_s=wall,
-        cpu_s=usage.ru_utime + usage.ru_stime,
-        max_rss_mib=usage.ru_maxrss / 1024,
-        twin_cpu_s=process_cpu(twin_pid) - twin_before,
-        detail=detail,
-    )
+def clean_environment() -> dict[str, str]:
+    """The caller's environment without Prefect settings or an earlier tag."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") and k != TAG_VARIABLE}
 
 
 class Services:
-    """The twin and a Prefect server, started for the benchmark and stopped afterwards."""
+    """The twin, and for `external` a Prefect server, started for the benchmark and stopped afterwards."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, tag: str) -> None:
         self.workdir = workdir
+        self.tag = tag
+        self.server_tag = f"{tag}-server"  # counted with the pipeline runs that use it, not with the others
         self.processes: list[subprocess.Popen[bytes]] = []
 
-    def start(self) -> tuple[str, int, str]:
-        """(twin API URL, twin pid, Prefect API URL)."""
+    def start_twin(self) -> str:
+        """The twin's API URL (the twin is the API, not part of the run: it carries no tag)."""
         port_file = self.workdir / "twin.port"
-        twin = self._spawn(
-            [str(BIN / "persons-pipeline"), "twin", "--port", "0", "--port-file", str(port_file)], {}
-        )
+        self._spawn([str(BIN / "faker-twin"), "--port", "0", "--port-file", str(port_file)], {})
         deadline = time.monotonic() + 60
         while not port_file.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
-        twin_url = f"http://127.0.0.1:{port_file.read_text().strip()}/api/v2"
-        prefect_port = free_port()
-        server_env = {
-            "PREFECT_HOME": str(self.workdir / "prefect-server"),
-            "PREFECT_LOGGING_LEVEL": "WARNING",
-        }
+        return f"http://127.0.0.1:{port_file.read_text().strip()}/api/v2"
+
+    def start_prefect(self) -> tuple[str, float]:
+        """A Prefect server (tagged: its memory counts); its API URL and seconds to healthy."""
+        port = free_port()
+        started = time.perf_counter()
         self._spawn(
-            [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(prefect_port)],
-            server_env,
+            [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            {
+                "PREFECT_HOME": str(self.workdir / "prefect-server"),
+                "PREFECT_LOGGING_LEVEL": "WARNING",
+                TAG_VARIABLE: self.server_tag,
+            },
         )
-        api_url = f"http://127.0.0.1:{prefect_port}/api"
-        deadline = time.monotonic() + 120
+        api_url = f"http://127.0.0.1:{port}/api"
+        deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
-                    return twin_url, twin.pid, api_url
+                    return api_url, time.perf_counter() - started
             except httpx.HTTPError:
-                time.sleep(0.5)
+                time.sleep(0.3)
         raise SystemExit("the Prefect server did not start")
 
     def _spawn(self, command: list[str], extra_env: dict[str, str]) -> subprocess.Popen[bytes]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")} | extra_env
         log = (self.workdir / f"{Path(command[0]).name}-{len(self.processes)}.log").open("wb")
         process = subprocess.Popen(
-            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            env=clean_environment() | extra_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.processes.append(process)
         return process
 
     def stop(self) -> None:
-        """Terminate everything started here."""
+        """Terminate everything started here, and whatever the measured runs left running with our tag."""
         for process in reversed(self.processes):
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
@@ -141,48 +194,65 @@ class Services:
                     process.wait(20)
                 except subprocess.TimeoutExpired:
                     os.killpg(process.pid, signal.SIGKILL)
+        tags = (self.tag, self.server_tag)
+        for pid in tagged_processes(*tags):  # e.g. a Prefect server the CLI started on demand
+            with_signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while tagged_processes(*tags) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for pid in tagged_processes(*tags):
+            with_signal(pid, signal.SIGKILL)
 
 
-def run_round(
-    sizes: list[int], twin_url: str, twin_pid: int, api_url: str, workdir: Path, naive: bool
-) -> list[Measurement]:
-    """One measurement of every scenario at every size."""
-    results = []
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    # The client-side rate limit protects the public API; against the local twin it would only measure itself.
-    base_env.setdefault("PERSONS_RATE_LIMIT_PER_S", "0")
-    for persons in sizes:
-        download = [
-            str(BIN / "python"),
-            "-m",
-            "bench.download",
-            "--api-url",
-            twin_url,
-            "--total",
-            str(persons),
-        ]
-        results.append(measure("download", persons, download, base_env, twin_pid))
-        if naive:
-            command = [
-                str(BIN / "python"),
-                "-m",
-                "bench.naive",
-                "--api-url",
-                twin_url,
-                "--total",
-                str(persons),
-                "--reference-date",
-                REFERENCE_DATE,
-            ]
-            results.append(measure("naive", persons, command, base_env, twin_pid))
-        data_dir = workdir / f"data-{persons}"
+def tagged_processes(*tags: str) -> list[int]:
+    """Ids of the live processes that carry one of the tags (started by the measured runs or by us)."""
+    sampler = TreeSampler(*tags)
+    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit() and sampler.tagged(int(entry))]
+
+
+def with_signal(pid: int, signum: int) -> None:
+    """Signal one process by id, if it still exists."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
+
+
+@dataclass
+class Bench:
+    """One benchmark session: services, modes, and the measurements taken."""
+
+    workdir: Path
+    twin_url: str
+    modes: list[str]
+    external_api_url: str | None
+    tag: str
+    results: list[Measurement] = field(default_factory=list)
+
+    def pipeline_env(self, mode: str) -> dict[str, str]:
+        """The environment of a pipeline run in a mode (each mode has its own PREFECT_HOME)."""
+        env = clean_environment() | {"PREFECT_HOME": str(self.workdir / f"prefect-home-{mode}")}
+        # A private temporary folder: the run's socket folders are its own, whatever else runs on the machine.
+        (self.workdir / "tmp").mkdir(exist_ok=True)
+        env["TMPDIR"] = str(self.workdir / "tmp")
+        # The client's rate limit protects the public API; against the local twin it would measure itself.
+        env.setdefault("PERSONS_RATE_LIMIT_PER_S", "0")
+        if mode == "external":
+            assert self.external_api_url is not None
+            env["PREFECT_API_URL"] = self.external_api_url
+        else:
+            # Today's temporary server gets the time it needs on a busy machine (Prefect's default is 20 s).
+            env.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+        return env
+
+    def run_pipeline(self, mode: str, persons: int, round_number: int) -> Measurement:
+        """`persons-pipeline run` with its defaults (fresh data folder), measured."""
+        data_dir = self.workdir / f"data-{mode}-{persons}"
         shutil.rmtree(data_dir, ignore_errors=True)
-        report = data_dir / "report.json"
+        report = self.workdir / f"report-{mode}-{persons}.json"
         command = [
             str(BIN / "persons-pipeline"),
             "run",
             "--api-url",
-            twin_url,
+            self.twin_url,
             "--total",
             str(persons),
             "--data-dir",
@@ -192,83 +262,140 @@ def run_round(
             "--report-json",
             str(report),
         ]
-        env = base_env | {"PREFECT_API_URL": api_url, "PREFECT_HOME": str(workdir / "prefect-client")}
-        measurement = measure("pipeline", persons, command, env, twin_pid)
-        measurement.detail = json.loads(report.read_text())
-        results.append(measurement)
+        server = (f"{self.tag}-server",) if mode == "external" else ()
+        measurement = measure(
+            f"pipeline {mode}", persons, round_number, command, self.pipeline_env(mode), self.tag, server
+        )
+        if measurement.error is None:
+            measurement.detail = json.loads(report.read_text())
         shutil.rmtree(data_dir, ignore_errors=True)
-    return results
+        return self._keep(measurement)
+
+    def run_reference(self, scenario: str, persons: int, round_number: int) -> Measurement:
+        """The download-only client or the naive script, measured."""
+        command = [str(BIN / "python"), "-m", f"bench.{scenario}", "--api-url", self.twin_url, "--total"]
+        command.append(str(persons))
+        if scenario == "naive":
+            command += ["--reference-date", REFERENCE_DATE]
+        env = clean_environment() | {"PERSONS_RATE_LIMIT_PER_S": "0"}
+        return self._keep(measure(scenario, persons, round_number, command, env, self.tag))
+
+    def _keep(self, measurement: Measurement) -> Measurement:
+        self.results.append(measurement)
+        if measurement.error is not None:
+            print(
+                f"round {measurement.round}: {measurement.scenario}@{measurement.persons}: FAILED after "
+                f"{measurement.wall_s:.2f} s ({measurement.error[-1500:]})",
+                flush=True,
+            )
+            return measurement
+        roles = ", ".join(f"{role} {mib:.0f}" for role, mib in measurement.peak_by_role_mib.items())
+        print(
+            f"round {measurement.round}: {measurement.scenario}@{measurement.persons}: "
+            f"{measurement.wall_s:.2f} s wall, {measurement.cpu_s:.2f} s cpu, "
+            f"summed peak RSS {measurement.peak_sum_mib:.0f} MiB ({roles}), "
+            f"load {measurement.load_before:.1f}->{measurement.load_after:.1f}",
+            flush=True,
+        )
+        return measurement
 
 
 def median(values: list[float]) -> float:
-    """Median of measured values."""
+    """Median of measured values (nan if none)."""
     return statistics.median(values) if values else float("nan")
 
 
-def summarise(results: list[Measurement], sizes: list[int]) -> dict[str, Any]:
-    """Medians per scenario and size, and the ratios the targets are stated in."""
-    table: dict[str, Any] = {}
+def summarise(results: list[Measurement], sizes: list[int], modes: list[str]) -> list[dict[str, Any]]:
+    """One row per scenario and size: medians of the warm rounds and the per-round ratios' medians."""
+    rows = []
+    failed = [r for r in results if r.error is not None]
+    results = [r for r in results if r.error is None]
+    warm = [r for r in results if r.round > 0]
     for persons in sizes:
-        for scenario in ("download", "naive", "pipeline"):
-            rows = [r for r in results if r.scenario == scenario and r.persons == persons]
-            if not rows:
+        by_round: dict[tuple[str, int], Measurement] = {
+            (r.scenario, r.round): r for r in warm if r.persons == persons
+        }
+        for scenario in ["download", "naive", *(f"pipeline {mode}" for mode in modes)]:
+            mine = [r for r in warm if r.scenario == scenario and r.persons == persons]
+            first = [r for r in results if r.scenario == scenario and r.persons == persons and r.round == 0]
+            if not mine and not first:
                 continue
-            entry = {
-                "runs": len(rows),
-                "wall_s": median([r.wall_s for r in rows]),
-                "cpu_s": median([r.cpu_s for r in rows]),
-                "max_rss_mib": median([r.max_rss_mib for r in rows]),
-                "twin_cpu_s": median([r.twin_cpu_s for r in rows]),
+            shown = mine or first
+            roles = sorted({role for r in shown for role in r.peak_by_role_mib})
+            row: dict[str, Any] = {
+                "scenario": scenario,
+                "persons": persons,
+                "runs": len(mine),
+                "wall_s": median([r.wall_s for r in shown]),
+                "first_wall_s": first[0].wall_s if first else None,
+                "cpu_s": median([r.cpu_s for r in shown]),
+                "peak_sum_mib": median([r.peak_sum_mib for r in shown]),
+                "first_peak_sum_mib": first[0].peak_sum_mib if first else None,
+                "peak_by_role_mib": {
+                    role: median([r.peak_by_role_mib.get(role, 0.0) for r in shown]) for role in roles
+                },
+                "load": median([(r.load_before + r.load_after) / 2 for r in shown]),
+                "failed": sum(1 for r in failed if r.scenario == scenario and r.persons == persons),
             }
-            if scenario == "pipeline":
-                runs = [r.detail["run"] for r in rows]
+            for reference, name in (("naive", "x_naive"), ("download", "x_download")):
+                ratios = [
+                    r.wall_s / by_round[(reference, r.round)].wall_s
+                    for r in mine
+                    if (reference, r.round) in by_round and reference != scenario
+                ]
+                row[name] = median(ratios) if ratios else None
+            if scenario.startswith("pipeline") and all("run" in r.detail for r in shown):
+                runs = [r.detail["run"] for r in shown]
                 stages = sorted({stage for run in runs for stage in run["stages"]})
-                entry["stages_s"] = {
+                row["stages_s"] = {
                     stage: median([run["stages"].get(stage, 0.0) for run in runs]) for stage in stages
                 }
-                for part in PROCESSES:
-                    entry[f"{part}_cpu_s"] = median([run["resources"][part]["cpu_seconds"] for run in runs])
-                    entry[f"{part}_max_rss_mib"] = median(
-                        [run["resources"][part]["max_rss_mib"] for run in runs]
-                    )
-                entry["sum_of_peaks_rss_mib"] = median(
-                    [sum(run["resources"][part]["max_rss_mib"] for part in PROCESSES) for run in runs]
-                )
-                entry["total_persons"] = rows[0].detail["total_persons"]
-            table[f"{scenario}@{persons}"] = entry
-    ratios = {}
-    for persons in sizes:
-        pipeline, naive, download = (table.get(f"{s}@{persons}") for s in ("pipeline", "naive", "download"))
-        if pipeline and naive:
-            ratios[f"naive_over_pipeline_wall@{persons}"] = naive["wall_s"] / pipeline["wall_s"]
-        if pipeline and download:
-            ratios[f"pipeline_over_download_wall@{persons}"] = pipeline["wall_s"] / download["wall_s"]
-    if len(sizes) > 1 and f"pipeline@{sizes[0]}" in table:
-        small, large = table[f"pipeline@{sizes[0]}"], table[f"pipeline@{sizes[-1]}"]
-        for key in [f"{part}_max_rss_mib" for part in PROCESSES] + ["sum_of_peaks_rss_mib"]:
-            ratios[f"{key}_{sizes[-1]}_over_{sizes[0]}"] = large[key] / small[key]
-    return {"table": table, "ratios": ratios}
+                row["total_persons"] = shown[0].detail["total_persons"]
+            rows.append(row)
+    return rows
 
 
-def render(summary: dict[str, Any]) -> str:
-    """The figures as a readable table."""
-    lines = [f"{'scenario':<22}{'wall s':>9}{'cpu s':>9}{'peak RSS MiB':>14}{'twin cpu s':>12}", "-" * 66]
-    for name, entry in summary["table"].items():
+def _figure(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def render(rows: list[dict[str, Any]]) -> str:
+    """The figures as a table, the stages beneath, and the targets checked."""
+    header = (
+        f"{'scenario':<21}{'persons':>10}{'runs':>5}{'wall s':>8}{'cpu s':>8}{'first s':>9}{'x naive':>9}"
+        f"{'x downl':>9}{'sum RSS':>9}  per-process peak RSS MiB"
+    )
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        roles = ", ".join(f"{role} {mib:.0f}" for role, mib in row["peak_by_role_mib"].items() if mib >= 1)
+        if row["failed"]:
+            roles += f" ({row['failed']} run(s) FAILED, not counted)"
         lines.append(
-            f"{name:<22}{entry['wall_s']:>9.2f}{entry['cpu_s']:>9.2f}{entry['max_rss_mib']:>14.0f}"
-            f"{entry['twin_cpu_s']:>12.2f}"
+            f"{row['scenario']:<21}{row['persons']:>10,}{row['runs']:>5}{row['wall_s']:>8.2f}{row['cpu_s']:>8.2f}"
+            f"{_figure(row['first_wall_s']):>9}{_figure(row['x_naive']):>9}{_figure(row['x_download']):>9}"
+            f"{row['peak_sum_mib']:>9.0f}  {roles}"
         )
-        if "stages_s" in entry:
-            stages = ", ".join(f"{k} {v:.2f}" for k, v in entry["stages_s"].items())
-            lines.append(f"    stages (s, summed over batches): {stages}")
-            for part in PROCESSES:
-                lines.append(
-                    f"    {part}: cpu {entry[f'{part}_cpu_s']:.1f} s, "
-                    f"peak RSS {entry[f'{part}_max_rss_mib']:.0f} MiB"
-                )
-            lines.append(f"    sum of the processes' peaks: {entry['sum_of_peaks_rss_mib']:.0f} MiB")
     lines.append("")
-    lines += [f"{name}: {value:.2f}" for name, value in summary["ratios"].items()]
+    for row in rows:
+        if "stages_s" in row:
+            stages = ", ".join(f"{k} {v:.2f}" for k, v in row["stages_s"].items())
+            lines.append(f"{row['scenario']}@{row['persons']:,} stages (s, summed over batches): {stages}")
+    lines.append("")
+    for row in rows:
+        if not row["scenario"].startswith("pipeline"):
+            continue
+        for name, persons, bound in TARGETS:
+            if row["persons"] == persons and row[name] is not None:
+                verdict = "met" if row[name] <= bound else "MISSED"
+                lines.append(
+                    f"target {row['scenario']}@{persons:,} {name} <= {bound}: {row[name]:.2f} {verdict}"
+                )
+        if row["persons"] >= 1_000_000:
+            verdict = "met" if row["peak_sum_mib"] <= RSS_TARGET_MIB else "MISSED"
+            lines.append(
+                f"target {row['scenario']}@{row['persons']:,} summed peak RSS <= {RSS_TARGET_MIB:.0f} MiB: "
+                f"{row['peak_sum_mib']:.0f} {verdict}"
+            )
     return "\n".join(lines)
 
 
@@ -278,39 +405,62 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sizes", default="30000,1000000", help="comma-separated person counts")
-    parser.add_argument("--repeat", type=int, default=3, help="rounds; medians are reported")
+    parser.add_argument("--repeat", type=int, default=3, help="warm rounds after the first; medians of these")
+    parser.add_argument(
+        "--prefect", choices=[*MODES, "both"], default="both", help="how the CLI reaches Prefect"
+    )
     parser.add_argument("--no-naive", action="store_true", help="skip the naive baseline (it is slow)")
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "results")
     args = parser.parse_args(argv)
     sizes = [int(size) for size in args.sizes.split(",")]
+    modes = list(MODES) if args.prefect == "both" else [args.prefect]
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     workdir = Path(tempfile.mkdtemp(prefix="persons-bench-"))
-    services = Services(workdir)
-    results: list[Measurement] = []
+    tag = uuid.uuid4().hex
+    services = Services(workdir, tag)
+    bench = Bench(workdir, "", modes, None, tag)
+    started_at = datetime.now(UTC)
+    notes: dict[str, Any] = {"load_at_start": os.getloadavg(), "cores": os.cpu_count()}
     try:
-        twin_url, twin_pid, api_url = services.start()
-        print(f"twin {twin_url}, Prefect server {api_url}; {args.repeat} round(s) of {sizes}", flush=True)
+        twin_url = services.start_twin()
+        api_url = None
+        if "external" in modes:
+            api_url, notes["external_prefect_start_s"] = services.start_prefect()
+        bench.twin_url, bench.external_api_url = twin_url, api_url
+        print(
+            f"twin {twin_url}; Prefect {', '.join(modes)}; "
+            f"first run, then {args.repeat} warm round(s) of {sizes}"
+        )
+        for persons in sizes:
+            for mode in modes:  # round 0: the first run of each mode, cold
+                bench.run_pipeline(mode, persons, 0)
         for round_number in range(1, args.repeat + 1):
-            for measurement in run_round(sizes, twin_url, twin_pid, api_url, workdir, not args.no_naive):
-                results.append(measurement)
-                print(
-                    f"round {round_number}: {measurement.scenario}@{measurement.persons}: "
-                    f"{measurement.wall_s:.2f} s wall, {measurement.cpu_s:.2f} s cpu, "
-                    f"{measurement.max_rss_mib:.0f} MiB",
-                    flush=True,
-                )
+            for persons in sizes:
+                bench.run_reference("download", persons, round_number)
+                if not args.no_naive:
+                    bench.run_reference("naive", persons, round_number)
+                for mode in modes:
+                    bench.run_pipeline(mode, persons, round_number)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: stop measuring, report what was measured
+        print("interrupted: the figures below cover the runs completed so far", flush=True)
     finally:
         services.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-    summary = summarise(results, sizes)
+    notes["load_at_end"] = os.getloadavg()
+    rows = summarise(bench.results, sizes, modes)
     print()
-    print(render(summary))
-    args.output.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = args.output / f"bench-{stamp}.json"
-    path.write_text(
-        json.dumps({"summary": summary, "runs": [asdict(r) for r in results]}, indent=2, default=str)
+    print(render(rows))
+    print(
+        f"\nload average (1, 5, 15 min) at start {tuple(round(x, 2) for x in notes['load_at_start'])}, "
+        f"at end {tuple(round(x, 2) for x in notes['load_at_end'])} on {notes['cores']} cores"
     )
-    print(f"\nsaved {path}")
+    if "external_prefect_start_s" in notes:
+        print(f"external Prefect server: healthy {notes['external_prefect_start_s']:.1f} s after start")
+    args.output.mkdir(parents=True, exist_ok=True)
+    path = args.output / f"bench-{started_at:%Y%m%dT%H%M%SZ}.json"
+    record = {"notes": notes, "rows": rows, "runs": [asdict(r) for r in bench.results]}
+    path.write_text(json.dumps(record, indent=2, default=str))
+    print(f"saved {path}")
     return 0
 
 

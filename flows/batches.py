@@ -16,6 +16,7 @@ from prefect.artifacts import (
 from prefect.futures import PrefectFuture
 from prefect.transactions import transaction
 
+from flows import release_free_memory
 from flows.gate.validation import BatchRejected
 from flows.generations import PlannedBatch, Publication, record_translated_tombstones
 from flows.landing.files import LandedBatch
@@ -137,6 +138,7 @@ def process_batches(run: RunContext, publication: Publication) -> tuple[list[dic
         for stage, seconds in landed.timings.items():
             run.clock.seconds[stage] += seconds if fresh else 0.0
         status = publish_batch(run, landed, publication, planned)
+        release_free_memory()  # the batch as loaded and as validated
         if status != "merged":
             problems.append(status)
         batches.append(

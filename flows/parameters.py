@@ -38,7 +38,7 @@ class RunDefaults(BaseModel):
         MAX_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE, description="persons per API request (the API caps it at 1000)"
     )
     pages_per_batch: int = Field(
-        200, ge=1, le=1000, description="API pages landed, validated and merged together as one batch"
+        100, ge=1, le=1000, description="API pages landed, validated and merged together as one batch"
     )
     seed: int = Field(42, ge=0, le=2**31 - 1, description="run seed; every page's _seed is derived from it")
     locale: str = Field("en_US", pattern=r"^[a-z]{2,3}_[A-Z]{2}$", description="Faker locale, e.g. de_DE")

@@ -18,7 +18,7 @@ from prefect import get_run_logger
 from prefect.runtime import flow_run
 from pydantic import SecretStr
 
-from flows.gate.validation import RemoteValidationGate, write_docs_home
+from flows.gate.validation import Gate, open_gate, write_docs_home
 from flows.landing.files import LandingStore
 from flows.parameters import RunParameters, resolve_parameters
 from flows.rawdata.worker import IngestWorker
@@ -77,7 +77,7 @@ class RunContext:
     store: LandingStore
     warehouse: Warehouse
     worker: IngestWorker
-    gate_ready: Future[RemoteValidationGate]
+    gate_ready: Future[Gate]
     clock: StageClock = field(default_factory=StageClock)
     started_at: datetime = field(default_factory=utc_now)
     started: float = field(default_factory=time.perf_counter)
@@ -86,7 +86,7 @@ class RunContext:
     resources: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
-    def gate(self) -> RemoteValidationGate:
+    def gate(self) -> Gate:
         """The run's validation gate (built in the background: importing GX takes seconds)."""
         return self.gate_ready.result()
 
@@ -125,7 +125,9 @@ class RunContext:
             log_event(
                 get_run_logger(), "docs_not_built", run_id=self.run_id, error=str(exc), level=logging.ERROR
             )
-        self.resources["validation_gate"] = self.gate.resources()
+        usage = self.gate.resources()
+        if usage:  # a gate in a process of its own
+            self.resources["validation_gate"] = usage
         self.gate.close()
 
     def close_worker(self) -> None:
@@ -188,7 +190,9 @@ def open_run(parameters: dict[str, Any]) -> Iterator[RunContext]:
                 store=store,
                 warehouse=warehouse,
                 worker=worker,
-                gate_ready=background.submit(RemoteValidationGate, data_dir / "data_docs", run_id),
+                gate_ready=background.submit(
+                    open_gate, data_dir / "data_docs", run_id, settings.gate_process == "separate"
+                ),
             )
             get_run_logger().info(
                 "run %s: environment %s, warehouse %s (%s), landing %s",

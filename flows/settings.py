@@ -58,11 +58,17 @@ class PipelineSettings(RunDefaults, BaseSettings):  # type: ignore[misc]  # two 
         2, ge=1, le=8, description="Batches extracted ahead of the one being validated (bounds memory)."
     )
 
+    gate_process: Literal["orchestrator", "separate"] = Field(
+        "orchestrator",
+        description="Where the validation gate runs: in the orchestrating process (leaner, no batch copied) "
+        "or in a process of its own.",
+    )
+
     # --- DuckDB (the embedded warehouse) ---
     duckdb_memory_limit: str = Field(
         "auto",
         pattern=r"^(auto|\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB))$",
-        description="DuckDB's memory cap; auto = 256MB, more for batches whose transaction needs it.",
+        description="DuckDB's memory cap; auto = 128MB, more for batches whose transaction needs it.",
     )
     duckdb_threads: int = Field(2, ge=1, le=64, description="DuckDB worker threads.")
     duckdb_lock_timeout_s: float = Field(

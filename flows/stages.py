@@ -23,7 +23,7 @@ from prefect.transactions import Transaction
 from pydantic import SecretStr
 
 from flows.anonymise.transform import POLICY_VERSION
-from flows.gate.validation import BatchRejected, GateResult, RemoteValidationGate
+from flows.gate.validation import BatchRejected, Gate, GateResult
 from flows.landing.files import LandedBatch, LandingStore, parquet_to_table, write_batch_files
 from flows.plan import BatchPlan
 from flows.rawdata.client import ClientConfig, PageQuery
@@ -205,9 +205,7 @@ def _hold_back_batch(txn: Transaction) -> None:
 
 
 @task(name="validate-batch", cache_policy=NO_CACHE, persist_result=False)
-def validate_batch(
-    warehouse: Warehouse, gate: RemoteValidationGate, landed: LandedBatch, run_id: str
-) -> GateResult:
+def validate_batch(warehouse: Warehouse, gate: Gate, landed: LandedBatch, run_id: str) -> GateResult:
     """Run the GX suite on the batch as the warehouse holds it; raise BatchRejected if it fails."""
     frame = warehouse.read_batch(run_id, landed.batch_id)
     # Against the plan, not against what came back: requested minus forgotten, quarantined and duplicates.

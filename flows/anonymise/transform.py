@@ -17,60 +17,28 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from flows.anonymise import policy
+from flows.anonymise.policy import (
+    AGE_GROUPS,
+    DOMAIN_PATTERN,
+    EMAIL_LIKE,
+    IDENTITY_FIELDS,
+    MAX_AGE,
+    PHONE_LIKE,
+    REDACTED_EMAIL,
+    REDACTED_PHONE,
+)
 from flows.sql_files import load_sql
 
 # Bump when the policy or key derivation changes: it is part of every cache key.
 POLICY_VERSION = "2026-11-1"
 
 
-class Treatment(StrEnum):
-    """What happens to a source field."""
-
-    KEEP = "keep"
-    GENERALISE = "generalise"
-    PSEUDONYMISE = "pseudonymise"
-    DROP = "drop"
-
-
-# The column policy, in one place: every field the API sends, what happens to it, and why.
-COLUMN_POLICY: dict[str, tuple[Treatment, str]] = {
-    "id": (Treatment.DROP, "restarts at 1 in every response, so it identifies nothing"),
-    "firstname": (Treatment.PSEUDONYMISE, "only inside the keyed hash person_key"),
-    "lastname": (Treatment.PSEUDONYMISE, "only inside the keyed hash person_key"),
-    "email": (Treatment.GENERALISE, "-> email_domain (lower-case); the local part is dropped"),
-    "phone": (Treatment.PSEUDONYMISE, "only inside the keyed hash person_key"),
-    "birthday": (Treatment.GENERALISE, "-> age_group (10-year bin at the reference date)"),
-    "gender": (Treatment.KEEP, "lower-cased; the gate admits only the known set"),
-    "address.id": (Treatment.DROP, "meaningless constant"),
-    "address.street": (Treatment.DROP, "locates a person"),
-    "address.streetName": (Treatment.DROP, "locates a person"),
-    "address.buildingNumber": (Treatment.DROP, "locates a person"),
-    "address.city": (Treatment.DROP, "not needed by any report (data minimisation)"),
-    "address.zipcode": (Treatment.DROP, "locates a person"),
-    "address.country": (Treatment.KEEP, "needed by the reports; coarse"),
-    "address.country_code": (Treatment.KEEP, "upper-cased ISO code"),
-    "address.latitude": (Treatment.DROP, "locates a person"),
-    "address.longitude": (Treatment.DROP, "locates a person"),
-    "address.coordinates": (Treatment.DROP, "older payload shape of latitude/longitude"),
-    "website": (Treatment.DROP, "often personal, not needed"),
-    "image": (Treatment.DROP, "not needed"),
-}
-
-# Identity of a record for person_key; ids restart per response, so content is the only identity there is.
-IDENTITY_FIELDS = ("firstname", "lastname", "email", "phone", "birthday")
-KNOWN_GENDERS = ("female", "male")
-MAX_AGE = 130
-AGE_GROUPS = tuple(f"[{low + 1:02d}-{low + 10}]" for low in range(0, MAX_AGE, 10))
-GMAIL_DOMAINS = ("gmail.com", "googlemail.com")
-# What an email address or a phone number looks like; kept columns must hold neither (the privacy screen).
-# Written without \s so that pandas hands them to pyarrow's RE2 (much faster than Python's re) in the gate.
-EMAIL_LIKE = r"[^@ \t\r\n]+@[^@ \t\r\n]+\.[^@ \t\r\n]+"
-# 7 to 15 digits (E.164) with the usual separators and an optional extension.
-PHONE_LIKE = r"^[ \t]*\+?[ (]*(?:[0-9][ ().\-/]*){6,14}[0-9][ \t]*(?:(?:x|ext\.?)[ \t]*[0-9]{1,6})?[ \t]*$"
-REDACTED_EMAIL = "[redacted:email]"
-REDACTED_PHONE = "[redacted:phone]"
-SCREENED_COLUMNS = ("gender", "email_domain", "country", "country_code")
-DOMAIN_PATTERN = r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$"
+# The policy and what it derives (re-exported: callers and tests import them from here too).
+COLUMN_POLICY = policy.COLUMN_POLICY
+Treatment = policy.Treatment
+KNOWN_GENDERS = policy.KNOWN_GENDERS
+SCREENED_COLUMNS = policy.screened_columns()
 
 
 class QuarantineReason(StrEnum):
@@ -87,17 +55,7 @@ class QuarantineReason(StrEnum):
     COUNTRY_CODE_MISSING = "country_code_missing"
 
 
-PERSONS_SCHEMA = pa.schema(
-    [
-        pa.field("person_key", pa.string(), nullable=False),
-        pa.field("gender", pa.string()),
-        pa.field("age_group", pa.string(), nullable=False),
-        pa.field("email_domain", pa.string(), nullable=False),
-        pa.field("country", pa.string(), nullable=False),
-        pa.field("country_code", pa.string(), nullable=False),
-        pa.field("age_reference_date", pa.date32(), nullable=False),
-    ]
-)
+PERSONS_SCHEMA = policy.persons_schema()
 QUARANTINE_SCHEMA = pa.schema(
     [
         pa.field("person_key", pa.string(), nullable=False),

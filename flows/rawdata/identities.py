@@ -13,7 +13,8 @@ from pathlib import Path
 import orjson
 import pyarrow as pa
 
-from flows.anonymise.transform import IDENTITY_FIELDS, person_keys
+from flows.anonymise.policy import IDENTITY_FIELDS
+from flows.anonymise.transform import person_keys
 
 
 class IdentityFileError(ValueError):

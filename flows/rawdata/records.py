@@ -17,63 +17,56 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
+from flows.anonymise.policy import (
+    COLUMN_POLICY,
+    known_address_fields,
+    known_person_fields,
+    raw_source_fields,
+)
 from flows.plan import PageRequest
 from flows.rawdata.client import MalformedPageError, parse_envelope
 
-# Every field the API is known to send; anything else is dropped and counted (never passed through).
-KNOWN_PERSON_FIELDS = frozenset(
-    {"id", "firstname", "lastname", "email", "phone", "birthday", "gender", "address", "website", "image"}
+# Every field the API is known to send (from the column policy); anything else is dropped and counted.
+KNOWN_PERSON_FIELDS = known_person_fields()
+KNOWN_ADDRESS_FIELDS = known_address_fields()
+# What the parser keeps beside the fields anonymisation reads: where a record came from, and its shape.
+BOOKKEEPING_FIELDS = (
+    ("has_address", pa.bool_()),
+    ("is_record", pa.bool_()),
+    ("page_number", pa.int32()),
+    ("record_index", pa.int32()),
+    ("page_seed", pa.int64()),
 )
-KNOWN_ADDRESS_FIELDS = frozenset(
-    {
-        "id",
-        "street",
-        "streetName",
-        "buildingNumber",
-        "city",
-        "zipcode",
-        "country",
-        "country_code",
-        "latitude",
-        "longitude",
-        "coordinates",
-    }
-)
-
-# The only raw fields anonymisation needs; the rest (street, zipcode, coordinates, ...) is never even copied.
+# The fields anonymisation reads (by their last name part) and the bookkeeping; the rest (street, zipcode,
+# coordinates, ...) is never even copied.
+PERSON_SOURCE_COLUMNS = tuple(name for name in raw_source_fields() if "." not in name)
+ADDRESS_SOURCE_COLUMNS = tuple(name.split(".", 1)[1] for name in raw_source_fields() if "." in name)
 RAW_SCHEMA = pa.schema(
-    [
-        ("firstname", pa.string()),
-        ("lastname", pa.string()),
-        ("email", pa.string()),
-        ("phone", pa.string()),
-        ("birthday", pa.string()),
-        ("gender", pa.string()),
-        ("country", pa.string()),
-        ("country_code", pa.string()),
-        ("has_address", pa.bool_()),
-        ("is_record", pa.bool_()),
-        ("page_number", pa.int32()),
-        ("record_index", pa.int32()),
-        ("page_seed", pa.int64()),
-    ]
+    [(name.split(".")[-1], pa.string()) for name in raw_source_fields()] + list(BOOKKEEPING_FIELDS)
 )
 
 
 _TEXT = pa.string()
 _COORDINATES = pa.struct([("latitude", pa.float64()), ("longitude", pa.float64())])
+# How the known fields arrive on the wire when they are not text.
+_WIRE_TYPES = {
+    "id": pa.int64(),
+    "latitude": pa.float64(),
+    "longitude": pa.float64(),
+    "coordinates": _COORDINATES,
+}
 _ADDRESS = pa.struct(
-    [("id", pa.int64())]
-    + [
-        (name, _TEXT)
-        for name in ("street", "streetName", "buildingNumber", "city", "zipcode", "country", "country_code")
+    [
+        (name[len("address.") :], _WIRE_TYPES.get(name[len("address.") :], _TEXT))
+        for name in COLUMN_POLICY
+        if name.startswith("address.")
     ]
-    + [("latitude", pa.float64()), ("longitude", pa.float64()), ("coordinates", _COORDINATES)]
 )
 _PERSON = pa.struct(
-    [("id", pa.int64())]
-    + [(name, _TEXT) for name in ("firstname", "lastname", "email", "phone", "birthday", "gender")]
-    + [("address", _ADDRESS), ("website", _TEXT), ("image", _TEXT)]
+    [
+        (name, _ADDRESS if name == "address" else _WIRE_TYPES.get(name, _TEXT))
+        for name in dict.fromkeys(name.split(".", 1)[0] for name in COLUMN_POLICY)
+    ]
 )
 # The known contract; unexpected fields are still read ("infer") so that they can be counted, then dropped.
 ENVELOPE_SCHEMA = pa.schema([("total", pa.int64()), ("data", pa.list_(_PERSON))])
@@ -115,13 +108,10 @@ def flatten_page(envelope: dict[str, Any], page: PageRequest) -> tuple[pa.Record
     addresses = [record.get("address") for record in records]
     addresses = [address if isinstance(address, dict) else None for address in addresses]
     columns: dict[str, list[Any]] = {
-        name: [as_text(record.get(name)) for record in records]
-        for name in ("firstname", "lastname", "email", "phone", "birthday", "gender")
+        name: [as_text(record.get(name)) for record in records] for name in PERSON_SOURCE_COLUMNS
     }
-    columns["country"] = [as_text(address.get("country")) if address else None for address in addresses]
-    columns["country_code"] = [
-        as_text(address.get("country_code")) if address else None for address in addresses
-    ]
+    for name in ADDRESS_SOURCE_COLUMNS:
+        columns[name] = [as_text(address.get(name)) if address else None for address in addresses]
     columns["has_address"] = [address is not None for address in addresses]
     columns["is_record"] = [isinstance(record, dict) for record in data]
     count = len(records)
@@ -170,13 +160,9 @@ def arrow_page(body: bytes, page: PageRequest) -> tuple[pa.RecordBatch, Counter[
         raise MalformedPageError(f"envelope says total={total} but holds {len(records)} records")
     address = pc.struct_field(records, "address")
     count = len(records)
-    columns = [
-        pc.struct_field(records, name) for name in ("firstname", "lastname", "email", "phone", "birthday")
-    ]
+    columns = [pc.struct_field(records, name) for name in PERSON_SOURCE_COLUMNS]
+    columns += [pc.struct_field(address, name) for name in ADDRESS_SOURCE_COLUMNS]
     columns += [
-        pc.struct_field(records, "gender"),
-        pc.struct_field(address, "country"),
-        pc.struct_field(address, "country_code"),
         address.is_valid(),
         records.is_valid(),
         pa.array([page.number] * count, pa.int32()),

@@ -24,6 +24,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 import pyarrow as pa
 
+from flows import release_free_memory
 from flows.anonymise.transform import AnonymisedBatch, anonymise_batch
 from flows.landing.files import BatchFiles, serialise_batch
 from flows.plan import BatchPlan
@@ -134,6 +135,7 @@ class RawDataWorker:
         del raw
         with self._lock:
             self._anonymised[handle] = (anonymised, extracted)
+        release_free_memory()  # the raw batch and the intermediates of anonymisation
         return AnonymiseSummary(
             persons=anonymised.persons.num_rows,
             quarantined=anonymised.quarantine.num_rows,
@@ -162,6 +164,7 @@ class RawDataWorker:
         with self._lock:
             self._raw.pop(handle, None)
             self._anonymised.pop(handle, None)
+        release_free_memory()
 
     def resources(self) -> dict[str, float]:
         """CPU seconds and peak RSS of the worker process so far."""

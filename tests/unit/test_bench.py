@@ -1,0 +1,60 @@
+"""The benchmark's own arithmetic: the process sampler on real processes, the table from measurements."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from bench.run import Measurement, render, summarise
+from bench.sampler import TAG_VARIABLE, TreeSampler, role_of
+
+HOLD = "import sys, time; block = bytearray({mib} * 1024 * 1024); block[::4096] = b'x' * len(block[::4096]); "
+
+
+def test_the_sampler_sums_every_tagged_process_and_nothing_else() -> None:
+    grandchild = HOLD.format(mib=64) + "time.sleep(1.5)"
+    child = HOLD.format(mib=32) + f"import subprocess; subprocess.run([sys.executable, '-c', {grandchild!r}])"
+    sampler = TreeSampler("t1", interval_s=0.05).start()
+    untagged = subprocess.Popen([sys.executable, "-c", HOLD.format(mib=128) + "time.sleep(2)"])
+    subprocess.run([sys.executable, "-c", child], env={**os.environ, TAG_VARIABLE: "t1"}, check=True)
+    profile = sampler.stop()
+    untagged.wait()
+    assert profile.processes_by_role == {"other": 2}
+    assert 64 + 32 < profile.peak_sum_mib < 64 + 32 + 128  # both tagged processes, not the untagged one
+    assert profile.samples > 5
+
+
+def test_processes_are_named_by_their_part_in_the_run() -> None:
+    assert role_of(
+        "python -c from flows.runtime.remote import serve x flows.rawdata.worker:RawDataWorker"
+    ) == ("raw_data_worker")
+    assert role_of("/venv/bin/python /venv/bin/prefect server start --host 127.0.0.1") == "prefect_server"
+    assert role_of("/venv/bin/python -m uvicorn --factory prefect.server.api.server:create_app") == (
+        "prefect_server"
+    )
+    assert role_of("/venv/bin/python /venv/bin/persons-pipeline run --total 30000") == "orchestrator"
+
+
+def measurement(scenario: str, round_number: int, wall: float, rss: float) -> Measurement:
+    detail = (
+        {"run": {"stages": {"extract": 1.0}}, "total_persons": 10} if scenario.startswith("pipeline") else {}
+    )
+    return Measurement(scenario, 10, round_number, wall, wall, rss, {"x": rss}, 1.0, 1.0, detail)
+
+
+def test_ratios_are_per_round_medians_and_the_first_run_is_apart() -> None:
+    results = [
+        measurement("pipeline external", 0, 9.0, 900),
+        *(measurement("download", r, w, 50) for r, w in ((1, 1.0), (2, 2.0), (3, 1.0))),
+        *(measurement("naive", r, w, 300) for r, w in ((1, 4.0), (2, 8.0), (3, 4.0))),
+        *(measurement("pipeline external", r, w, 600) for r, w in ((1, 2.0), (2, 4.0), (3, 3.0))),
+    ]
+    rows = {row["scenario"]: row for row in summarise(results, [10], ["external"])}
+    pipeline = rows["pipeline external"]
+    assert pipeline["runs"] == 3 and pipeline["first_wall_s"] == 9.0 and pipeline["wall_s"] == 3.0
+    assert pipeline["x_naive"] == 0.5  # 2/4, 4/8, 3/4 -> median 0.5
+    assert pipeline["x_download"] == 2.0  # 2/1, 4/2, 3/1 -> median 2
+    assert pipeline["peak_sum_mib"] == 600
+    table = render(list(rows.values()))
+    assert "pipeline external" in table and "600" in table
