@@ -109,6 +109,15 @@ class PipelineSettings(RunDefaults, BaseSettings):  # type: ignore[misc]  # two 
         3600.0, ge=1, le=86_400, description="How long a run waits for its turn on the warehouse."
     )
 
+    # --- the dbt layers above staging (sql/dbt) and what they publish ---
+    k_anonymity: int = Field(
+        5,
+        ge=2,
+        le=1000,
+        description="Smallest published class of quasi-identifiers (gender, age group, country, domain).",
+    )
+    dbt_threads: int = Field(2, ge=1, le=32, description="Models and tests dbt builds at once.")
+
     # --- alerts ---
     alert_webhook_url: SecretStr | None = Field(
         None, description="Webhook that failed or crashed runs are reported to (usually embeds a token)."

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import duckdb
 import pyarrow as pa
 
+from flows.analytics.project import DbtTarget, duckdb_target
 from flows.landing.files import LandedBatch
 from flows.warehouse.base import Cursor, Warehouse
 
@@ -76,6 +77,21 @@ class DuckDBWarehouse(Warehouse):
     def location(self) -> str:
         """The database file."""
         return str(self.path)
+
+    def dbt_target(self, threads: int) -> DbtTarget:
+        """dbt-duckdb on the same file, with the same caps."""
+        return duckdb_target(self.path, threads, self.memory_limit)
+
+    @contextmanager
+    def released(self) -> Iterator[None]:
+        """Close the run's connection for the block (one writing process per DuckDB file), then reopen."""
+        held = self._connection is not None
+        self.close()
+        try:
+            yield
+        finally:
+            if held:
+                self.open()
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         """Connect, waiting while another process holds the file's write lock."""

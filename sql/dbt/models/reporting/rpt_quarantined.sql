@@ -1,13 +1,12 @@
 -- Records held back by anonymisation and never published since: one row per person_key.
-create or replace view reporting.rpt_quarantined as
 with
 
 quarantined as (
-    select * from landing.quarantined_persons
+    select * from {{ source('landing', 'quarantined_persons') }}
 ),
 
 published as (
-    select person_key from staging.persons
+    select person_key from {{ source('staging', 'persons') }}
 ),
 
 final as (

@@ -1,9 +1,8 @@
 -- Batches the validation gate refused (or held back after loading) that no later run has merged.
-create or replace view reporting.rpt_rejected_batches as
 with
 
 batches as (
-    select * from landing.batches
+    select * from {{ source('landing', 'batches') }}
 ),
 
 merged as (
