@@ -1,4 +1,4 @@
--- Every published country value: a country (code and name) or, where generalised, a region; '*' if suppressed.
+-- Every published country value: a country (code and name), a region where generalised, '*' if suppressed.
 with
 
 published as (

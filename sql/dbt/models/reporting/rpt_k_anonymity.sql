@@ -24,10 +24,10 @@ counted as (
 final as (
     select
         {{ var('k_anonymity') }} as k,
-        counted.persons,
-        coalesce(counted.exact_persons, 0) as exact_persons,
-        coalesce(counted.generalised_persons, 0) as generalised_persons,
-        coalesce(counted.suppressed_persons, 0) as suppressed_persons,
+        persons,
+        coalesce(exact_persons, 0) as exact_persons,
+        coalesce(generalised_persons, 0) as generalised_persons,
+        coalesce(suppressed_persons, 0) as suppressed_persons,
         (select count(*) from classes) as classes,
         (select min(classes.class_size) from classes) as smallest_class
     from counted

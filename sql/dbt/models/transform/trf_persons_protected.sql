@@ -32,15 +32,15 @@ sized as (
 
 rare_values as (
     select
-        sized.*,
-        case when sized.country_persons >= {{ k }} then sized.country_code else sized.region end as country_1,
-        case when sized.domain_persons >= {{ k }} then sized.email_domain else 'other' end as domain_1
+        *,
+        case when country_persons >= {{ k }} then country_code else region end as country_1,
+        case when domain_persons >= {{ k }} then email_domain else 'other' end as domain_1
     from sized
 ),
 
 small_countries as (
     select
-        rare_values.*,
+        *,
         case
             when count(*) over (partition by gender, age_group, country_1, domain_1) >= {{ k }} then country_1
             else region
@@ -50,7 +50,7 @@ small_countries as (
 
 small_domains as (
     select
-        small_countries.*,
+        *,
         case
             when count(*) over (partition by gender, age_group, country_2, domain_1) >= {{ k }} then domain_1
             else 'other'
@@ -60,7 +60,7 @@ small_domains as (
 
 classes as (
     select
-        small_domains.*,
+        *,
         count(*) over (partition by gender, age_group, country_2, domain_3) as class_size
     from small_domains
 ),
