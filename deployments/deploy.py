@@ -1,6 +1,6 @@
 """`make deploy ENV=local|dev|prod`: against the Prefect API in PREFECT_API_URL, create the environment's
-work pool if it is missing (from deployments/work-pools/), run `prefect deploy --all` without prompts, then build
-the dbt models (`persons-pipeline build-models`; skip with --no-build-models).
+work pool if it is missing (from deployments/work-pools/), run `prefect deploy --all` without prompts,
+then build the dbt models (`persons-pipeline build-models`; skip with --no-build-models).
 
 The environment's values (deployments/environments/<env>.env) become environment variables that
 prefect.yaml's {{ $VARIABLES }} read; an empty PERSONS_PROJECT_DIR / PERSONS_DATA_DIR means this checkout.

@@ -157,7 +157,7 @@ def test_a_failed_dbt_test_fails_the_build_naming_test_and_model(
 ) -> None:
     if request.node.callspec.params["engine"] != "duckdb":
         pytest.skip("failing a build is engine-independent; one engine shows it")
-    engine.add_persons(DESIGNED[:2] + [(5, "diverse", "[31-40]", "Germany", "DE", "gmail.com")])
+    engine.add_persons([*DESIGNED[:2], (5, "diverse", "[31-40]", "Germany", "DE", "gmail.com")])
 
     with pytest.raises(DbtFailed) as failure:
         build(engine)
