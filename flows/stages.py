@@ -118,7 +118,7 @@ def ingest_batch(
 
 @task(name="migrate-warehouse", cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=5)
 def migrate_warehouse(warehouse: Warehouse) -> list[str]:
-    """Apply pending schema migrations and re-create the views."""
+    """Apply pending schema migrations (the views above staging are built by dbt, flows.analytics)."""
     applied = warehouse.migrate()
     if applied:
         get_run_logger().info("applied migrations: %s", ", ".join(applied))
@@ -165,5 +165,5 @@ def merge_batch(warehouse: Warehouse, landed: LandedBatch, run_id: str) -> Merge
 
 @task(name="build-report", cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=5)
 def build_report(warehouse: Warehouse) -> Report:
-    """Answer the reporting questions from the reporting views."""
+    """Answer the reporting questions from the reporting models."""
     return warehouse.read_report()
