@@ -118,3 +118,16 @@ def test_every_country_the_source_knows_has_a_region() -> None:
 def test_the_project_default_k_is_the_settings_default() -> None:
     project = yaml.safe_load((project_dir() / "dbt_project.yml").read_text())
     assert project["vars"]["k_anonymity"] == PipelineSettings.model_fields["k_anonymity"].default
+
+
+def test_the_dbt_process_imports_neither_prefect_nor_the_pipeline() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, flows.analytics.dbt_process; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in {'prefect', 'great_expectations'} "
+        "or m.startswith('flows.warehouse')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
