@@ -85,11 +85,12 @@ test-platform: $(DEV_STAMP) ## only the platform tests: the workflows under act,
 
 lint: lint-code lint-workflows lint-infra ## all the checks below
 
-lint-code: $(DEV_STAMP) ## ruff, mypy, sqlfluff and hadolint
+lint-code: $(DEV_STAMP) ## ruff, mypy, sqlfluff (plain SQL; the dbt models with the jinja templater), hadolint
 	$(BIN)/ruff check flows twin tests bench deployments
 	$(BIN)/ruff format --check flows twin tests bench deployments
 	$(BIN)/mypy flows twin/faker_twin
 	$(BIN)/sqlfluff lint sql
+	cd sql/dbt && $(CURDIR)/$(BIN)/sqlfluff lint models
 	$(BIN)/hadolint Dockerfile
 
 lint-workflows: | $(DEV_STAMP) ## actionlint, zizmor (offline) and the workflow JSON schema on .github/
@@ -119,6 +120,7 @@ format: $(DEV_STAMP) ## apply ruff and sqlfluff fixes
 	$(BIN)/ruff check --fix flows twin tests bench deployments
 	$(BIN)/ruff format flows twin tests bench deployments
 	$(BIN)/sqlfluff fix sql
+	cd sql/dbt && $(CURDIR)/$(BIN)/sqlfluff fix models
 
 bench: $(DEV_STAMP) ## benchmark 30k and 1M persons against the twin, with the naive baseline (prints figures)
 	$(BIN)/python -m bench.run $(ARGS)
@@ -148,4 +150,4 @@ lock: | $(BIN)/python ## re-pin requirements*.txt from requirements*.in
 	$(BIN)/uv pip compile --quiet --no-header --python-version 3.11 requirements-checkov.in -o requirements-checkov.txt
 
 clean: ## remove the virtual environment, local data and caches
-	rm -rf $(VENV) data .prefect-home .pytest_cache .mypy_cache .ruff_cache $(INFRA_OUT)
+	rm -rf $(VENV) data .prefect-home .pytest_cache .mypy_cache .ruff_cache $(INFRA_OUT) sql/dbt/target sql/dbt/logs

@@ -1,5 +1,6 @@
 """`make deploy ENV=local|dev|prod`: against the Prefect API in PREFECT_API_URL, create the environment's
-work pool if it is missing (from deployments/work-pools/), then run `prefect deploy --all` without prompts.
+work pool if it is missing (from deployments/work-pools/), run `prefect deploy --all` without prompts,
+then build the dbt models (`persons-pipeline build-models`; skip with --no-build-models).
 
 The environment's values (deployments/environments/<env>.env) become environment variables that
 prefect.yaml's {{ $VARIABLES }} read; an empty PERSONS_PROJECT_DIR / PERSONS_DATA_DIR means this checkout.
@@ -66,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="print the pool and the values prefect.yaml would get; no API call",
     )
+    parser.add_argument(
+        "--no-build-models", action="store_true", help="skip the dbt build that follows the deployment"
+    )
     args = parser.parse_args(argv)
     if not args.dry_run and not os.environ.get("PREFECT_API_URL"):
         print("deploy: set PREFECT_API_URL to the Prefect server to deploy to", file=sys.stderr)
@@ -94,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         Path(template.name).unlink()
     print(f"deploy: {'updated' if exists else 'created'} work pool {pool} ({kind})")
     prefect("deploy", "--all", env=env)
+    if not args.no_build_models:
+        # The models are built at deploy time, so the next pipeline run finds them current and skips dbt.
+        command = [str(Path(sys.executable).parent / "persons-pipeline"), "build-models"]
+        subprocess.run(command, env=env, cwd=ROOT, check=True)  # noqa: S603 - our own CLI
     return 0
 
 

@@ -1,4 +1,4 @@
-"""`persons-pipeline`: run the flow (`run`), re-key the published state (`rekey`), erase (`forget`)."""
+"""`persons-pipeline`: run the flow (`run`), re-key (`rekey`), erase (`forget`), build the dbt models."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def add_parameter_options(parser: argparse.ArgumentParser, defaults: RunDefaults
 
 
 def build_parser() -> OneLineParser:
-    """The command line: `run` (every flow parameter is an option)."""
+    """The command line: `run` (every flow parameter is an option) and `build-models`."""
     parser = OneLineParser(prog="persons-pipeline", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     run = commands.add_parser(
@@ -109,7 +109,31 @@ def build_parser() -> OneLineParser:
         description="The local Prefect server (started on demand by `run`, reused by later runs).",
     )
     server.add_argument("action", choices=["status", "start", "stop"], help="show, start or stop it")
+    models = commands.add_parser(
+        "build-models",
+        help="build the dbt models above staging (transform, analytics, reporting) if they changed",
+        description="dbt build of the models above staging and their docs, if they changed.",
+    )
+    models.add_argument("--force", action="store_true", help="build even if the models did not change")
+    models.add_argument("--warehouse", choices=["duckdb", "snowflake"], help="the warehouse engine")
+    models.add_argument("--data-dir", help="root folder of the warehouse file, the docs and dbt's output")
     return parser
+
+
+def build_models_command(args: argparse.Namespace) -> int:
+    """Run the models flow; exit code 1 if a model or test failed."""
+    from flows.analytics.flow import persons_models  # noqa: PLC0415 - Prefect import only when needed
+
+    state = persons_models(
+        force=args.force, warehouse=args.warehouse, data_dir=args.data_dir, return_state=True
+    )
+    if state.is_completed():
+        print(f"models: {state.result()}")
+        return EXIT_OK
+    print(
+        f"persons-pipeline build-models: {(state.name or 'failed').lower()}: {state.message}", file=sys.stderr
+    )
+    return EXIT_FAILED
 
 
 def _help_defaults() -> RunDefaults:
@@ -246,6 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "server":
         return server_command(args)
+    if args.command == "build-models":
+        return build_models_command(args)
     return run_command(args)
 
 

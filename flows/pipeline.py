@@ -1,4 +1,4 @@
-"""The Prefect flow: extract -> anonymise -> land -> load -> validate -> merge -> report, batch by batch.
+"""The Prefect flow: extract -> anonymise -> land -> load -> validate -> merge per batch; models; report.
 
 Set-up and bookkeeping live in `flows.run_context`, the tasks in `flows.stages`, the batch loop in
 `flows.batches`, the end of the run in `flows.finish`; the environment is chosen in `flows.targets`.
@@ -11,6 +11,7 @@ from typing import Any, cast
 from prefect import State, flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.analytics.stage import build_models, models_of_run
 from flows.batches import process_batches
 from flows.finish import finish_run
 from flows.generations import conclude_publication, open_publication
@@ -31,18 +32,23 @@ FLOW_NAME = "persons-pipeline"
 )
 @with_run_parameters
 def persons_pipeline(**parameters: Any) -> dict[str, Any]:
-    """Extract persons from the Faker API, anonymise, land, validate, merge and report (None = setting)."""
+    """Extract persons from the Faker API, anonymise, land, validate, merge, model, report."""
     with open_run(parameters) as run:
         migrate_warehouse(run.warehouse)
         hold_back_abandoned_batches(run)  # a killed run's loaded batches; this run publishes them again
         # One key, one reference date: refuses a second key before any request; plans the pages not held.
         publication = open_publication(run)
-        # Per batch: extract -> anonymise -> land (raw-data worker), then load -> validate -> merge.
-        batches, problems = process_batches(run, publication)
-        run.close_worker()
-        run.close_gate()
-        conclude_publication(run, publication, problems)
-        return finish_run(run, batches, problems, publication)
+        # dbt starts (import, parse) only if the models above staging changed since their last build here.
+        with models_of_run(run.warehouse, run.settings, run.data_dir, run.run_id) as models:
+            # Per batch: extract -> anonymise -> land (raw-data worker), then load -> validate -> merge.
+            batches, problems = process_batches(run, publication)
+            run.close_worker()
+            run.close_gate()
+            conclude_publication(run, publication, problems)
+            # transform -> analytics -> reporting: dbt build if the models changed (views need no rebuild).
+            with run.clock.measure("models"):
+                build_models(run.warehouse, models, run.store, run.data_dir, run.run_id)
+            return finish_run(run, batches, problems, publication)
 
 
 def run_pipeline(**parameters: Any) -> State[Any]:

@@ -145,6 +145,15 @@ class PipelineSettings(RunDefaults, BaseSettings):  # type: ignore[misc]  # two 
         description="Longest a run may take (0 = no limit); Retry-After waits count against it.",
     )
 
+    # --- the dbt layers above staging (sql/dbt) and what they publish ---
+    k_anonymity: int = Field(
+        5,
+        ge=2,
+        le=1000,
+        description="Smallest published class of quasi-identifiers (gender, age group, country, domain).",
+    )
+    dbt_threads: int = Field(2, ge=1, le=32, description="Models and tests dbt builds at once.")
+
     # --- alerts ---
     alert_webhook_url: SecretStr | None = Field(
         None, description="Webhook that failed or crashed runs are reported to (usually embeds a token)."

@@ -114,16 +114,3 @@ def versioned_migrations() -> list[Migration]:
         version = tuple(int(part) for part in match["version"].split("_"))
         migrations.append(Migration(version, load_sql(f"migrations/{path.name}")))
     return sorted(migrations, key=lambda migration: migration.version)
-
-
-# Views are re-created on every migrate, in dependency order (schemachange calls these repeatable scripts).
-REPEATABLE_SCRIPTS = (
-    "transform/create_persons_view.sql",
-    "reporting/rpt_total_persons.sql",
-    "reporting/rpt_gmail_germany_share.sql",
-    "reporting/rpt_top_gmail_countries.sql",
-    "reporting/rpt_gmail_over_60.sql",
-    "reporting/rpt_age_groups.sql",
-    "reporting/rpt_quarantined.sql",
-    "reporting/rpt_rejected_batches.sql",
-)

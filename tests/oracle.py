@@ -28,17 +28,20 @@ class Expected:
     quarantined: dict[str, str] = field(default_factory=dict)  # person_key -> reason
     raw_records: list[dict[str, Any]] = field(default_factory=list)
 
-    def report(self, top_n: int = 3) -> dict[str, Any]:
-        """The report keys, computed the slow and obvious way."""
+    def report(self, top_n: int = 3, k: int = 5) -> dict[str, Any]:
+        """The report keys, computed the slow and obvious way; a group of fewer than k persons is withheld."""
         rows = list(self.persons.values())
         gmail = [row for row in rows if row["email_domain"] in GMAIL]
         by_country: dict[str, list[str]] = {}
         for row in gmail:
             by_country.setdefault(row["country"].strip().lower(), []).append(row["country"].strip())
-        counted = sorted((-len(names), min(names)) for names in by_country.values())
+        counted = sorted((-len(names), min(names)) for names in by_country.values() if len(names) >= k)
         top = [{"country": name, "gmail_users": -count} for count, name in counted[:top_n]]
         groups = Counter(row["age_group"] for row in rows)
-        order = sorted(groups, key=lambda label: int(label.strip("[]").split("-")[0]))
+        order = sorted(
+            (label for label in groups if groups[label] >= k),
+            key=lambda label: int(label.strip("[]").split("-")[0]),
+        )
         quarantined = {key for key in self.quarantined if key not in self.persons}
         germany = sum(1 for row in gmail if row["country_code"] == "DE")
         return {

@@ -11,6 +11,16 @@ from typing import Any
 import orjson
 
 TOP_COUNTRIES = 3
+# How the published persons are protected (reporting.rpt_k_anonymity), recorded with every report.
+K_ANONYMITY_FIELDS = (
+    "k",
+    "persons",
+    "exact_persons",
+    "generalised_persons",
+    "suppressed_persons",
+    "classes",
+    "smallest_class",
+)
 
 
 @dataclass(frozen=True)
@@ -28,10 +38,17 @@ class Report:
     reference_date: str | None = None
     key_fingerprint: str | None = None
     accounting: dict[str, int] = field(default_factory=dict)
+    k_anonymity: dict[str, int | None] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The report's JSON shape (keys are part of the contract)."""
         return asdict(self)
+
+
+def protection_counts(row: tuple[Any, ...]) -> dict[str, int | None]:
+    """The row of reporting.rpt_k_anonymity by field name (smallest_class is None if all are suppressed)."""
+    pairs = zip(K_ANONYMITY_FIELDS, row, strict=True)
+    return {name: None if value is None else int(value) for name, value in pairs}
 
 
 def render_json(report: Report, context: dict[str, Any] | None = None) -> bytes:
@@ -165,7 +182,17 @@ def render_summary(report: Report) -> str:
             f"age groups:                    {groups}",
             f"quarantined records:           {report.quarantined}",
             f"rejected batches:              {report.rejected_batches}",
+            *([_protection_line(report.k_anonymity)] if report.k_anonymity else []),
         ]
+    )
+
+
+def _protection_line(counts: dict[str, int | None]) -> str:
+    """How the analytics layer publishes persons (k-anonymity), in one line."""
+    return (
+        f"published k-anonymous (k={counts['k']}):  {counts['exact_persons']} exact, "
+        f"{counts['generalised_persons']} generalised, {counts['suppressed_persons']} suppressed; "
+        f"smallest class {counts['smallest_class']}"
     )
 
 

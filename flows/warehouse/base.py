@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import orjson
 import pyarrow as pa
 
+from flows.analytics.project import DbtTarget
 from flows.landing.files import LandedBatch
-from flows.report.render import TOP_COUNTRIES, Report, accounting_of
+from flows.report.render import TOP_COUNTRIES, Report, accounting_of, protection_counts
 from flows.sql_files import (
-    REPEATABLE_SCRIPTS,
     SqlScript,
     bind_named,
     load_dialect_sql,
@@ -86,7 +86,8 @@ class Cursor(ABC):
 
 
 class Warehouse(ABC):
-    """Landing, staging, transform and reporting layers behind one interface (DuckDB or Snowflake)."""
+    """The five layers behind one interface (DuckDB or Snowflake): landing and staging written here,
+    transform, analytics and reporting built by dbt (`flows.analytics`)."""
 
     dialect: ClassVar[str]
     # Snowflake's MERGE is atomic on its own (and its test server refuses it inside an explicit transaction).
@@ -133,12 +134,51 @@ class Warehouse(ABC):
     def location(self) -> str:
         """Where the warehouse is, for humans (no credentials)."""
 
+    @abstractmethod
+    def dbt_target(self, threads: int) -> DbtTarget:
+        """The dbt profile output that builds the models in this warehouse (secrets by environment only)."""
+
+    @contextmanager
+    def released(self) -> Iterator[None]:
+        """Let another process write while the block runs (a no-op where the engine takes several writers)."""
+        yield
+
+    def models_fingerprint(self) -> str | None:
+        """The fingerprint of the models' last successful dbt build here (None: never built)."""
+        with self.cursor() as cursor:
+            rows = cursor.execute(self.sql("landing/select_models_fingerprint"))
+        return str(rows[0][0]) if rows else None
+
+    def record_models_build(
+        self,
+        fingerprint: str,
+        k_anonymity: int,
+        status: str,
+        run_id: str,
+        models: int,
+        tests: int,
+        seconds: float,
+    ) -> None:
+        """Append a dbt build's outcome to landing.model_builds."""
+        with self.cursor() as cursor:
+            cursor.execute(
+                self.sql("landing/insert_model_build"),
+                fingerprint=fingerprint,
+                k_anonymity=k_anonymity,
+                status=status,
+                run_id=run_id,
+                models=models,
+                tests=tests,
+                seconds=seconds,
+                built_at=utc_now(),
+            )
+
     def sql(self, relative_stem: str) -> SqlScript:
         """The statement for this engine (a per-dialect file where one exists)."""
         return load_dialect_sql(relative_stem, self.dialect)
 
     def migrate(self) -> list[str]:
-        """Apply pending versioned migrations, then re-create the views; return what was applied."""
+        """Apply pending versioned migrations; return what was applied (the views above staging are dbt's)."""
         applied_now: list[str] = []
         with self.cursor() as cursor:
             for statement in load_sql("migrations/create_schema_change_history.sql").statements():
@@ -165,9 +205,6 @@ class Warehouse(ABC):
                     applied_at=utc_now(),
                 )
                 applied_now.append(migration.script.name)
-            for name in REPEATABLE_SCRIPTS:
-                for statement in load_sql(name).statements():
-                    cursor.run(self.prepare(statement))
         return applied_now
 
     def prepare(self, statement: str) -> str:
@@ -351,7 +388,7 @@ class Warehouse(ABC):
             }
 
     def read_report(self, top_n: int = TOP_COUNTRIES) -> Report:
-        """Answer the reporting questions from the reporting views."""
+        """The report, read from the reporting models (with how published persons are protected)."""
         with self.cursor() as cursor:
             summary = cursor.execute(self.sql("reporting/select_report_summary"))[0]
             total, share, over_60, quarantined, rejected = summary
@@ -359,6 +396,7 @@ class Warehouse(ABC):
             groups = cursor.execute(self.sql("reporting/select_age_groups"))
             reasons = cursor.execute(self.sql("reporting/select_quarantine_reasons"))
             accounting = cursor.execute(self.sql("reporting/select_report_accounting"))[0]
+            protection = cursor.execute(self.sql("reporting/select_k_anonymity"))
         _, fingerprint, reference_date, requested, received, erased, rejected_records = accounting
         if isinstance(reference_date, datetime):
             reference_date = reference_date.date()
@@ -381,4 +419,5 @@ class Warehouse(ABC):
                 int(rejected_records),
                 int(erased),
             ),
+            k_anonymity=protection_counts(protection[0]) if protection else {},
         )

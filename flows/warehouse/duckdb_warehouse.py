@@ -12,6 +12,7 @@ import duckdb
 import pyarrow as pa
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
+from flows.analytics.project import DbtTarget, duckdb_target
 from flows.landing.files import LandedBatch
 from flows.warehouse.base import Cursor, Warehouse
 
@@ -81,6 +82,21 @@ class DuckDBWarehouse(Warehouse):
     def location(self) -> str:
         """The database file."""
         return str(self.path)
+
+    def dbt_target(self, threads: int) -> DbtTarget:
+        """dbt-duckdb on the same file, with the same caps."""
+        return duckdb_target(self.path, threads, self.memory_limit)
+
+    @contextmanager
+    def released(self) -> Iterator[None]:
+        """Close the run's connection for the block (one writing process per DuckDB file), then reopen."""
+        held = self._connection is not None
+        self.close()
+        try:
+            yield
+        finally:
+            if held:
+                self.open()
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         """Connect, waiting while another process holds the file's write lock."""

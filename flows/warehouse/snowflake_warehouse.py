@@ -21,6 +21,7 @@ import snowflake.connector
 from snowflake.connector import SnowflakeConnection
 from snowflake.connector.cursor import SnowflakeCursor
 
+from flows.analytics.project import DbtTarget, snowflake_target
 from flows.anonymise.transform import PERSONS_SCHEMA
 from flows.landing.files import LandedBatch
 from flows.settings import PipelineSettings
@@ -152,7 +153,7 @@ def _returns_rows(sql: str) -> bool:
 
 
 class SnowflakeWarehouse(Warehouse):
-    """One connection per run; the layers are schemas LANDING, STAGING, TRANSFORM, REPORTING."""
+    """One connection per run; the layers are schemas LANDING, STAGING, TRANSFORM, ANALYTICS, REPORTING."""
 
     dialect: ClassVar[str] = "snowflake"
     merge_in_transaction: ClassVar[bool] = False
@@ -186,6 +187,10 @@ class SnowflakeWarehouse(Warehouse):
     def location(self) -> str:
         """account/database, for humans."""
         return f"snowflake://{self._arguments['account']}/{self._arguments['database']}"
+
+    def dbt_target(self, threads: int) -> DbtTarget:
+        """dbt-snowflake with the same account, user, database and secret (passed by environment)."""
+        return snowflake_target(self._arguments, threads)
 
     def open(self) -> None:
         """Connect once for the run (creating the database first where allowed)."""

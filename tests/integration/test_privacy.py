@@ -105,7 +105,10 @@ def test_no_raw_personal_value_reaches_disk_logs_results_or_docs(
         ".csv",
         ".md",
         ".db",
-    } <= suffixes  # the scan saw them all
+        ".log",
+        ".msgpack",
+    } <= suffixes  # the scan saw them all (dbt's logs, parse cache, manifests and docs too)
+    assert first.data_dir / "data_docs" / "dbt" / "index.html" in scanned
     assert any(".prefect-cache" in str(path) for path in scanned)  # and Prefect's persisted results
 
 

@@ -1,13 +1,20 @@
-"""The DuckDB warehouse: migrations, retry-safe loads, idempotent merges and the reporting SQL."""
+"""The DuckDB warehouse: migrations, retry-safe loads, idempotent merges and the reporting models.
+
+The reporting models are dbt's: they are built once per module (k=2, so the small test data is visible)
+into a template warehouse that every test copies."""
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
+from flows.analytics.project import dbt_vars, duckdb_target
+from flows.analytics.runner import DbtProcess
 from flows.anonymise.transform import PERSONS_SCHEMA, QUARANTINE_SCHEMA
 from flows.landing.files import LandedBatch
 from flows.warehouse.duckdb_warehouse import DuckDBWarehouse
@@ -57,11 +64,28 @@ def landed(batch_id: str, table: pa.Table, quarantined: pa.Table | None = None) 
 
 def merge(house: DuckDBWarehouse, run_id: str, batch: LandedBatch) -> object:
     return house.merge_batch(run_id, batch, GENERATION, PublishedBatch(batch.batch_id, {"locale": "x"}, []))
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A migrated warehouse with the dbt models built (one dbt build for the module)."""
+    folder = tmp_path_factory.mktemp("template")
+    house = DuckDBWarehouse(folder / "warehouse.duckdb")
+    house.migrate()
+    process = DbtProcess(duckdb_target(house.path, 2, "256MB"), folder / "dbt", dbt_vars(2), folder / "dbt")
+    process.start()
+    try:
+        process.ready()
+        reply, results = process.run("build", "--exclude-resource-type", "test")
+    finally:
+        process.close()
+    assert reply.success, results.failure_message() if results else reply.error
+    yield house.path
 
 
 @pytest.fixture
-def warehouse(tmp_path: Path) -> DuckDBWarehouse:
-    house = DuckDBWarehouse(tmp_path / "w.duckdb")
+def warehouse(template: Path, tmp_path: Path) -> DuckDBWarehouse:
+    for source in template.parent.glob("warehouse.duckdb*"):
+        shutil.copyfile(source, tmp_path / source.name)
+    house = DuckDBWarehouse(tmp_path / "warehouse.duckdb")
     house.migrate()
     begin_generation(house, GENERATION, "run0", "policy")
     return house
@@ -101,7 +125,8 @@ def test_merge_updates_changed_rows_only(warehouse: DuckDBWarehouse) -> None:
 
 
 def test_report_questions(warehouse: DuckDBWarehouse) -> None:
-    rows = [
+    # every person twice (k=2 withholds single persons): the same answers as once, counts doubled
+    once = [
         ("a", "male", "[61-70]", "gmail.com", "Germany", "DE"),
         ("b", "female", "[51-60]", "googlemail.com", "Germany", "DE"),
         ("c", "female", "[71-80]", "yahoo.com", "Germany", "DE"),
@@ -111,6 +136,7 @@ def test_report_questions(warehouse: DuckDBWarehouse) -> None:
         ("g", "male", "[121-130]", "gmail.com", "Belgium", "BE"),
         ("h", "male", "[31-40]", "example.com", "Chile", "CL"),
     ]
+    rows = [(f"{key}{copy}", *rest) for key, *rest in once for copy in (1, 2)]
     publish(
         warehouse,
         "run1",
@@ -119,16 +145,16 @@ def test_report_questions(warehouse: DuckDBWarehouse) -> None:
         quarantine([("q1", "birthday_in_future"), ("q2", "address_missing")]),
     )
     report = warehouse.read_report()
-    assert report.total_persons == 8
-    assert report.gmail_germany_share_pct == pytest.approx(100 * 2 / 8)
-    # France ("France" and " france " standardised together) and Germany tie at 2, broken by name;
-    # then the 1-user tie Austria/Belgium is broken by name as well
+    assert report.total_persons == 16
+    assert report.gmail_germany_share_pct == pytest.approx(100 * 4 / 16)
+    # France ("France" and " france " standardised together) and Germany tie at 4, broken by name;
+    # then the 2-user tie Austria/Belgium is broken by name as well
     assert report.top_gmail_countries == [
-        {"country": "France", "gmail_users": 2},
-        {"country": "Germany", "gmail_users": 2},
-        {"country": "Austria", "gmail_users": 1},
+        {"country": "France", "gmail_users": 4},
+        {"country": "Germany", "gmail_users": 4},
+        {"country": "Austria", "gmail_users": 2},
     ]
-    assert report.gmail_over_60 == 3  # a [61-70], e [61-70], g [121-130]; b is [51-60]
+    assert report.gmail_over_60 == 6  # a [61-70], e [61-70], g [121-130]; b is [51-60]
     assert [group["age_group"] for group in report.age_groups] == [
         "[01-10]",
         "[11-20]",
@@ -138,7 +164,7 @@ def test_report_questions(warehouse: DuckDBWarehouse) -> None:
         "[71-80]",
         "[121-130]",
     ]
-    assert {g["age_group"]: g["persons"] for g in report.age_groups}["[61-70]"] == 2
+    assert {g["age_group"]: g["persons"] for g in report.age_groups}["[61-70]"] == 4
     assert report.quarantined == 2
     assert report.quarantine_reasons == {"address_missing": 1, "birthday_in_future": 1}
     assert report.rejected_batches == 0
@@ -152,6 +178,17 @@ def test_report_questions(warehouse: DuckDBWarehouse) -> None:
         "erased": 0,
         "duplicates": 0,
     }
+    assert report.k_anonymity["k"] == 2 and report.k_anonymity["persons"] == 16
+
+
+def test_a_group_under_k_is_withheld_from_the_report(warehouse: DuckDBWarehouse) -> None:
+    rows = [("a1", "male", "[61-70]", "gmail.com", "Germany", "DE")]
+    rows += [(f"b{n}", "female", "[31-40]", "gmail.com", "France", "FR") for n in range(2)]
+    publish(warehouse, "run1", "b1", persons(rows))
+    report = warehouse.read_report()
+    assert report.total_persons == 3 and report.gmail_over_60 == 1  # exact single figures
+    assert report.top_gmail_countries == [{"country": "France", "gmail_users": 2}]
+    assert report.age_groups == [{"age_group": "[31-40]", "persons": 2}]
 
 
 def test_empty_warehouse_report(warehouse: DuckDBWarehouse) -> None:

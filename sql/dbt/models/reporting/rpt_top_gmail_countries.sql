@@ -1,9 +1,8 @@
--- Countries with the most Gmail users; ties broken by country name ascending.
-create or replace view reporting.rpt_top_gmail_countries as
+-- Countries with the most Gmail users (exact counts), ties by country name; fewer than k users are withheld.
 with
 
 gmail_users as (
-    select * from transform.persons
+    select * from {{ ref('trf_persons') }}
     where is_gmail
 ),
 
@@ -21,6 +20,7 @@ final as (
         gmail_users,
         row_number() over (order by gmail_users desc, country asc) as country_rank
     from per_country
+    where gmail_users >= {{ var('k_anonymity') }}
 )
 
 select * from final

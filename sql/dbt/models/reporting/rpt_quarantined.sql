@@ -1,10 +1,9 @@
 -- Records held back by anonymisation in the batches of the serving generation and never published since:
 -- one row per person_key (the quarantine of the published state, at its one key and reference date).
-create or replace view reporting.rpt_quarantined as
 with
 
 serving as (
-    select generation_id from staging.generations
+    select generation_id from {{ source('staging', 'generations') }}
     where status = 'serving'
 ),
 
@@ -12,7 +11,7 @@ merged_batches as (
     select distinct
         batches.run_id,
         batches.batch_id
-    from landing.batches as batches
+    from {{ source('landing', 'batches') }} as batches
     inner join serving on batches.generation_id = serving.generation_id
     where batches.status = 'merged'
 ),
@@ -21,13 +20,13 @@ quarantined as (
     select
         records.person_key,
         records.quarantine_reason
-    from landing.quarantined_persons as records
+    from {{ source('landing', 'quarantined_persons') }} as records
     inner join merged_batches
         on records.run_id = merged_batches.run_id and records.batch_id = merged_batches.batch_id
 ),
 
 published as (
-    select person_key from staging.persons
+    select person_key from {{ source('staging', 'persons') }}
 ),
 
 final as (

@@ -1,15 +1,14 @@
 -- Batches of the serving generation that the source did not deliver completely, that the validation gate
 -- refused, or that were held back after loading, and that no later run has merged.
-create or replace view reporting.rpt_rejected_batches as
 with
 
 serving as (
-    select generation_id from staging.generations
+    select generation_id from {{ source('staging', 'generations') }}
     where status = 'serving'
 ),
 
 batches as (
-    select batches.* from landing.batches as batches
+    select batches.* from {{ source('landing', 'batches') }} as batches
     inner join serving on batches.generation_id = serving.generation_id
 ),
 
