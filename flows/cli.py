@@ -147,9 +147,11 @@ def _help_defaults() -> RunDefaults:
 def run_command(args: argparse.Namespace) -> int:
     """Validate every parameter and the key, then run the flow; exit code 1 if the run fails."""
     if args.command == "forget":
-        from flows.erasure import forget_command  # noqa: PLC0415 - Prefect import only when used
+        if failed := _connect_prefect(get_settings(), args.command):
+            return failed
+        from flows.erasure import forget_command  # noqa: PLC0415 - Prefect only once its API is chosen
 
-        return _connect_prefect(get_settings(), args.command) or forget_command(args)
+        return forget_command(args)
     if args.command == "rekey":
         args.rekey = True
     try:
@@ -159,13 +161,15 @@ def run_command(args: argparse.Namespace) -> int:
             **{name: getattr(args, name) for name in PARAMETER_NAMES},
         )
         check_data_dir(params.data_dir, settings.min_free_disk_mib)
-        check_run_key(params)
     except (ParameterError, ValueError, EnvironmentProblem) as exc:
-        message = _one_line(exc)
-        print(f"persons-pipeline {args.command}: error: {message}", file=sys.stderr)
-        return EXIT_USAGE
+        return _refused(args.command, exc)
+    # Prefect reads its API URL when first imported: choose it before anything imports Prefect.
     if failed := _connect_prefect(settings, args.command):
         return failed
+    try:
+        check_run_key(params)
+    except (ParameterError, ValueError) as exc:
+        return _refused(args.command, exc)
 
     from flows.pipeline import run_pipeline  # noqa: PLC0415 - Prefect import only once parameters are valid
 
@@ -175,6 +179,12 @@ def run_command(args: argparse.Namespace) -> int:
     message = " ".join((state.message or "").split())  # one line, whatever the exception text held
     print(f"persons-pipeline run: {(state.name or 'failed').lower()}: {message}", file=sys.stderr)
     return EXIT_FAILED
+
+
+def _refused(command: str, exc: Exception) -> int:
+    """One line on stderr, exit code 2: nothing was started."""
+    print(f"persons-pipeline {command}: error: {_one_line(exc)}", file=sys.stderr)
+    return EXIT_USAGE
 
 
 def check_run_key(params: RunParameters) -> None:

@@ -46,3 +46,13 @@ def test_the_twin_is_not_part_of_the_pipeline_package() -> None:
     assert not list(FLOWS.rglob("*twin*"))
     sources = "\n".join(path.read_text() for path in FLOWS.rglob("*.py"))
     assert "faker_twin" not in sources
+
+
+def test_the_cli_does_not_import_prefect_before_it_has_chosen_prefects_api() -> None:
+    # Prefect reads PREFECT_API_URL when it is first imported; an early import would start a temporary server.
+    probe = (
+        "import sys\nfrom flows.cli import build_parser\n"
+        "build_parser().parse_args(['run', '--total', '5'])\nprint('prefect' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
