@@ -50,7 +50,9 @@ class Engine:
             for count, gender, age_group, country, code, domain in groups:
                 for _ in range(count):
                     cursor.run(
-                        "insert into staging.persons values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "insert into staging.persons (person_key, gender, age_group, email_domain, country,"
+                        " country_code, age_reference_date, batch_id, run_id, first_merged_at, updated_at)"
+                        " values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         [
                             uuid.uuid4().hex,
                             gender,
