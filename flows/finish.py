@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +46,13 @@ def run_accounting(publication: Publication, batches: list[dict[str, Any]]) -> d
     }
 
 
-def finish_run(
-    run: RunContext, batches: list[dict[str, Any]], problems: list[str], publication: Publication
-) -> dict[str, Any]:
-    """Report (views, files, artifacts, stdout) and manifest; PipelineFailed if a batch was not published."""
+@contextmanager
+def full_disk_verdict(
+    run: RunContext, batches: list[dict[str, Any]], problems: list[str], step: str
+) -> Iterator[None]:
+    """A full disk during `step` ends the run with one line: what was published, and which disk is full."""
     try:
-        return _finish(run, batches, problems, publication)
+        yield
     except Exception as exc:
         if not is_disk_full(exc):
             raise
@@ -59,8 +62,16 @@ def finish_run(
             else f"all {len(batches)} batches were merged"
         )
         raise PipelineFailed(
-            f"{verdict}; the report could not be written: no space left on the disk of {run.data_dir}"
+            f"{verdict}; {step} could not be written: no space left on the disk of {run.data_dir}"
         ) from None
+
+
+def finish_run(
+    run: RunContext, batches: list[dict[str, Any]], problems: list[str], publication: Publication
+) -> dict[str, Any]:
+    """Report (views, files, artifacts, stdout) and manifest; PipelineFailed if a batch was not published."""
+    with full_disk_verdict(run, batches, problems, "the report"):
+        return _finish(run, batches, problems, publication)
 
 
 def _finish(

@@ -13,7 +13,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.analytics.stage import build_models, models_of_run
 from flows.batches import process_batches
-from flows.finish import finish_run
+from flows.finish import finish_run, full_disk_verdict
 from flows.generations import conclude_publication, open_publication
 from flows.parameters import with_run_parameters
 from flows.run_context import PipelineFailed, hold_back_abandoned_batches, open_run
@@ -46,7 +46,7 @@ def persons_pipeline(**parameters: Any) -> dict[str, Any]:
             run.close_gate()
             conclude_publication(run, publication, problems)
             # transform -> analytics -> reporting: dbt build if the models changed (views need no rebuild).
-            with run.clock.measure("models"):
+            with run.clock.measure("models"), full_disk_verdict(run, batches, problems, "the models"):
                 build_models(run.warehouse, models, run.store, run.data_dir, run.run_id)
             return finish_run(run, batches, problems, publication)
 

@@ -296,8 +296,11 @@ def test_kill_9_of_the_gate_restarts_it(runtime: LocalRuntime, twin_url: str, tm
         str(tmp_path / "data"),
         *SMALL,
     ]
-    run = run_cli(
-        runtime, arguments, kill=(r"event=batch_landed", served("flows.gate.validation:ValidationGate"))
+    run = run_cli(  # the gate in a process of its own (by default it runs inside the orchestrator)
+        runtime,
+        arguments,
+        kill=(r"event=batch_landed", served("flows.gate.validation:ValidationGate")),
+        PERSONS_GATE_PROCESS="separate",
     )
     assert run.killed
     assert run.returncode == 0, run.output[-4000:]

@@ -16,6 +16,7 @@ from flows.landing.files import LandedBatch, LocalLandingStore
 from flows.settings import get_settings
 from flows.stages import load_batch, registered_warehouse
 from flows.warehouse.duckdb_warehouse import DuckDBWarehouse
+from flows.warehouse.generations import serving_generation
 from tests.integration.conftest import FlowRun
 
 
@@ -35,7 +36,9 @@ def load_then_fail(data_dir: str, landed: dict[str, object], run_id: str) -> Non
     ):
         txn.set("run_id", run_id)
         txn.set("batch_id", batch.batch_id)
-        load_batch(warehouse, LocalLandingStore(Path(data_dir) / "landing"), batch, run_id)
+        generation = serving_generation(warehouse)
+        assert generation is not None
+        load_batch(warehouse, LocalLandingStore(Path(data_dir) / "landing"), batch, run_id, generation)
         raise GateWentAway("after loading")
 
 
