@@ -41,12 +41,12 @@ run_test() {
     build
     # The twin is a development tool, not part of the image: it runs on the host (chroot isolation shares the
     # host's network), and one trap stops it and removes the container whatever happens.
-    local workdir twin="" container=""
-    workdir="$(mktemp -d)"
+    # Not local: the EXIT trap runs after this function has returned.
+    workdir="$(mktemp -d)" twin="" container=""
     cleanup() {
-        if [ -n "$twin" ]; then kill "$twin" 2>/dev/null || true; wait "$twin" 2>/dev/null || true; fi
-        if [ -n "$container" ]; then buildah rm "$container" >/dev/null 2>&1 || true; fi
-        rm -rf "$workdir"
+        if [ -n "${twin:-}" ]; then kill "$twin" 2>/dev/null || true; wait "$twin" 2>/dev/null || true; fi
+        if [ -n "${container:-}" ]; then buildah rm "$container" >/dev/null 2>&1 || true; fi
+        rm -rf "${workdir:-}"
     }
     trap cleanup EXIT
     "${TWIN:-faker-twin}" --port 0 --port-file "$workdir/port" >"$workdir/twin.log" 2>&1 &
