@@ -149,7 +149,10 @@ class DbtProcess:
             self._log = None
         parsed = self.target_path / PARTIAL_PARSE
         if parsed.exists():
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
             temporary = self.cache_dir / f".{PARTIAL_PARSE}.{os.getpid()}"
-            shutil.copyfile(parsed, temporary)
-            temporary.replace(self.cache_dir / PARTIAL_PARSE)
+            try:  # only a cache: a full disk here must not hide the run's own verdict
+                self.cache_dir.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(parsed, temporary)
+                temporary.replace(self.cache_dir / PARTIAL_PARSE)
+            except OSError:
+                temporary.unlink(missing_ok=True)
