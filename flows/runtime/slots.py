@@ -26,7 +26,7 @@ from uuid import UUID
 from prefect import get_run_logger
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.objects import ConcurrencyLeaseHolder
-from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound, PrefectHTTPStatusError
 from prefect.runtime import flow_run
 
 from flows.runtime.server import process_alive, process_start_time
@@ -126,6 +126,15 @@ class LeaseRenewer:
                 self._logger.warning("event=warehouse_slot_renewal_failed error=%s", type(exc).__name__)
 
 
+def ensure_limit(client: SyncPrefectClient, name: str, limit: int) -> None:
+    """Create or update the warehouse's limit. Prefect's upsert reads, then creates: two runs starting at
+    the same moment both read nothing, and the second create is refused. That run then finds the limit."""
+    try:
+        client.upsert_global_concurrency_limit_by_name(name, limit)
+    except ObjectAlreadyExists:
+        client.upsert_global_concurrency_limit_by_name(name, limit)
+
+
 def acquire_lease(
     client: SyncPrefectClient,
     name: str,
@@ -190,7 +199,7 @@ def warehouse_slot(
         holder = ConcurrencyLeaseHolder(type="flow_run", id=UUID(run_id))
     waited = time.perf_counter()
     with get_client(sync_client=True) as client:
-        client.upsert_global_concurrency_limit_by_name(name, limit)
+        ensure_limit(client, name, limit)
         lease_id = acquire_lease(client, name, settings, folder, holder, logger)
     record = folder / f"{lease_id}.json"
     owner = SlotOwner(

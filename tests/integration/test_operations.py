@@ -83,9 +83,34 @@ def test_two_runs_at_once_on_one_duckdb_file_both_succeed(twin: FakerTwin, tmp_p
         for seed in (1, 2)
     ]
     outputs = [run.communicate(timeout=600) for run in runs]
-    assert [run.returncode for run in runs] == [0, 0], [err[-2000:] for _, err in outputs]
+    # the end of each run's output holds its one-line verdict
+    assert [run.returncode for run in runs] == [0, 0], "\n----\n".join(err[-3000:] for _, err in outputs)
     assert query(data_dir, "select count(*) from staging.persons") == [(6000,)]
     assert query(data_dir, "select distinct status from landing.batches") == [("merged",)]
+
+
+def test_two_runs_creating_the_warehouse_limit_at_the_same_moment_both_get_it(tmp_path: Path) -> None:
+    """Prefect's upsert reads, then creates: the other run's create lands in between, this one goes on."""
+    from prefect.client.orchestration import get_client
+
+    from flows.runtime.slots import ensure_limit
+
+    name = f"test-limit-{tmp_path.name}"
+    with get_client(sync_client=True) as client, get_client(sync_client=True) as other:
+        read = client.read_global_concurrency_limit_by_name
+
+        def read_while_the_other_run_creates(limit_name: str) -> Any:
+            try:
+                return read(limit_name)  # not there yet ...
+            finally:
+                other.upsert_global_concurrency_limit_by_name(limit_name, 1)  # ... and now it is
+
+        client.read_global_concurrency_limit_by_name = read_while_the_other_run_creates  # type: ignore[method-assign,assignment]
+        try:
+            ensure_limit(client, name, 1)
+            assert other.read_global_concurrency_limit_by_name(name).limit == 1
+        finally:
+            other.delete_global_concurrency_limit_by_name(name)
 
 
 class _Receiver(BaseHTTPRequestHandler):
