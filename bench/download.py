@@ -25,9 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--api-url", required=True)
     parser.add_argument("--total", type=int, default=30_000)
+    parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args(argv)
     settings = get_settings()
-    params = resolve_parameters(settings, api_url=args.api_url, total=args.total, reference_date=date.today())
+    params = resolve_parameters(
+        settings, api_url=args.api_url, total=args.total, seed=args.seed, reference_date=date.today()
+    )
     started = time.perf_counter()
     with FakerApiClient(ClientConfig.from_settings(settings, params.api_url)) as client:
         pages = client.iter_pages(plan_pages(params), PageQuery(params.locale), body_size)

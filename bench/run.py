@@ -2,15 +2,17 @@
 
 For every size, in the same round, against the same twin, for the same pages: the download-only client
 (`bench/download.py`), the naive script (`bench/naive.py`) and `persons-pipeline run` with its defaults as a
-subprocess (fresh data folder; the client unthrottled by PERSONS_RATE_LIMIT_PER_S=0, as the naive script is).
+subprocess (the client unthrottled by PERSONS_RATE_LIMIT_PER_S=0, as the naive script is).
 The pipeline is measured with the Prefect runtime counted in, in one or both of two modes:
 
 - `on-demand`: PREFECT_API_URL unset, as a new user has it: whatever the CLI starts (a Prefect server) is
   part of the run, and of its memory;
 - `external`: against a `prefect server start` the harness starts once; its memory is counted too.
 
-Round 0 is the first run of each mode (cold: a fresh PREFECT_HOME, so it includes starting anything the CLI
-starts) and is reported on its own; the medians are over the warm rounds that follow, as a daily user has it.
+Round 0 is the first run of each mode (cold: a fresh PREFECT_HOME and a fresh data folder, so it includes
+starting anything the CLI starts and the first build of the dbt models) and is reported on its own; the
+medians are over the warm rounds that follow, as a daily user has it: the same data folder, new persons
+every round (round r asks every scenario for the pages of seed BASE_SEED + r).
 Peak RSS is the peak of the sum over every process of the run (`bench.sampler`), per process kind beside it.
 The machine is shared: the load average is recorded with every figure, and the ratios are taken per round
 (measured minutes apart) before their median is taken.
@@ -51,6 +53,7 @@ TARGETS = (
     ("x_naive", 30_000, 1.0),
 )
 RSS_TARGET_MIB = 1024.0
+BASE_SEED = 42
 
 
 @dataclass
@@ -244,9 +247,11 @@ class Bench:
         return env
 
     def run_pipeline(self, mode: str, persons: int, round_number: int) -> Measurement:
-        """`persons-pipeline run` with its defaults (fresh data folder), measured."""
+        """`persons-pipeline run` with its defaults, measured (round 0 on a fresh data folder, later rounds on
+        the folder the rounds before left, with new persons)."""
         data_dir = self.workdir / f"data-{mode}-{persons}"
-        shutil.rmtree(data_dir, ignore_errors=True)
+        if round_number == 0:
+            shutil.rmtree(data_dir, ignore_errors=True)
         report = self.workdir / f"report-{mode}-{persons}.json"
         command = [
             str(BIN / "persons-pipeline"),
@@ -259,6 +264,8 @@ class Bench:
             str(data_dir),
             "--reference-date",
             REFERENCE_DATE,
+            "--seed",
+            str(BASE_SEED + round_number),
             "--report-json",
             str(report),
         ]
@@ -268,13 +275,12 @@ class Bench:
         )
         if measurement.error is None:
             measurement.detail = json.loads(report.read_text())
-        shutil.rmtree(data_dir, ignore_errors=True)
         return self._keep(measurement)
 
     def run_reference(self, scenario: str, persons: int, round_number: int) -> Measurement:
         """The download-only client or the naive script, measured."""
         command = [str(BIN / "python"), "-m", f"bench.{scenario}", "--api-url", self.twin_url, "--total"]
-        command.append(str(persons))
+        command += [str(persons), "--seed", str(BASE_SEED + round_number)]
         if scenario == "naive":
             command += ["--reference-date", REFERENCE_DATE]
         env = clean_environment() | {"PERSONS_RATE_LIMIT_PER_S": "0"}
