@@ -30,7 +30,9 @@ if TYPE_CHECKING:
     from flows.lineage.events import JobRef, Places, Relation, RunCounts
 
 DESCRIPTION = "Faker API persons, anonymised, landed, validated, merged, modelled by dbt and reported."
-HTTP_RETRY = {"total": 2, "connect": 2, "read": 2, "backoff_factor": 0.5}
+# No retries inside the transport: a receiver that is down costs one attempt and one log line per event (the
+# events file keeps them); urllib3 would otherwise log each retry and wait between them.
+HTTP_RETRY = {"total": 0, "connect": 0, "read": 0}
 
 
 def events_file(run: RunContext) -> Path:
