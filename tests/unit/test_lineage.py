@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from openlineage.client.serde import Serde
@@ -190,3 +192,28 @@ def test_snowflake_names_are_upper_case() -> None:
     assert ("snowflake://org-acct", "PERSONS_PROD.STAGING.PERSONS") in names
     assert ("snowflake://org-acct", "PERSONS_PROD.REPORTING.RPT_AGE_GROUPS") in names
     assert ("s3://bucket", "persons") in names
+
+
+def _module_level_imports(path: Path) -> set[str]:
+    """Modules a file imports when it is imported (not those imported inside functions)."""
+    names: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_openlineage_is_imported_only_when_a_run_emits() -> None:
+    flows = Path(__file__).resolve().parents[2] / "flows"
+    eager = {
+        path.relative_to(flows).as_posix()
+        for path in flows.rglob("*.py")
+        if {
+            name
+            for name in _module_level_imports(path)
+            if name.startswith(("openlineage", "flows.lineage.events"))
+        }
+    }
+    assert eager == {"lineage/events.py"}  # and the emitter imports events inside its functions
