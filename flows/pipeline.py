@@ -15,6 +15,7 @@ from flows.analytics.stage import build_models, models_of_run
 from flows.batches import process_batches
 from flows.finish import finish_run, full_disk_verdict
 from flows.generations import conclude_publication, open_publication
+from flows.lineage.emit import run_lineage
 from flows.parameters import with_run_parameters
 from flows.run_context import PipelineFailed, hold_back_abandoned_batches, open_run
 from flows.runtime.alerts import notify_failure
@@ -33,7 +34,8 @@ FLOW_NAME = "persons-pipeline"
 @with_run_parameters
 def persons_pipeline(**parameters: Any) -> dict[str, Any]:
     """Extract persons from the Faker API, anonymise, land, validate, merge, model, report."""
-    with open_run(parameters) as run:
+    # OpenLineage: START now, COMPLETE or FAIL (one-line reason) with the datasets' row counts at the end.
+    with open_run(parameters) as run, run_lineage(run, FLOW_NAME):
         migrate_warehouse(run.warehouse)
         hold_back_abandoned_batches(run)  # a killed run's loaded batches; this run publishes them again
         # One key, one reference date: refuses a second key before any request; plans the pages not held.

@@ -162,6 +162,21 @@ class PipelineSettings(RunDefaults, BaseSettings):  # type: ignore[misc]  # two 
         None, description="Name of a Prefect Secret block holding the alert webhook URL (wins over the env)."
     )
 
+    # --- lineage: OpenLineage events of each run (flows/lineage) ---
+    lineage_enabled: bool = Field(True, description="Emit OpenLineage START and COMPLETE/FAIL run events.")
+    lineage_url: str | None = Field(
+        None, description="OpenLineage receiver (e.g. Marquez at http://host:5000) the events are posted to."
+    )
+    lineage_endpoint: str = Field("api/v1/lineage", description="Path of the receiver's lineage endpoint.")
+    lineage_api_key: SecretStr | None = Field(None, description="Bearer key of the receiver, if any.")
+    lineage_timeout_s: float = Field(5.0, gt=0, le=120, description="Per-attempt timeout of a post.")
+    lineage_dir: Path | None = Field(
+        None, description="Folder of the events file <run_id>.jsonl (default <data_dir>/lineage)."
+    )
+    lineage_namespace: str | None = Field(
+        None, description="Job namespace of the events (default persons-<environment>)."
+    )
+
     # --- privacy ---
     hmac_secret: SecretStr = Field(
         SecretStr(OFFLINE_DEMO_SECRET),

@@ -147,6 +147,15 @@ def _cells(path: Path) -> Iterator[tuple[str, str]]:
                             yield f"sqlite:{table}", text
         finally:
             connection.close()
+    elif suffix == ".jsonl":  # JSON lines (the OpenLineage events file): every string of every line
+        for line in path.read_text("utf-8", "replace").splitlines():
+            try:
+                document = json.loads(line)
+            except ValueError:
+                yield "jsonl-line", line
+                continue
+            for value in _strings(document):
+                yield "jsonl", value
     else:
         try:
             document = json.loads(path.read_bytes())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import boto3
@@ -16,6 +16,7 @@ from flows.settings import OFFLINE_DEMO_SECRET, get_settings
 from tests.conftest import PrefectServer, S3Server
 from tests.integration.conftest import REFERENCE_DATE, FlowRun
 from tests.leakscan import Needles, cell_sources, scan
+from tests.lineage_receiver import LineageReceiver
 from tests.oracle import expected_from_served, person_key
 
 SECRET = OFFLINE_DEMO_SECRET.encode()
@@ -24,11 +25,20 @@ SECRET = OFFLINE_DEMO_SECRET.encode()
 IDENTITY = ("firstname", "lastname", "email", "phone", "birthday")
 
 
+@pytest.fixture
+def lineage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LineageReceiver]:
+    """Lineage events go to each run's events file and to this receiver, which keeps the bodies it got."""
+    with LineageReceiver(tmp_path / "lineage-received") as receiver:
+        monkeypatch.setenv("PERSONS_LINEAGE_URL", receiver.url)
+        yield receiver
+
+
 def test_no_raw_personal_value_reaches_disk_logs_results_or_docs(
     twin: FakerTwin,
     run_pipeline: Callable[..., FlowRun],
     prefect_client: PrefectServer,
     s3_server: S3Server,
+    lineage: LineageReceiver,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
@@ -91,7 +101,8 @@ def test_no_raw_personal_value_reaches_disk_logs_results_or_docs(
     needles = Needles.from_records(records)
     assert len(needles.substrings) > 5000 and len(needles.values) > 500
     needles.substrings.add(marker)
-    roots = [first.data_dir, prefect_client.server_home, prefect_client.client_home]
+    assert [event["eventType"] for event in lineage.events] == ["START", "COMPLETE", "START", "FAIL"]
+    roots = [first.data_dir, prefect_client.server_home, prefect_client.client_home, lineage.folder]
     findings = scan(roots, needles)
 
     assert findings == []
@@ -107,7 +118,11 @@ def test_no_raw_personal_value_reaches_disk_logs_results_or_docs(
         ".db",
         ".log",
         ".msgpack",
-    } <= suffixes  # the scan saw them all (dbt's logs, parse cache, manifests and docs too)
+        ".jsonl",
+    } <= suffixes  # the scan saw them all (dbt's logs, parse cache, manifests and docs, lineage events too)
+    events_files = sorted((first.data_dir / "lineage").glob("*.jsonl"))
+    assert len(events_files) == 2 and all(cell_sources(path) == {"jsonl"} for path in events_files)
+    assert len(list(lineage.folder.glob("event-*.json"))) == 4  # the bodies as the receiver got them
     assert first.data_dir / "data_docs" / "dbt" / "index.html" in scanned
     assert any(".prefect-cache" in str(path) for path in scanned)  # and Prefect's persisted results
 
@@ -125,3 +140,6 @@ def test_leak_scan_finds_a_planted_value(tmp_path) -> None:
     assert scan([tmp_path], needles) == []
     (tmp_path / "log.txt").write_text("failed for zebedee.q77 at +15550001111")
     assert {finding.needle for finding in scan([tmp_path], needles)} >= {"zebedee.q77"}
+    (tmp_path / "log.txt").unlink()
+    (tmp_path / "events.jsonl").write_text('{"eventType": "START"}\n{"name": "Quarterfield"}\n')
+    assert [(f.how, f.needle) for f in scan([tmp_path], needles)] == [("jsonl", "Quarterfield")]

@@ -128,6 +128,16 @@ def test_snowflake_and_s3_give_the_same_report_as_duckdb_and_rerun_idempotently(
     assert "persons/data_docs/dbt/index.html" in objects  # dbt's docs beside the GX data docs
     assert remote.report["run"]["data_docs"] == f"{production.landing_url}/data_docs/{run_id}/index.html"
     assert any(name.startswith("persons/.prefect-cache/") for name in names)  # results beside the files
+    # OpenLineage: the events file is copied beside the landed files; Snowflake and S3 by the naming spec
+    events = [json.loads(line) for line in objects[f"persons/lineage/{run_id}.jsonl"].splitlines()]
+    assert [event["eventType"] for event in events] == ["START", "COMPLETE"]
+    outputs = {(o["namespace"], o["name"]): o for o in events[1]["outputs"]}
+    assert ("s3://" + production.bucket, "persons") in outputs
+    staging = outputs[("snowflake://fakesnow", f"{production.database}.STAGING.PERSONS")]
+    assert staging["outputFacets"]["outputStatistics"]["rowCount"] == len(keys)
+    assert "person_key" in {field["name"] for field in staging["facets"]["schema"]["fields"]}
+    fct = outputs[("snowflake://fakesnow", f"{production.database}.ANALYTICS.FCT_PERSONS")]
+    assert fct["outputFacets"]["outputStatistics"]["rowCount"] == len(keys)
 
     # no raw value in anything that landed in the bucket (same scan as the local leak test)
     download = tmp_path / "bucket"

@@ -1,0 +1,249 @@
+"""Emit a run's OpenLineage events: START when it begins, COMPLETE or FAIL when it ends; never fail the run.
+
+Events always go to a file, `<data_dir>/lineage/<run_id>.jsonl` (PERSONS_LINEAGE_DIR), one JSON event per line
+(openlineage-python's file transport); with PERSONS_LINEAGE_URL they are also posted to that receiver (its
+HTTP transport; Marquez takes them at api/v1/lineage). A transport that fails logs one line and the run goes
+on: the file keeps the events for a later replay. Landing in S3, the file is also copied to
+`<prefix>/lineage/<run_id>.jsonl`. openlineage-python is imported only when a run emits.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from prefect import get_run_logger
+
+from flows.run_context import RunContext, log_event
+from flows.sql_files import load_sql
+
+if TYPE_CHECKING:
+    from openlineage.client.event_v2 import RunEvent
+    from openlineage.client.transport.transport import Transport
+
+    from flows.lineage.events import JobRef, Places, Relation, RunCounts
+
+DESCRIPTION = "Faker API persons, anonymised, landed, validated, merged, modelled by dbt and reported."
+# No retries inside the transport: a receiver that is down costs one attempt and one log line per event (the
+# events file keeps them); urllib3 would otherwise log each retry and wait between them.
+HTTP_RETRY = {"total": 0, "connect": 0, "read": 0}
+
+
+def events_file(run: RunContext) -> Path:
+    """Where the run's events are written (one JSON event per line)."""
+    folder = run.settings.lineage_dir or run.data_dir / "lineage"
+    return folder.resolve() / f"{run.run_id}.jsonl"
+
+
+def _package_version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+@dataclass
+class LineageEmitter:
+    """The run's transports and what its events are about."""
+
+    run: RunContext
+    job: JobRef
+    places: Places
+    transports: list[tuple[str, Transport]]
+    file: Path
+
+    def emit(self, event: RunEvent) -> None:
+        """Send the event through every transport; a failing one logs one line and is skipped."""
+        for label, transport in self.transports:
+            try:
+                transport.emit(event)
+            except Exception as exc:
+                from flows.lineage.events import one_line_reason  # noqa: PLC0415
+
+                log_event(
+                    get_run_logger(),
+                    "lineage_not_sent",
+                    run_id=self.run.run_id,
+                    event_type=str(event.eventType.value if event.eventType else ""),
+                    transport=label,
+                    error=one_line_reason(exc)[:300],
+                    level=logging.WARNING,
+                )
+
+    def start(self) -> None:
+        """The START event."""
+        from flows.lineage.events import start_event  # noqa: PLC0415
+
+        self.emit(start_event(self.job, self.run.run_id, datetime.now(UTC), self.places))
+
+    def end(self, failure: BaseException | None) -> None:
+        """COMPLETE or FAIL, with the datasets' row counts as the warehouse knows them now."""
+        from flows.lineage.events import end_event, one_line_reason  # noqa: PLC0415
+
+        counts, relations = self._measure()
+        reason = None if failure is None else one_line_reason(failure)
+        event = end_event(
+            self.job, self.run.run_id, datetime.now(UTC), self.places, counts, relations, reason
+        )
+        self.emit(event)
+        for _, transport in self.transports:
+            transport.close()
+        if self.run.targets.lands_in_s3 and self.file.is_file():
+            try:
+                self.run.store.write_bytes(f"lineage/{self.file.name}", self.file.read_bytes())
+            except Exception as exc:
+                log_event(
+                    get_run_logger(),
+                    "lineage_file_not_uploaded",
+                    run_id=self.run.run_id,
+                    error=one_line_reason(exc)[:300],
+                    level=logging.WARNING,
+                )
+
+    def _measure(self) -> tuple[RunCounts | None, list[Relation]]:
+        """The run's batch counts, the layers' columns, and the rows each published relation holds."""
+        from flows.lineage.events import (  # noqa: PLC0415
+            is_published,
+            one_line_reason,
+            relations_from_columns,
+            run_counts,
+        )
+
+        warehouse = self.run.warehouse
+        try:
+            with warehouse.cursor() as cursor:
+                batches = cursor.execute(warehouse.sql("lineage/select_run_batches"), run_id=self.run.run_id)
+                relations = relations_from_columns(
+                    cursor.execute(warehouse.sql("lineage/select_layer_columns"))
+                )
+                count = load_sql("lineage/count_relation_rows.sql").statements()[0]
+                measured = [
+                    replace(relation, rows=int(cursor.run(count.format(table=_quoted(relation)))[0][0]))
+                    if is_published(relation)
+                    else relation
+                    for relation in relations
+                ]
+        except Exception as exc:  # the warehouse may be what failed: the event goes out without counts
+            log_event(
+                get_run_logger(),
+                "lineage_counts_unavailable",
+                run_id=self.run.run_id,
+                error=one_line_reason(exc)[:300],
+                level=logging.WARNING,
+            )
+            return None, []
+        return run_counts(batches, self.run.run_id), measured
+
+
+def _quoted(relation: Relation) -> str:
+    """schema.table as quoted identifiers, exactly as the catalog spells them."""
+    return ".".join('"' + part.replace('"', '""') + '"' for part in (relation.schema, relation.name))
+
+
+def open_emitter(run: RunContext, job_name: str) -> LineageEmitter:
+    """The run's job, places and transports (file always; HTTP with PERSONS_LINEAGE_URL)."""
+    import prefect  # noqa: PLC0415
+    from openlineage.client.transport.file import FileConfig, FileTransport  # noqa: PLC0415
+    from openlineage.client.transport.http import (  # noqa: PLC0415
+        ApiKeyTokenProvider,
+        HttpConfig,
+        HttpTransport,
+        TokenProvider,
+    )
+    from openlineage.client.transport.http_common import DEFAULT_RETRY_CONFIG  # noqa: PLC0415
+
+    from flows.lineage.events import (  # noqa: PLC0415
+        JobRef,
+        Places,
+        api_dataset,
+        landing_dataset,
+        warehouse_places,
+    )
+
+    settings, targets = run.settings, run.targets
+    namespace, database = warehouse_places(
+        targets.warehouse, run.warehouse.location, settings.snowflake_account, targets.snowflake_database
+    )
+    places = Places(
+        api=api_dataset(run.params.api_url),
+        landing=landing_dataset(run.store.identity),
+        warehouse_namespace=namespace,
+        warehouse_database=database,
+        upper_case=targets.warehouse == "snowflake",
+    )
+    job = JobRef(
+        namespace=settings.lineage_namespace or f"persons-{targets.environment}",
+        name=job_name,
+        description=DESCRIPTION,
+        prefect_version=prefect.__version__,
+        pipeline_version=_package_version("persons-pipeline"),
+        tags={
+            "environment": targets.environment,
+            "warehouse": targets.warehouse,
+            "landing": "s3" if targets.lands_in_s3 else "file",
+            "prefect_flow_run_id": run.run_id,
+        },
+    )
+    file = events_file(run)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    transports: list[tuple[str, Any]] = [
+        ("file", FileTransport(FileConfig(log_file_path=str(file), append=True)))
+    ]
+    if settings.lineage_url:
+        key = settings.lineage_api_key
+        config = HttpConfig(
+            url=settings.lineage_url,
+            endpoint=settings.lineage_endpoint,
+            timeout=settings.lineage_timeout_s,
+            auth=ApiKeyTokenProvider({"apiKey": key.get_secret_value()}) if key else TokenProvider({}),
+            retry={**DEFAULT_RETRY_CONFIG, **HTTP_RETRY},
+        )
+        transports.append(("http", HttpTransport(config)))
+    return LineageEmitter(run, job, places, transports, file)
+
+
+@contextmanager
+def run_lineage(run: RunContext, job_name: str) -> Iterator[None]:
+    """START when the block begins; COMPLETE, or FAIL with the one-line reason, when it ends."""
+    emitter = None
+    if run.settings.lineage_enabled:
+        try:
+            emitter = open_emitter(run, job_name)
+            emitter.start()
+        except Exception as exc:  # lineage never fails the run: one line, and the run goes on without it
+            log_event(
+                get_run_logger(),
+                "lineage_disabled",
+                run_id=run.run_id,
+                error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300],
+                level=logging.WARNING,
+            )
+            emitter = None
+    try:
+        yield
+    except BaseException as exc:
+        if emitter is not None:
+            _end_quietly(emitter, exc)
+        raise
+    if emitter is not None:
+        _end_quietly(emitter, None)
+
+
+def _end_quietly(emitter: LineageEmitter, failure: BaseException | None) -> None:
+    """End the run's lineage; whatever goes wrong here is logged, never raised."""
+    try:
+        emitter.end(failure)
+    except Exception as exc:
+        log_event(
+            get_run_logger(),
+            "lineage_not_ended",
+            run_id=emitter.run.run_id,
+            error=type(exc).__name__,
+            level=logging.WARNING,
+        )
