@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+if __package__ in (None, ""):  # run as a script: make the repository importable (deployments.alerting)
+    sys.path.insert(0, str(ROOT))
 HERE = ROOT / "deployments"
 
 
@@ -56,6 +58,20 @@ def prefect(*arguments: str, env: dict[str, str], check: bool = True) -> subproc
     return subprocess.run(  # noqa: S603 - our own CLI, arguments from this script
         command, env=env, cwd=ROOT, text=True, capture_output=not check, check=check
     )
+
+
+def _automations(values: Mapping[str, str]) -> str:
+    """Create or update deployments/automations/*.yaml, calling the alert webhook; what was done."""
+    from deployments.alerting import DEFAULT_WEBHOOK_BLOCK, deploy_automations  # noqa: PLC0415
+    from flows.settings import get_settings  # noqa: PLC0415 - the thresholds and the webhook URL
+
+    settings = get_settings()
+    url = settings.alert_webhook_url.get_secret_value() if settings.alert_webhook_url else None
+    block = values.get("PERSONS_AUTOMATION_WEBHOOK_BLOCK") or DEFAULT_WEBHOOK_BLOCK
+    names = deploy_automations(url, block, settings.monitor_freshness_hours)
+    if not names:
+        return f"skipped: set PERSONS_ALERT_WEBHOOK_URL or save a Webhook block named {block}"
+    return f"{', '.join(names)} (webhook block {block})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(template.name).unlink()
     print(f"deploy: {'updated' if exists else 'created'} work pool {pool} ({kind})")
     prefect("deploy", "--all", env=env)
+    print(f"deploy: automations: {_automations(values)}")
     if not args.no_build_models:
         # The models are built at deploy time, so the next pipeline run finds them current and skips dbt.
         command = [str(Path(sys.executable).parent / "persons-pipeline"), "build-models"]

@@ -18,6 +18,7 @@ from prefect.artifacts import (
 from flows.anonymise.transform import POLICY_VERSION
 from flows.generations import Publication
 from flows.landing.files import write_manifest
+from flows.monitoring.record import record_run_quality
 from flows.report.render import Report, render_json, render_summary, summary_rows, write_report_files
 from flows.run_context import PipelineFailed, RunContext, log_event
 from flows.runtime.preflight import is_disk_full
@@ -146,6 +147,7 @@ def _finish(
         data_docs=docs_index,
         manifest=run.store.uri(manifest_key),
     )
+    record_run_quality(run, batches, problems, report)  # monitoring.*, breach and merge events
     if problems:
         raise PipelineFailed(
             f"{len(problems)} batch(es) were not published: "

@@ -177,6 +177,23 @@ class PipelineSettings(RunDefaults, BaseSettings):  # type: ignore[misc]  # two 
         None, description="Job namespace of the events (default persons-<environment>)."
     )
 
+    # --- monitoring: thresholds of the quality metrics (flows/monitoring); a breach emits a Prefect event ---
+    monitor_max_quarantine_rate: float = Field(
+        0.05, ge=0, le=1, description="Largest share of a run's received records that may be quarantined."
+    )
+    monitor_max_duplicate_rate: float = Field(
+        0.01, ge=0, le=1, description="Largest share of a run's received records that may be duplicates."
+    )
+    monitor_max_schema_drift_fields: int = Field(
+        0, ge=0, le=1000, description="Unknown source fields (distinct names) a run may receive."
+    )
+    monitor_freshness_hours: float = Field(
+        26.0,
+        gt=0,
+        le=24 * 366,
+        description="Longest time without a merged batch (a run's check and the proactive automation).",
+    )
+
     # --- privacy ---
     hmac_secret: SecretStr = Field(
         SecretStr(OFFLINE_DEMO_SECRET),

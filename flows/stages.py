@@ -25,6 +25,7 @@ from pydantic import SecretStr
 from flows.anonymise.transform import POLICY_VERSION
 from flows.gate.validation import BatchRejected, Gate, GateResult
 from flows.landing.files import LandedBatch, LandingStore, parquet_to_table, write_batch_files
+from flows.monitoring.record import record_batch_quality
 from flows.plan import BatchPlan
 from flows.rawdata.client import ClientConfig, PageQuery
 from flows.rawdata.exclusions import Exclusions
@@ -212,6 +213,7 @@ def validate_batch(warehouse: Warehouse, gate: Gate, landed: LandedBatch, run_id
     expected = landed.requested - landed.forgotten - landed.quarantined - landed.duplicates
     result = gate.validate(frame, landed.batch_id, expected)
     warehouse.record_validation(run_id, landed.batch_id, result.success, result.failed, result.docs_page)
+    record_batch_quality(warehouse, run_id, landed, frame, result)  # monitoring.metrics: counts and rates
     if not result.success:
         raise BatchRejected(landed.batch_id, result.failed, result.statistics, result.docs_page)
     return result

@@ -55,6 +55,8 @@ class GateResult:
     statistics: dict[str, Any]
     docs_page: str
     unexpected_counts: dict[str, int] = field(default_factory=dict)
+    # Every expectation's (name, passed, unexpected rows), for the monitoring history (flows.monitoring).
+    outcomes: tuple[tuple[str, bool, int], ...] = ()
 
 
 def expectations_root() -> Path:
@@ -179,10 +181,20 @@ class ValidationGate:
                 for item in validation.results
                 if not item.success
             }
+            outcomes = tuple(
+                (
+                    expectation_label(item.expectation_config),
+                    bool(item.success),
+                    int(item.result.get("unexpected_count") or 0),
+                )
+                for item in validation.results
+            )
             urls = self.context.get_docs_sites_urls(resource_identifier=identifier, site_names=[SITE_NAME])
         page = urls[0]["site_url"] if urls and urls[0].get("site_url") else self.index_path.as_uri()
         statistics = dict(validation.statistics)
-        return GateResult(batch_id, bool(validation.success), failed, statistics, str(page), unexpected)
+        return GateResult(
+            batch_id, bool(validation.success), failed, statistics, str(page), unexpected, outcomes
+        )
 
 
 def write_docs_home(docs_root: Path) -> Path:

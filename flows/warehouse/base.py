@@ -79,6 +79,11 @@ class Cursor(ABC):
             raise
         self.commit()
 
+    def run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Execute one DML statement once per row of bind values (engines may send them at once)."""
+        for row in rows:
+            self.run(sql, row)
+
     def execute(self, script: SqlScript, /, **values: Any) -> list[tuple[Any, ...]]:
         """Run a one-statement SQL file with named bind values."""
         sql, params = script.bind(**values)

@@ -28,6 +28,11 @@ class DuckDBCursor(Cursor):
         result = self.connection.execute(sql, list(params))
         return result.fetchall() if result.description else []
 
+    def run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """One prepared statement, executed per row."""
+        if rows:
+            self.connection.executemany(sql, [list(row) for row in rows])
+
     def fetch_arrow(self, sql: str, params: Sequence[Any] = ()) -> pa.Table:
         """Execute and return an Arrow table."""
         table: pa.Table = self.connection.sql(sql, params=list(params)).to_arrow_table()

@@ -124,6 +124,11 @@ class SnowflakeCursor_(Cursor):  # noqa: N801 - distinct from the connector's Sn
         rows = self.cursor.fetchall()
         return [tuple(row) for row in rows] if _returns_rows(sql) else []
 
+    def run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """The connector binds the rows as arrays: one round trip, not one per row."""
+        if rows:
+            self.cursor.executemany(sql, [list(row) for row in rows])
+
     def fetch_arrow(self, sql: str, params: Sequence[Any] = ()) -> pa.Table:
         """Execute a query and return Arrow with lower-case column names (Snowflake upper-cases them)."""
         self.cursor.execute(sql, list(params) if params else None)

@@ -1,0 +1,134 @@
+"""The monitor's I/O: metrics and breaches into `monitoring.*`, events to Prefect (thin; the logic is in
+flows.monitoring.metrics)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from flows.monitoring import events
+from flows.monitoring.metrics import (
+    Breach,
+    Metric,
+    Thresholds,
+    batch_metrics,
+    find_breaches,
+    hours_between,
+    run_metrics,
+)
+from flows.settings import PipelineSettings
+from flows.warehouse.base import Cursor, Warehouse, utc_now
+
+if TYPE_CHECKING:
+    from flows.gate.validation import GateResult
+    from flows.landing.files import LandedBatch
+    from flows.report.render import Report
+    from flows.run_context import RunContext
+
+# The bind parameters of sql/monitoring/insert_metric.sql, in the order they appear there.
+METRIC_COLUMNS = ("run_id", "batch_id", "metric", "subject", "metric_value", "measured_at")
+
+
+def thresholds_of(settings: PipelineSettings) -> Thresholds:
+    """The PERSONS_MONITOR_* settings as thresholds."""
+    return Thresholds(
+        max_quarantine_rate=settings.monitor_max_quarantine_rate,
+        max_duplicate_rate=settings.monitor_max_duplicate_rate,
+        max_schema_drift_fields=settings.monitor_max_schema_drift_fields,
+        freshness_hours=settings.monitor_freshness_hours,
+    )
+
+
+def _insert_metrics(
+    warehouse: Warehouse, cursor: Cursor, run_id: str, metrics: Sequence[Metric], at: datetime
+) -> None:
+    """All metrics with one statement, the rows bound in METRIC_COLUMNS' order."""
+    sql, _ = warehouse.sql("monitoring/insert_metric").bind(**dict.fromkeys(METRIC_COLUMNS))
+    rows = [(run_id, m.batch_id, m.metric, m.subject, m.value, at) for m in metrics]
+    cursor.run_many(sql, rows)
+
+
+def record_batch_quality(
+    warehouse: Warehouse, run_id: str, landed: LandedBatch, batch: pa.Table, result: GateResult
+) -> int:
+    """Record a validated batch's metrics (rows, quarantine, drift, columns, expectations); their number."""
+    metrics = batch_metrics(landed, batch, result.outcomes)
+    with warehouse.cursor() as cursor, cursor.transaction():
+        cursor.execute(
+            warehouse.sql("monitoring/delete_batch_metrics"), run_id=run_id, batch_id=landed.batch_id
+        )
+        _insert_metrics(warehouse, cursor, run_id, metrics, utc_now())
+    return len(metrics)
+
+
+def _warehouse_counts(warehouse: Warehouse, run_id: str) -> tuple[dict[str, int], int, Any, Any]:
+    """Rows per layer, failed expectations and the largest null rate of the run, the last merge."""
+    with warehouse.cursor() as cursor:
+        layers = cursor.execute(warehouse.sql("monitoring/select_layer_rows"), run_id=run_id)
+        failed, max_null = cursor.execute(
+            warehouse.sql("monitoring/select_run_batch_summary"), run_id=run_id
+        )[0]
+        (last_merged,) = cursor.execute(warehouse.sql("monitoring/select_last_merged_at"))[0]
+    return {str(layer): int(rows) for layer, rows in layers}, int(failed or 0), max_null, last_merged
+
+
+def record_run_quality(
+    run: RunContext, batches: Sequence[Mapping[str, Any]], problems: Sequence[str], report: Report
+) -> list[Breach]:
+    """Record the run's metrics, check them against the thresholds, emit breach, merge and failure events."""
+    warehouse, run_id = run.warehouse, run.run_id
+    now = utc_now()
+    layer_rows, failed, max_null, last_merged = _warehouse_counts(warehouse, run_id)
+    layer_rows["reporting.total_persons"] = report.total_persons
+    metrics = run_metrics(
+        batches,
+        layer_rows,
+        failed,
+        None if max_null is None else float(max_null),
+        hours_between(last_merged, now) if last_merged is not None else None,
+        report.k_anonymity,
+    )
+    breaches = find_breaches(metrics, thresholds_of(run.settings))
+    with warehouse.cursor() as cursor, cursor.transaction():
+        cursor.execute(warehouse.sql("monitoring/delete_run_metrics"), run_id=run_id)
+        _insert_metrics(warehouse, cursor, run_id, metrics, now)
+        for breach in breaches:
+            cursor.execute(
+                warehouse.sql("monitoring/insert_breach"),
+                run_id=run_id,
+                metric=breach.metric,
+                subject=breach.subject,
+                metric_value=breach.value,
+                threshold=breach.threshold,
+                detected_at=now,
+            )
+    resource = events.warehouse_resource(run.targets.environment, warehouse.location)
+    for breach in breaches:
+        events.emit(
+            events.BREACH,
+            resource,
+            {
+                "run_id": run_id,
+                "metric": breach.metric,
+                "subject": breach.subject,
+                "value": breach.value,
+                "threshold": breach.threshold,
+            },
+        )
+    merged = sum(1 for batch in batches if batch.get("merged"))
+    if merged:
+        events.emit(
+            events.BATCH_MERGED,
+            resource,
+            {"run_id": run_id, "batches_merged": merged, "last_merged_at": str(last_merged)},
+        )
+    if problems:
+        events.emit(
+            events.RUN_FAILED,
+            resource,
+            {"run_id": run_id, "metric": "batches_not_published", "value": len(problems), "threshold": 0},
+        )
+    return breaches

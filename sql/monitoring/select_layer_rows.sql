@@ -1,0 +1,22 @@
+-- Rows per layer at the end of a run: this run's landing rows, then the published state.
+select
+    'landing.persons' as layer,
+    count(*) as layer_rows
+from landing.persons
+where run_id = :run_id
+union all
+select
+    'landing.quarantined_persons' as layer,
+    count(*) as layer_rows
+from landing.quarantined_persons
+where run_id = :run_id
+union all
+select
+    'staging.persons' as layer,
+    count(*) as layer_rows
+from staging.persons
+union all
+select
+    'analytics.fct_persons' as layer,
+    count(*) as layer_rows
+from analytics.fct_persons
