@@ -23,7 +23,7 @@ INFRA_SOURCES := $(wildcard deployments/infra/*.py) deployments/work-pools/ecs.j
 WORKFLOWS := $(wildcard .github/workflows/*.yml)
 # The CDK's jsii runtime runs on this machine's Node.js 20 (end of life for jsii, still working): no banner.
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
-.PHONY: help install run server-status server-stop test test-unit test-integration test-platform lint lint-code lint-workflows lint-infra format bench lock \
+.PHONY: help install run server-status server-stop test test-unit test-integration test-platform lint lint-code lint-workflows lint-infra format bench lock vendor \
 	clean deploy deploy-plan worker image image-test infra infra-deploy infra-outputs smoke
 
 help: ## list the targets
@@ -142,6 +142,12 @@ image: ## build the image with buildah (no Docker engine needed)
 
 image-test: $(RUNTIME_STAMP) ## build the image and run the pipeline inside it against the twin (2,000 persons)
 	TWIN=$(CURDIR)/$(BIN)/faker-twin scripts/image.sh test
+
+# The data docs' CDN assets, committed under flows/gate/offline/vendor so that a run works offline; this target
+# fetches them again from the npm registry and verifies them against flows/gate/offline/assets.lock.json
+# (UPDATE=1 records the hashes of a new or changed entry of the lock instead of refusing it).
+vendor: $(RUNTIME_STAMP) ## re-fetch the data docs' assets from npm and verify them against the lock
+	$(BIN)/python scripts/vendor_docs_assets.py $(if $(UPDATE),--update)
 
 lock: | $(BIN)/python ## re-pin requirements*.txt from requirements*.in
 	$(BIN)/uv pip compile --quiet --no-header --python-version 3.11 requirements.in -o requirements.txt

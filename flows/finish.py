@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from flows.anonymise.transform import POLICY_VERSION
 from flows.generations import Publication
 from flows.landing.files import write_manifest
 from flows.monitoring.record import record_run_quality
+from flows.report.page import PAGE_NAME, publish_report_page, write_report_page
 from flows.report.render import Report, render_json, render_summary, summary_rows, write_report_files
 from flows.run_context import PipelineFailed, RunContext, log_event
 from flows.runtime.preflight import is_disk_full
@@ -97,8 +99,16 @@ def _finish(
         }
         report_dir = run.data_dir / "reports" / run.run_id
         write_report_files(report, report_dir, context)
+        write_report_page(  # the charts: persons, Gmail countries, Gmail in Germany, quality over runs
+            report,
+            run.warehouse.read_quality_trend(run.settings.report_trend_runs),
+            report_dir,
+            context,
+            docs_link=os.path.relpath(docs_folder / "index.html", report_dir),  # the same in S3
+        )
         reports_location = run.store.upload_folder(report_dir, f"reports/{run.run_id}")
         _publish_artifacts(report, docs_index, run.run_id)
+        publish_report_page(reports_location, run.run_id)
     wall = round(time.perf_counter() - run.started, 3)
     if run.params.report_json:
         run.params.report_json.parent.mkdir(parents=True, exist_ok=True)
@@ -135,6 +145,7 @@ def _finish(
     print(render_summary(report))
     print(f"data docs: {docs_index}")
     print(f"report:    {report_dir}")
+    print(f"report page: {reports_location}/{PAGE_NAME}")
     log_event(
         logger,
         "run_finished",

@@ -154,6 +154,11 @@ class PipelineSettings(RunDefaults, BaseSettings):  # type: ignore[misc]  # two 
     )
     dbt_threads: int = Field(2, ge=1, le=32, description="Models and tests dbt builds at once.")
 
+    # --- the report page (reports/<run_id>/report.html and its charts) ---
+    report_trend_runs: int = Field(
+        10, ge=1, le=200, description="Runs shown in the report page's quality trend (the latest ones)."
+    )
+
     # --- alerts ---
     alert_webhook_url: SecretStr | None = Field(
         None, description="Webhook that failed or crashed runs are reported to (usually embeds a token)."

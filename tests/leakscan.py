@@ -16,12 +16,14 @@ import re
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import ahocorasick
 import duckdb
 import pyarrow.parquet as pq
+from PIL import Image
 
 KEPT_FIELDS = ("country", "country_code", "gender")
 
@@ -113,10 +115,31 @@ def _decoded_texts(path: Path, data: bytes) -> Iterator[tuple[str, str]]:
             yield "base64", decoded
 
 
+class _TextNodes(HTMLParser):
+    """The text nodes of an HTML or SVG document (table cells, chart labels), in order."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.nodes: list[str] = []
+
+    def handle_data(self, data: str) -> None:
+        if data.strip():
+            self.nodes.append(data)
+
+
 def _cells(path: Path) -> Iterator[tuple[str, str]]:
     """(how, value) for every text cell of structured files."""
     suffix = path.suffix
-    if suffix == ".parquet":
+    if suffix in {".html", ".svg"}:
+        parser = _TextNodes()
+        parser.feed(path.read_text("utf-8", "replace"))
+        for node in parser.nodes:
+            yield "html-text", node
+    elif suffix == ".png":
+        with Image.open(path) as image:  # a chart's text is drawn as pixels; its metadata chunks are text
+            for value in getattr(image, "text", {}).values():
+                yield "png-text", str(value)
+    elif suffix == ".parquet":
         table = pq.read_table(path)
         for column in table.column_names:
             for value in table[column].to_pylist():
@@ -211,6 +234,6 @@ def scan(roots: Iterable[Path], needles: Needles) -> list[Finding]:
                     found = stripped if stripped in needles.values else matcher.first(value)
                     if found:
                         findings.append(Finding(path, how, found))
-            except (duckdb.Error, sqlite3.Error, OSError) as exc:
+            except (duckdb.Error, sqlite3.Error, OSError, SyntaxError) as exc:
                 findings.append(Finding(path, f"unreadable: {type(exc).__name__}", ""))
     return findings

@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
+from flows.gate.offline_docs import make_docs_offline
+
 SUITE_NAME = "persons_batch"
 SITE_NAME = "persons_pipeline"
 RESULT_FORMAT: dict[str, Any] = {
@@ -143,9 +145,12 @@ class ValidationGate:
         return own_resources()
 
     def build_docs(self) -> Path:
-        """Render the run's data docs (an index and one page per validated batch); return the index."""
+        """Render the run's data docs (an index, one page per validated batch; offline); return the index."""
         with self._lock:
             self.context.build_data_docs(site_names=[SITE_NAME])
+            offline = make_docs_offline(self.docs_dir)  # GX's pages load CDN assets: vendored copies instead
+        for url in offline.dropped:
+            _run_logger().warning("event=docs_asset_not_vendored run_id=%s url=%s", self.run_id, url)
         return self.index_path
 
     @property

@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from flows.analytics.project import DbtTarget
 from flows.landing.files import LandedBatch
+from flows.report.charts import RunQuality
 from flows.report.render import TOP_COUNTRIES, Report, accounting_of, protection_counts
 from flows.sql_files import (
     SqlScript,
@@ -391,6 +392,30 @@ class Warehouse(ABC):
                 key
                 for (key,) in cursor.execute(self.sql("landing/select_completed_windows"), window_kind=kind)
             }
+
+    def read_quality_trend(self, runs: int) -> list[RunQuality]:
+        """The last `runs` runs' batch verdicts and quarantine rates, oldest first (the report's trend).
+
+        Read from landing.batches, the audit trail every engine keeps; the one place to switch to a
+        monitoring view once the warehouse has one.
+        """
+        with self.cursor() as cursor:
+            rows = cursor.execute(self.sql("reporting/select_quality_trend"), runs=runs)
+        return [
+            RunQuality(
+                run_id=str(run_id),
+                started_at=started.isoformat(timespec="seconds")
+                if isinstance(started, datetime)
+                else str(started),
+                batches=int(batches),
+                merged_batches=int(merged),
+                rejected_batches=int(rejected),
+                held_back_batches=int(held_back),
+                merged_pct=None if merged_pct is None else float(merged_pct),
+                quarantined_pct=None if quarantined_pct is None else float(quarantined_pct),
+            )
+            for run_id, started, batches, merged, rejected, held_back, merged_pct, quarantined_pct in rows
+        ]
 
     def read_report(self, top_n: int = TOP_COUNTRIES) -> Report:
         """The report, read from the reporting models (with how published persons are protected)."""

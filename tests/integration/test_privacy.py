@@ -10,6 +10,8 @@ from pathlib import Path
 import boto3
 import pytest
 from faker_twin.server import FakerTwin, TwinFaults
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from flows.cli import main
 from flows.settings import OFFLINE_DEMO_SECRET, get_settings
@@ -119,12 +121,26 @@ def test_no_raw_personal_value_reaches_disk_logs_results_or_docs(
         ".log",
         ".msgpack",
         ".jsonl",
+        ".png",
+        ".svg",
+        ".css",
+        ".js",
     } <= suffixes  # the scan saw them all (dbt's logs, parse cache, manifests and docs, lineage events too)
     events_files = sorted((first.data_dir / "lineage").glob("*.jsonl"))
     assert len(events_files) == 2 and all(cell_sources(path) == {"jsonl"} for path in events_files)
     assert len(list(lineage.folder.glob("event-*.json"))) == 4  # the bodies as the receiver got them
     assert first.data_dir / "data_docs" / "dbt" / "index.html" in scanned
+    for run_id in (first.report["run"]["run_id"], second_run_id(second)):  # the report pages and their charts
+        assert {"report.html", "age_groups.png", "age_groups.svg", "quality_trend.png"} <= {
+            path.name for path in scanned if path.parent == first.data_dir / "reports" / run_id
+        }
     assert any(".prefect-cache" in str(path) for path in scanned)  # and Prefect's persisted results
+
+
+def second_run_id(run: FlowRun) -> str:
+    """The run id of a run that failed (it wrote no --report-json): its report folder is the newest."""
+    folders = sorted((run.data_dir / "reports").iterdir(), key=lambda path: path.stat().st_mtime)
+    return folders[-1].name
 
 
 def test_leak_scan_finds_a_planted_value(tmp_path) -> None:
@@ -143,3 +159,21 @@ def test_leak_scan_finds_a_planted_value(tmp_path) -> None:
     (tmp_path / "log.txt").unlink()
     (tmp_path / "events.jsonl").write_text('{"eventType": "START"}\n{"name": "Quarterfield"}\n')
     assert [(f.how, f.needle) for f in scan([tmp_path], needles)] == [("jsonl", "Quarterfield")]
+    # a single name as a cell of a report page or a chart label, and in a PNG's metadata
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    (pages / "report.html").write_text("<table><tr><td>Zebedee</td></tr></table>")
+    (pages / "chart.svg").write_text("<svg><text x='1'>Quarterfield</text></svg>")
+    Image.new("RGB", (4, 4)).save(pages / "chart.png", pnginfo=_png_info("Title", "Zebedee"))
+    found = {(finding.path.name, finding.how, finding.needle) for finding in scan([pages], needles)}
+    assert found == {
+        ("report.html", "html-text", "Zebedee"),
+        ("chart.svg", "html-text", "Quarterfield"),
+        ("chart.png", "png-text", "Zebedee"),
+    }
+
+
+def _png_info(key: str, value: str) -> PngInfo:
+    info = PngInfo()
+    info.add_itxt(key, value, zip=True)  # compressed: invisible to a scan of the raw bytes
+    return info

@@ -242,3 +242,27 @@ def test_a_rebuilt_generation_switches_over_atomically_and_only_once(warehouse: 
     assert serving_generation(warehouse) == Generation("g2", "fp2", date(2030, 1, 1))
     with pytest.raises(GenerationSuperseded):
         switch_to(warehouse, Generation("g3", "fp2", REF, rebuilding=True), GENERATION)
+
+
+def test_quality_trend_of_the_last_runs(warehouse: DuckDBWarehouse) -> None:
+    assert warehouse.read_quality_trend(10) == []
+    table = persons([("k1", "male", "[21-30]", "gmail.com", "Germany", "DE")])
+    warehouse.load_batch(landed("b1", table), table, quarantine([]), "run1", "g1")
+    warehouse.record_validation("run1", "b1", False, ["gender_in_known_set"], "docs")
+    publish(
+        warehouse, "run2", "b1", table, quarantine([("q1", "bad_email"), ("q2", "bad_email"), ("q3", "x")])
+    )
+    publish(warehouse, "run2", "b2", persons([("k2", "female", "[31-40]", "web.de", "Germany", "DE")]))
+    warehouse.load_batch(landed("b3", table), table, quarantine([]), "run3", "g1")
+    warehouse.hold_back_batch("run3", "b3")
+
+    trend = warehouse.read_quality_trend(10)
+
+    assert [run.run_id for run in trend] == ["run1", "run2", "run3"]  # oldest first
+    first, second, third = trend
+    assert (first.batches, first.merged_batches, first.rejected_batches, first.merged_pct) == (1, 0, 1, 0.0)
+    assert (second.batches, second.merged_batches, second.merged_pct) == (2, 2, 100.0)
+    assert second.quarantined_pct == 60.0  # 3 of the 5 records extracted
+    assert (third.held_back_batches, third.merged_pct) == (1, 0.0)
+    assert first.started_at <= second.started_at <= third.started_at
+    assert [run.run_id for run in warehouse.read_quality_trend(2)] == ["run2", "run3"]  # the latest runs
