@@ -181,6 +181,11 @@ class PipelineSettings(RunDefaults, BaseSettings):  # type: ignore[misc]  # two 
     lineage_namespace: str | None = Field(
         None, description="Job namespace of the events (default persons-<environment>)."
     )
+    lineage_count_published: bool = Field(
+        True,
+        description="Count the rows of every view dbt built for the end event (the k-anonymous ones are "
+        "computed again: ~1 s at 30,000 persons).",
+    )
 
     # --- monitoring: thresholds of the quality metrics (flows/monitoring); a breach emits a Prefect event ---
     monitor_max_quarantine_rate: float = Field(

@@ -10,6 +10,7 @@ on: the file keeps the events for a later replay. Landing in S3, the file is als
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -58,11 +59,13 @@ class LineageEmitter:
     transports: list[tuple[str, Transport]]
     file: Path
 
-    def emit(self, event: RunEvent) -> None:
+    def emit(self, event: RunEvent, started: float) -> None:
         """Send the event through every transport; a failing one logs one line and is skipped."""
+        sent = []
         for label, transport in self.transports:
             try:
                 transport.emit(event)
+                sent.append(label)
             except Exception as exc:
                 from flows.lineage.events import one_line_reason  # noqa: PLC0415
 
@@ -75,15 +78,25 @@ class LineageEmitter:
                     error=one_line_reason(exc)[:300],
                     level=logging.WARNING,
                 )
+        log_event(
+            get_run_logger(),
+            "lineage_emitted",
+            run_id=self.run.run_id,
+            event_type=str(event.eventType.value if event.eventType else ""),
+            datasets=len(event.inputs or []) + len(event.outputs or []),
+            sent_to=",".join(sent) or "nothing",
+            seconds=time.perf_counter() - started,
+        )
 
-    def start(self) -> None:
-        """The START event."""
+    def start(self, started: float) -> None:
+        """The START event (`started`: when making the emitter began, importing the library included)."""
         from flows.lineage.events import start_event  # noqa: PLC0415
 
-        self.emit(start_event(self.job, self.run.run_id, datetime.now(UTC), self.places))
+        self.emit(start_event(self.job, self.run.run_id, datetime.now(UTC), self.places), started)
 
     def end(self, failure: BaseException | None) -> None:
         """COMPLETE or FAIL, with the datasets' row counts as the warehouse knows them now."""
+        started = time.perf_counter()
         from flows.lineage.events import end_event, one_line_reason  # noqa: PLC0415
 
         counts, relations = self._measure()
@@ -91,7 +104,7 @@ class LineageEmitter:
         event = end_event(
             self.job, self.run.run_id, datetime.now(UTC), self.places, counts, relations, reason
         )
-        self.emit(event)
+        self.emit(event, started)
         for _, transport in self.transports:
             transport.close()
         if self.run.targets.lands_in_s3 and self.file.is_file():
@@ -125,7 +138,7 @@ class LineageEmitter:
                 count = load_sql("lineage/count_relation_rows.sql").statements()[0]
                 measured = [
                     replace(relation, rows=int(cursor.run(count.format(table=_quoted(relation)))[0][0]))
-                    if is_published(relation)
+                    if is_published(relation) and self.run.settings.lineage_count_published
                     else relation
                     for relation in relations
                 ]
@@ -214,8 +227,9 @@ def run_lineage(run: RunContext, job_name: str) -> Iterator[None]:
     emitter = None
     if run.settings.lineage_enabled:
         try:
+            started = time.perf_counter()
             emitter = open_emitter(run, job_name)
-            emitter.start()
+            emitter.start(started)
         except Exception as exc:  # lineage never fails the run: one line, and the run goes on without it
             log_event(
                 get_run_logger(),

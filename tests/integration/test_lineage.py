@@ -175,8 +175,11 @@ def test_a_receiver_that_is_down_never_fails_the_run_and_the_file_keeps_the_even
     assert run.state.is_completed(), run.state.message
     run_id = str(run.state.state_details.flow_run_id)
     assert [event["eventType"] for event in file_events(run, run_id)] == ["START", "COMPLETE"]
-    lines = [record.getMessage() for record in caplog.records if "event=lineage" in record.getMessage()]
-    assert len(lines) == 2 and all("event=lineage_not_sent" in line for line in lines)  # one line each
+    messages = [record.getMessage() for record in caplog.records]
+    lines = [message for message in messages if "event=lineage_not_sent" in message]
+    assert len(lines) == 2  # one line per event, no retries
     assert all("transport=http" in line and "ConnectionError" in line for line in lines)
+    emitted = [message for message in messages if "event=lineage_emitted" in message]
+    assert len(emitted) == 2 and all("sent_to=file " in line for line in emitted)
     assert not [record for record in caplog.records if record.name.startswith("urllib3")]
     assert "event_type=START" in lines[0] and "event_type=COMPLETE" in lines[1]
