@@ -30,7 +30,8 @@ FLAGS = (
 
 def chromium() -> str:
     """The browser's path; a clear failure where it is missing (`.ci/run` installs it)."""
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    names = ("chromium", "chromium-browser", "google-chrome")  # Debian's, older Debian's, GitHub runners'
+    found = next((path for path in map(shutil.which, names) if path), None)
     if not found:
         pytest.fail("headless Chromium is needed: apt-get install -y chromium (.ci/run installs it)")
     return found

@@ -1,6 +1,6 @@
 """The report's charts, drawn with matplotlib: figures in, PNG bytes and SVG text out (no file, no state).
 
-matplotlib is imported only when a run renders its charts (about half a second), never by importing this
+matplotlib is imported only when a run renders its charts (seconds on a busy machine), never by importing this
 module. Figures are built with the object-oriented API (no pyplot, no global figure registry: safe in a
 thread), PNG through Agg; the SVG keeps its text as text (searchable, readable by screen readers) and its ids
 stable (a fixed hash salt), and carries no date, so the same figures give the same bytes.

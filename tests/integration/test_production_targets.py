@@ -4,6 +4,7 @@ boto3 against moto - both servers started by the session, on 127.0.0.1."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ import pytest
 import snowflake.connector
 from faker_twin.server import FakerTwin, TwinFaults
 
+from flows.report.charts import CHARTS
 from flows.settings import OFFLINE_DEMO_SECRET, get_settings
 from tests.conftest import PrefectServer, S3Server, SnowflakeServer
 from tests.integration.conftest import REFERENCE_DATE, FlowRun
@@ -125,6 +127,12 @@ def test_snowflake_and_s3_give_the_same_report_as_duckdb_and_rerun_idempotently(
     assert f"persons/data_docs/{run_id}/index.html" in objects
     assert any(name.startswith(f"persons/data_docs/{run_id}/validations/") for name in names)
     assert f"persons/reports/{run_id}/report.json" in objects
+    assert all(f"persons/reports/{run_id}/{name}.png" in objects for name, _ in CHARTS)
+    page = objects[f"persons/reports/{run_id}/report.html"].decode()
+    trend = re.search(r'<section id="quality_trend">.*?</section>', page, re.DOTALL)
+    assert trend and f"<td>{run_id}</td>" in trend.group(
+        0
+    )  # the trend, read from Snowflake's landing.batches
     assert "persons/data_docs/dbt/index.html" in objects  # dbt's docs beside the GX data docs
     assert remote.report["run"]["data_docs"] == f"{production.landing_url}/data_docs/{run_id}/index.html"
     assert any(name.startswith("persons/.prefect-cache/") for name in names)  # results beside the files

@@ -173,3 +173,24 @@ def test_the_report_page_shows_the_charts_of_the_run(runs: Runs, tmp_path: Path)
         assert image.size == (792, 396), name
         assert colours(page.with_name(f"{name}.png").read_bytes()) > 4, name
         assert page.with_name(f"{name}.svg").read_text().lstrip().startswith(("<?xml", "<svg")), name
+
+
+def test_the_prefect_artifact_links_the_report_page_and_its_charts(runs: Runs) -> None:
+    from prefect import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterKey,
+    )
+
+    with get_client(sync_client=True) as client:
+        [artifact] = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[runs.published_run]),
+                key=ArtifactFilterKey(any_=["persons-report-page"]),
+            )
+        )
+    page = runs.page(runs.published_run).resolve()
+    assert f"]({page.as_uri()})" in str(artifact.data)
+    for name, _ in CHARTS:
+        assert f"]({page.with_name(f'{name}.png').as_uri()})" in str(artifact.data)
