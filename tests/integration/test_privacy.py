@@ -89,9 +89,12 @@ def test_no_raw_personal_value_reaches_disk_logs_results_or_docs(
     request.write_text("".join(json.dumps({name: r[name] for name in IDENTITY}) + "\n" for r in named))
     assert main(["forget", "--identity-file", str(request), "--data-dir", str(first.data_dir)]) == 0
     warehouse_file = first.data_dir / "warehouse.duckdb"
-    assert {"duckdb:staging.tombstones.person_key", "duckdb:landing.erasures.erasure_id"} <= cell_sources(
-        warehouse_file
-    )
+    assert {
+        "duckdb:staging.tombstones.person_key",
+        "duckdb:landing.erasures.erasure_id",
+        "duckdb:monitoring.metrics.subject",  # field names, reasons, expectations: scanned like the rest
+        "duckdb:monitoring.breaches.metric",
+    } <= cell_sources(warehouse_file)
     forgotten = {person_key(record, marker.encode()) for record in named}
     where = {
         finding.how

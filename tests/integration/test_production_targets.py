@@ -168,6 +168,26 @@ def test_snowflake_and_s3_give_the_same_report_as_duckdb_and_rerun_idempotently(
     assert {row[0] for row in production.query("select person_key from staging.persons")} == keys
     assert report_of(rerun) == report_of(local)
 
+    # The monitor on Snowflake: the same batch figures as on DuckDB, and a trend row for each of the two runs.
+    def batch_metrics(rows: list[tuple[Any, ...]]) -> set[tuple[Any, ...]]:
+        return {(batch, metric, subject, round(float(value), 9)) for batch, metric, subject, value in rows}
+
+    columns = "batch_id, metric, subject, metric_value"
+    remote_id, rerun_id = (str(run.state.state_details.flow_run_id) for run in (remote, rerun))
+    on_snowflake = production.query(
+        f"select {columns} from monitoring.metrics where run_id = '{remote_id}' and batch_id is not null"
+    )
+    on_duckdb = local.query(
+        f"select {columns} from monitoring.metrics where run_id = ? and batch_id is not null",
+        [str(local.state.state_details.flow_run_id)],
+    )
+    assert batch_metrics(on_snowflake) == batch_metrics(on_duckdb) and len(on_snowflake) > 50
+    trend = production.query(
+        "select run_id, published_persons from monitoring.run_trend order by measured_at"
+    )
+    total = remote.report["total_persons"]
+    assert trend == [(remote_id, total), (rerun_id, total)]  # the rerun merged nothing new
+
 
 def test_a_missing_snowflake_setting_fails_before_any_data_moves(
     twin: FakerTwin,
