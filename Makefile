@@ -14,6 +14,10 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
 ENV ?= local
+# Two pytest workers, one test file each at a time (module fixtures stay shared): in a serial run the second core
+# idles while most integration tests wait on one process (measured: 21 min serial, 15.5 min with 2 workers).
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 IMAGE_TAG ?=
 CHECKOV_VENV := $(VENV)/checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
@@ -72,16 +76,16 @@ server-stop: $(RUNTIME_STAMP) ## stop the local Prefect server (the next run sta
 
 test: $(DEV_STAMP) ## install, then lint and run every test (unit and integration, real local servers)
 	$(MAKE) --no-print-directory lint
-	$(BIN)/python -m pytest $(ARGS)
+	$(PYTEST) $(ARGS)
 
 test-unit: $(DEV_STAMP) ## only the fast unit tests
-	$(BIN)/python -m pytest tests/unit $(ARGS)
+	$(PYTEST) tests/unit $(ARGS)
 
 test-integration: $(DEV_STAMP) ## only the integration tests
-	$(BIN)/python -m pytest tests/integration $(ARGS)
+	$(PYTEST) tests/integration $(ARGS)
 
 test-platform: $(DEV_STAMP) ## only the platform tests: the workflows under act, the CDK templates
-	$(BIN)/python -m pytest tests/platform $(ARGS)
+	$(PYTEST) tests/platform $(ARGS)
 
 lint: lint-code lint-workflows lint-infra ## all the checks below
 

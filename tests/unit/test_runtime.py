@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -94,7 +96,17 @@ def _mount(arguments: list[str]) -> bool:
     return True
 
 
-def test_socket_folders_of_dead_processes_are_removed(tmp_path: Path) -> None:
+@pytest.fixture
+def short_tmp_path() -> Iterator[Path]:
+    """A temporary folder with a short path: a socket's path has at most 107 bytes, and pytest's tmp_path
+    (longer still under pytest-xdist) can exceed it."""
+    folder = Path(tempfile.mkdtemp(prefix="sockets-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_socket_folders_of_dead_processes_are_removed(short_tmp_path: Path) -> None:
+    tmp_path = short_tmp_path
     stale = tmp_path / f"persons-remote-{dead_pid()}-abc"
     live = tmp_path / f"persons-remote-{os.getpid()}-def"
     unowned_stale = tmp_path / "persons-remote-xyz"  # an older run's folder: its socket does not answer
