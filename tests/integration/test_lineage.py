@@ -14,8 +14,8 @@ from flows.settings import OFFLINE_DEMO_SECRET, get_settings
 from tests.conftest import free_port
 from tests.integration.conftest import REFERENCE_DATE, FlowRun
 from tests.leakscan import Needles
-from tests.lineage_receiver import LineageReceiver
 from tests.oracle import expected_from_served
+from tests.receivers import LineageReceiver
 
 PUBLISHED = ("transform", "analytics", "reporting")
 

@@ -5,13 +5,11 @@ deployments/automations/*.yaml fire on the session's Prefect server, calling a w
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -27,24 +25,10 @@ from tests.conftest import PrefectServer
 from tests.integration.conftest import REFERENCE_DATE
 from tests.leakscan import Needles, scan
 from tests.oracle import expected_from_served
+from tests.receivers import JsonReceiver
 
 FRESHNESS_WITHIN_S = 10  # Prefect's smallest `within` for a proactive trigger
 NOTIFICATION_TIMEOUT_S = 90
-
-
-class WebhookReceiver(BaseHTTPRequestHandler):
-    """Records every JSON body POSTed to it (the automations' notifications)."""
-
-    received: ClassVar[list[dict[str, Any]]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).received.append(json.loads(body))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
 
 @dataclass
@@ -76,52 +60,50 @@ class Monitored:
 def monitored(prefect_client: PrefectServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Monitored]:
     from flows.pipeline import persons_pipeline
 
-    WebhookReceiver.received = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), WebhookReceiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/hooks/persons"
-    names = deploy_automations(url, "persons-alerts-test", within_s=FRESHNESS_WITHIN_S)
-    data_dir = tmp_path_factory.mktemp("monitoring") / "data"
-    patch = pytest.MonkeyPatch()
-    patch.setenv("PERSONS_RATE_LIMIT_PER_S", "0")
-    patch.setenv("PERSONS_MONITOR_MAX_QUARANTINE_RATE", "0.01")  # the bad records below breach it
-    patch.setenv("PERSONS_MONITOR_MAX_DUPLICATE_RATE", "0.5")  # not under test here (the twin's draw decides)
-    get_settings.cache_clear()
-    records: list[dict[str, Any]] = []
-    runs = []
-    try:
-        with FakerTwin() as twin:
-            # 1: completes; bad records (quarantined) and unknown fields (schema drift) breach thresholds.
-            faults = TwinFaults(bad_record_rate=0.05, extra_fields=True)
-            twin.set_faults(faults)
-            runs.append(_run(persons_pipeline, twin.url, data_dir, seed=501))
-            records += expected_from_served(
-                twin.served(), faults, REFERENCE_DATE, OFFLINE_DEMO_SECRET.encode()
-            ).raw_records
-            # 2: the gate rejects its batch (emails in the country field): a failed run, nothing merged, and
-            # with a freshness threshold of ~1 s its check finds the last merge too old.
-            twin.reset()
-            faults = TwinFaults(pii_country_rate=0.05)
-            twin.set_faults(faults)
-            patch.setenv("PERSONS_MONITOR_FRESHNESS_HOURS", "0.0003")
-            get_settings.cache_clear()
-            time.sleep(1.5)
-            runs.append(_run(persons_pipeline, twin.url, data_dir, seed=502, total=1000))
-            records += expected_from_served(
-                twin.served(), faults, REFERENCE_DATE, OFFLINE_DEMO_SECRET.encode()
-            ).raw_records
-        yield Monitored(
-            data_dir,
-            runs,
-            [str(run.state_details.flow_run_id) for run in runs],
-            WebhookReceiver.received,
-            records,
-        )
-    finally:
-        delete_automations(names)
-        server.shutdown()
-        patch.undo()
+    with JsonReceiver() as receiver:
+        url = f"{receiver.url}/hooks/persons"
+        names = deploy_automations(url, "persons-alerts-test", within_s=FRESHNESS_WITHIN_S)
+        data_dir = tmp_path_factory.mktemp("monitoring") / "data"
+        patch = pytest.MonkeyPatch()
+        patch.setenv("PERSONS_RATE_LIMIT_PER_S", "0")
+        patch.setenv("PERSONS_MONITOR_MAX_QUARANTINE_RATE", "0.01")  # the bad records below breach it
+        # not under test here (the twin's draw decides)
+        patch.setenv("PERSONS_MONITOR_MAX_DUPLICATE_RATE", "0.5")
         get_settings.cache_clear()
+        records: list[dict[str, Any]] = []
+        runs = []
+        try:
+            with FakerTwin() as twin:
+                # 1: completes; bad records (quarantined) and unknown fields (schema drift) breach thresholds.
+                faults = TwinFaults(bad_record_rate=0.05, extra_fields=True)
+                twin.set_faults(faults)
+                runs.append(_run(persons_pipeline, twin.url, data_dir, seed=501))
+                records += expected_from_served(
+                    twin.served(), faults, REFERENCE_DATE, OFFLINE_DEMO_SECRET.encode()
+                ).raw_records
+                # 2: the gate rejects its batch (emails in the country field): a failed run, nothing merged,
+                # and with a freshness threshold of ~1 s its check finds the last merge too old.
+                twin.reset()
+                faults = TwinFaults(pii_country_rate=0.05)
+                twin.set_faults(faults)
+                patch.setenv("PERSONS_MONITOR_FRESHNESS_HOURS", "0.0003")
+                get_settings.cache_clear()
+                time.sleep(1.5)
+                runs.append(_run(persons_pipeline, twin.url, data_dir, seed=502, total=1000))
+                records += expected_from_served(
+                    twin.served(), faults, REFERENCE_DATE, OFFLINE_DEMO_SECRET.encode()
+                ).raw_records
+            yield Monitored(
+                data_dir,
+                runs,
+                [str(run.state_details.flow_run_id) for run in runs],
+                receiver.events,
+                records,
+            )
+        finally:
+            delete_automations(names)
+            patch.undo()
+            get_settings.cache_clear()
 
 
 def _run(flow: Any, api_url: str, data_dir: Path, seed: int, total: int = 2000) -> Any:

@@ -6,12 +6,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from datetime import date
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import duckdb
 import pytest
@@ -22,6 +20,7 @@ from flows.settings import OFFLINE_DEMO_SECRET, get_settings
 from tests.integration.conftest import REFERENCE_DATE, FlowRun
 from tests.leakscan import Needles
 from tests.oracle import expected_from_served
+from tests.receivers import JsonReceiver
 
 SCRIPT = Path(sys.executable).parent / "persons-pipeline"
 
@@ -113,32 +112,13 @@ def test_two_runs_creating_the_warehouse_limit_at_the_same_moment_both_get_it(tm
             other.delete_global_concurrency_limit_by_name(name)
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    received: ClassVar[list[dict[str, Any]]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).received.append(json.loads(body))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
     """A local HTTP receiver for alerts; PERSONS_ALERT_WEBHOOK_URL points at it."""
-    _Receiver.received = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    monkeypatch.setenv(
-        "PERSONS_ALERT_WEBHOOK_URL", f"http://127.0.0.1:{server.server_address[1]}/hooks/alerts"
-    )
-    get_settings.cache_clear()
-    yield _Receiver.received
-    server.shutdown()
+    with JsonReceiver() as receiver:
+        monkeypatch.setenv("PERSONS_ALERT_WEBHOOK_URL", f"{receiver.url}/hooks/alerts")
+        get_settings.cache_clear()
+        yield receiver.events
     get_settings.cache_clear()
 
 

@@ -18,8 +18,8 @@ from flows.settings import OFFLINE_DEMO_SECRET, get_settings
 from tests.conftest import PrefectServer, S3Server
 from tests.integration.conftest import REFERENCE_DATE, FlowRun
 from tests.leakscan import Needles, cell_sources, scan
-from tests.lineage_receiver import LineageReceiver
 from tests.oracle import expected_from_served, person_key
+from tests.receivers import LineageReceiver
 
 SECRET = OFFLINE_DEMO_SECRET.encode()
 

@@ -1,4 +1,5 @@
-"""An OpenLineage receiver on 127.0.0.1 (a thread of http.server): keeps every event posted to it."""
+"""HTTP receivers on 127.0.0.1 (a thread of http.server) that keep every JSON body posted to them: the alert
+webhook, the automations' notifications, an OpenLineage receiver."""
 
 from __future__ import annotations
 
@@ -7,17 +8,19 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 
-class LineageReceiver:
-    """Accepts POST /api/v1/lineage like Marquez; each body is kept, parsed and as received on disk."""
+class JsonReceiver:
+    """Accepts POSTs on any path; each body is kept parsed (`events`), its path beside it, and, given a
+    folder, as received on disk (`event-NNN.json`)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path | None = None, status: int = 204) -> None:
         self.folder = folder
         self.events: list[dict[str, Any]] = []
         self.paths: list[str] = []
         receiver = self
+        lock = threading.Lock()
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
@@ -25,28 +28,25 @@ class LineageReceiver:
                 with lock:
                     receiver.paths.append(self.path)
                     receiver.events.append(json.loads(body))
-                    (receiver.folder / f"event-{len(receiver.events):03d}.json").write_bytes(body)
-                self.send_response(201)
+                    if receiver.folder is not None:
+                        (receiver.folder / f"event-{len(receiver.events):03d}.json").write_bytes(body)
+                self.send_response(status)
                 self.end_headers()
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        lock = threading.Lock()
-        folder.mkdir(parents=True, exist_ok=True)
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
-        """Base URL to set as PERSONS_LINEAGE_URL."""
+        """Base URL of the receiver (any path below it is accepted)."""
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def of_run(self, run_id: str) -> list[dict[str, Any]]:
-        """The events received for one run, in order."""
-        return [event for event in self.events if event["run"]["runId"] == run_id]
-
-    def __enter__(self) -> LineageReceiver:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -55,3 +55,14 @@ class LineageReceiver:
     ) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class LineageReceiver(JsonReceiver):
+    """Accepts POST /api/v1/lineage like Marquez (201 Created)."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder, status=201)
+
+    def of_run(self, run_id: str) -> list[dict[str, Any]]:
+        """The events received for one run, in order."""
+        return [event for event in self.events if event["run"]["runId"] == run_id]
