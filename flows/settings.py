@@ -153,6 +153,12 @@ class PipelineSettings(RunDefaults, BaseSettings):  # type: ignore[misc]  # two 
         description="Smallest published class of quasi-identifiers (gender, age group, country, domain).",
     )
     dbt_threads: int = Field(2, ge=1, le=32, description="Models and tests dbt builds at once.")
+    dbt_duckdb_memory_limit: str = Field(
+        "1GB",
+        pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$",
+        description="DuckDB's memory cap while dbt builds and tests the models (the run's own connection is "
+        "closed then; the k-anonymity tests over a million persons need more than the run's 128MB).",
+    )
 
     # --- the report page (reports/<run_id>/report.html and its charts) ---
     report_trend_runs: int = Field(

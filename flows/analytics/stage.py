@@ -53,7 +53,7 @@ def plan_models(
     if not force and warehouse.models_fingerprint() == current:
         return build
     build.process = DbtProcess(
-        warehouse.dbt_target(settings.dbt_threads),
+        warehouse.dbt_target(settings.dbt_threads, settings.dbt_duckdb_memory_limit),
         work_dir=data_dir / "dbt" / "builds" / run_id,
         variables=dbt_vars(settings.k_anonymity),
         cache_dir=data_dir / "dbt",

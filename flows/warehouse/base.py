@@ -141,8 +141,9 @@ class Warehouse(ABC):
         """Where the warehouse is, for humans (no credentials)."""
 
     @abstractmethod
-    def dbt_target(self, threads: int) -> DbtTarget:
-        """The dbt profile output that builds the models in this warehouse (secrets by environment only)."""
+    def dbt_target(self, threads: int, memory_limit: str | None = None) -> DbtTarget:
+        """The dbt profile output that builds the models in this warehouse (secrets by environment only);
+        `memory_limit` caps an embedded engine's memory during the build (None: the warehouse's own cap)."""
 
     @contextmanager
     def released(self) -> Iterator[None]:

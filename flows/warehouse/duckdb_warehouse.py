@@ -88,9 +88,9 @@ class DuckDBWarehouse(Warehouse):
         """The database file."""
         return str(self.path)
 
-    def dbt_target(self, threads: int) -> DbtTarget:
-        """dbt-duckdb on the same file, with the same caps."""
-        return duckdb_target(self.path, threads, self.memory_limit)
+    def dbt_target(self, threads: int, memory_limit: str | None = None) -> DbtTarget:
+        """dbt-duckdb on the same file, with the run's caps unless given another memory cap."""
+        return duckdb_target(self.path, threads, memory_limit or self.memory_limit)
 
     @contextmanager
     def released(self) -> Iterator[None]:

@@ -193,8 +193,9 @@ class SnowflakeWarehouse(Warehouse):
         """account/database, for humans."""
         return f"snowflake://{self._arguments['account']}/{self._arguments['database']}"
 
-    def dbt_target(self, threads: int) -> DbtTarget:
-        """dbt-snowflake with the same account, user, database and secret (passed by environment)."""
+    def dbt_target(self, threads: int, memory_limit: str | None = None) -> DbtTarget:
+        """dbt-snowflake with the same account, user, database and secret (passed by environment); the
+        warehouse's size, not a memory cap, bounds Snowflake."""
         return snowflake_target(self._arguments, threads)
 
     def open(self) -> None:

@@ -64,6 +64,24 @@ def test_profiles_name_secrets_only_as_environment_variables(tmp_path: Path) -> 
     assert local["persons"]["outputs"]["duckdb"]["path"] == str(tmp_path / "warehouse.duckdb")
 
 
+def test_the_dbt_build_gets_its_own_duckdb_memory_cap(tmp_path: Path) -> None:
+    """The k-anonymity tests over a million persons run out of the run's 128MB: the build has its own cap."""
+    from flows.analytics.project import DbtTarget
+    from flows.settings import PipelineSettings
+    from flows.warehouse.duckdb_warehouse import DuckDBWarehouse
+
+    house = DuckDBWarehouse(tmp_path / "warehouse.duckdb", memory_limit="128MB")
+
+    def cap(target: DbtTarget) -> str:
+        output = yaml.safe_load(target.profile_yaml())["persons"]["outputs"]["duckdb"]
+        return str(output["settings"]["memory_limit"])
+
+    assert cap(house.dbt_target(2)) == "128MB"
+    assert cap(house.dbt_target(2, PipelineSettings().dbt_duckdb_memory_limit)) == "1GB"
+    bigger = PipelineSettings(dbt_duckdb_memory_limit="2GB").dbt_duckdb_memory_limit
+    assert cap(house.dbt_target(2, bigger)) == "2GB"
+
+
 def test_run_results_name_the_failed_test_and_its_model() -> None:
     run_results = {
         "args": {"which": "build"},
