@@ -67,16 +67,12 @@ class LineageEmitter:
                 transport.emit(event)
                 sent.append(label)
             except Exception as exc:
-                from flows.lineage.events import one_line_reason  # noqa: PLC0415
-
-                log_event(
-                    get_run_logger(),
+                _warn(
+                    self.run.run_id,
                     "lineage_not_sent",
-                    run_id=self.run.run_id,
+                    exc,
                     event_type=str(event.eventType.value if event.eventType else ""),
                     transport=label,
-                    error=one_line_reason(exc)[:300],
-                    level=logging.WARNING,
                 )
         log_event(
             get_run_logger(),
@@ -111,19 +107,12 @@ class LineageEmitter:
             try:
                 self.run.store.write_bytes(f"lineage/{self.file.name}", self.file.read_bytes())
             except Exception as exc:
-                log_event(
-                    get_run_logger(),
-                    "lineage_file_not_uploaded",
-                    run_id=self.run.run_id,
-                    error=one_line_reason(exc)[:300],
-                    level=logging.WARNING,
-                )
+                _warn(self.run.run_id, "lineage_file_not_uploaded", exc)
 
     def _measure(self) -> tuple[RunCounts | None, list[Relation]]:
         """The run's batch counts, the layers' columns, and the rows each published relation holds."""
         from flows.lineage.events import (  # noqa: PLC0415
             is_published,
-            one_line_reason,
             relations_from_columns,
             run_counts,
         )
@@ -143,15 +132,17 @@ class LineageEmitter:
                     for relation in relations
                 ]
         except Exception as exc:  # the warehouse may be what failed: the event goes out without counts
-            log_event(
-                get_run_logger(),
-                "lineage_counts_unavailable",
-                run_id=self.run.run_id,
-                error=one_line_reason(exc)[:300],
-                level=logging.WARNING,
-            )
+            _warn(self.run.run_id, "lineage_counts_unavailable", exc)
             return None, []
         return run_counts(batches, self.run.run_id), measured
+
+
+def _warn(run_id: str, name: str, exc: BaseException, **fields: Any) -> None:
+    """One warning line for lineage that could not be done; the run goes on."""
+    from flows.lineage.events import one_line_reason  # noqa: PLC0415
+
+    error = one_line_reason(exc)[:300]
+    log_event(get_run_logger(), name, run_id=run_id, **fields, error=error, level=logging.WARNING)
 
 
 def _quoted(relation: Relation) -> str:
