@@ -154,6 +154,94 @@ def test_dbt_build_publishes_only_k_anonymous_classes_and_exact_reports(engine: 
     assert sorted(row[-1] for row in engine.query(exact)) == [1, 2, 2, 3]
 
 
+def protected_by_definition(
+    persons: list[tuple[str, str, str, str, str]], regions: dict[str, str], k: int
+) -> dict[str, tuple[str, str, str, str, str]]:
+    """The generalisation rule of trf_persons_protected, counted over every person at every step (the plain
+    reading of the rule): person_key -> (gender, age_group, country_key, email_domain, protection)."""
+    from collections import Counter
+
+    def region(code: str) -> str:
+        return regions.get(code, "Other")
+
+    countries = Counter(code for _, _, _, code, _ in persons)
+    domains = Counter(domain for *_, domain in persons)
+    step1 = [
+        (
+            key,
+            g,
+            a,
+            code,
+            domain,
+            code if countries[code] >= k else region(code),
+            domain if domains[domain] >= k else "other",
+        )
+        for key, g, a, code, domain in persons
+    ]
+    by_country = Counter((g, a, c1, d1) for _, g, a, _, _, c1, d1 in step1)
+    step2 = [
+        (*row, row[5] if by_country[row[1], row[2], row[5], row[6]] >= k else region(row[3])) for row in step1
+    ]
+    by_domain = Counter((g, a, c2, d1) for _, g, a, _, _, _, d1, c2 in step2)
+    step3 = [(*row, row[6] if by_domain[row[1], row[2], row[7], row[6]] >= k else "other") for row in step2]
+    classes = Counter((g, a, c2, d3) for _, g, a, _, _, _, _, c2, d3 in step3)
+    published = {}
+    for key, g, a, code, domain, _, _, c2, d3 in step3:
+        if classes[g, a, c2, d3] < k:
+            published[key] = ("*", "*", "*", "*", "suppressed")
+        else:
+            protection = "generalised" if (c2, d3) != (code, domain) else "exact"
+            published[key] = (g, a, c2, d3, protection)
+    return published
+
+
+@pytest.mark.parametrize("engine", ["duckdb"], indirect=True)
+def test_the_protected_persons_match_the_rule_counted_person_by_person(engine: Engine) -> None:
+    """The model generalises distinct combinations of quasi-identifiers, not persons: on a population with
+    many rare values and small classes it publishes every person as the rule counted per person does."""
+    import random
+
+    rng = random.Random(7)
+    codes = [
+        ("DE", "Germany"),
+        ("FR", "France"),
+        ("BE", "Belgium"),
+        ("JP", "Japan"),
+        ("US", "United States"),
+        ("BR", "Brazil"),
+        ("ZZ", "Nowhere"),
+    ]
+    domains = ["gmail.com", "acme.com", "yahoo.com", "rare.org", "tiny.jp", "mail.de", "x.io"]
+    groups = []
+    for _ in range(160):
+        code, country = rng.choice(codes[: rng.randint(1, len(codes))])
+        groups.append(
+            (
+                rng.choice([1, 1, 1, 2, 3, 6]),
+                rng.choice(["female", "male"]),
+                rng.choice(["[21-30]", "[31-40]", "[41-50]", "[91-100]"]),
+                country,
+                code,
+                rng.choice(domains[: rng.randint(1, len(domains))]),
+            )
+        )
+    engine.add_persons(groups)
+    build(engine)
+
+    regions = dict(engine.query("select country_code, region from transform.country_regions"))
+    persons = engine.query(
+        "select person_key, gender, age_group, country_code, email_domain from transform.persons"
+    )
+    published = engine.query(
+        "select person_key, gender, age_group, country_key, email_domain, protection"
+        " from analytics.fct_persons"
+    )
+    expected = protected_by_definition(persons, regions, k=5)
+    assert {row[0]: tuple(row[1:]) for row in published} == expected
+    protections = {row[4] for row in expected.values()}
+    assert protections == {"exact", "generalised", "suppressed"}, "the population must need every step"
+
+
 def test_a_failed_dbt_test_fails_the_build_naming_test_and_model(
     engine: Engine, request: pytest.FixtureRequest
 ) -> None:
