@@ -49,7 +49,8 @@ def persons_pipeline(**parameters: Any) -> dict[str, Any]:
             conclude_publication(run, publication, problems)
             # transform -> analytics -> reporting: dbt build if the models changed (views need no rebuild).
             with run.clock.measure("models"), full_disk_verdict(run, batches, problems, "the models"):
-                build_models(run.warehouse, models, run.store, run.data_dir, run.run_id)
+                built = build_models(run.warehouse, models, run.store, run.data_dir, run.run_id)
+            run.models_built = bool(built["built"])
             return finish_run(run, batches, problems, publication)
 
 

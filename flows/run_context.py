@@ -83,6 +83,7 @@ class RunContext:
     started: float = field(default_factory=time.perf_counter)
     gate_closed: bool = False
     disk_full: bool = False
+    models_built: bool = False  # dbt built the models above staging in this run
     resources: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property

@@ -109,6 +109,13 @@ class LineageEmitter:
             except Exception as exc:
                 _warn(self.run.run_id, "lineage_file_not_uploaded", exc)
 
+    @property
+    def counts_published(self) -> bool:
+        """Whether the end event counts the rows of the relations above staging: when this run built them.
+        A run that only merged leaves them uncounted: counting a k-anonymous view computes it again (19 s at
+        2,000,000 persons, growing with the warehouse)."""
+        return self.run.settings.lineage_count_published and self.run.models_built
+
     def _measure(self) -> tuple[RunCounts | None, list[Relation]]:
         """The run's batch counts, the layers' columns, and the rows each published relation holds."""
         from flows.lineage.events import (  # noqa: PLC0415
@@ -127,7 +134,7 @@ class LineageEmitter:
                 count = load_sql("lineage/count_relation_rows.sql").statements()[0]
                 measured = [
                     replace(relation, rows=int(cursor.run(count.format(table=_quoted(relation)))[0][0]))
-                    if is_published(relation) and self.run.settings.lineage_count_published
+                    if is_published(relation) and self.counts_published
                     else relation
                     for relation in relations
                 ]

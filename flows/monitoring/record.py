@@ -83,6 +83,9 @@ def record_run_quality(
     now = utc_now()
     layer_rows, failed, max_null, last_merged = _warehouse_counts(warehouse, run_id)
     layer_rows["reporting.total_persons"] = report.total_persons
+    published = report.k_anonymity.get("persons")  # rows of analytics.fct_persons, as the report counted them
+    if published is not None:
+        layer_rows["analytics.fct_persons"] = published
     metrics = run_metrics(
         batches,
         layer_rows,
