@@ -1,35 +1,45 @@
 -- How the published persons are protected: persons exact, generalised, suppressed, and the smallest class.
+-- One pass over analytics.fct_persons (each read of it computes the generalisation): the persons per published
+-- class and protection, then everything from those few rows.
 with
 
-persons as (
-    select * from {{ ref('fct_persons') }}
+grouped as (
+    select
+        gender,
+        age_group,
+        country_key,
+        email_domain,
+        protection,
+        count(*) as persons
+    from {{ ref('fct_persons') }}
+    group by gender, age_group, country_key, email_domain, protection
 ),
 
 classes as (
-    select count(*) as class_size
-    from persons
+    select sum(persons) as class_size
+    from grouped
     where protection <> 'suppressed'
     group by gender, age_group, country_key, email_domain
 ),
 
 counted as (
     select
-        count(*) as persons,
-        sum(case when protection = 'exact' then 1 else 0 end) as exact_persons,
-        sum(case when protection = 'generalised' then 1 else 0 end) as generalised_persons,
-        sum(case when protection = 'suppressed' then 1 else 0 end) as suppressed_persons
-    from persons
+        sum(persons) as persons,
+        sum(case when protection = 'exact' then persons else 0 end) as exact_persons,
+        sum(case when protection = 'generalised' then persons else 0 end) as generalised_persons,
+        sum(case when protection = 'suppressed' then persons else 0 end) as suppressed_persons
+    from grouped
 ),
 
 final as (
     select
         {{ var('k_anonymity') }} as k,
-        persons,
-        coalesce(exact_persons, 0) as exact_persons,
-        coalesce(generalised_persons, 0) as generalised_persons,
-        coalesce(suppressed_persons, 0) as suppressed_persons,
+        cast(coalesce(persons, 0) as bigint) as persons,
+        cast(coalesce(exact_persons, 0) as bigint) as exact_persons,
+        cast(coalesce(generalised_persons, 0) as bigint) as generalised_persons,
+        cast(coalesce(suppressed_persons, 0) as bigint) as suppressed_persons,
         (select count(*) from classes) as classes,
-        (select min(classes.class_size) from classes) as smallest_class
+        (select cast(min(classes.class_size) as bigint) from classes) as smallest_class
     from counted
 )
 

@@ -7,14 +7,13 @@
 -- (thousands of rows, each with its persons) and is joined back to the persons once: the same result as
 -- counting over every person at each step, at a fraction of the memory and time (measured: 2,000,000 persons
 -- under a 128 MB DuckDB cap, 15.4 s -> 3.1 s per read).
+-- The persons are read by reference in each step, not through one shared CTE: DuckDB materialises a CTE
+-- read more than once, every person with every column, which made a read 5x slower (3,000,000 persons:
+-- 6.1 s -> 1.2 s).
 {{ config(alias='persons_protected') }}
 {%- set k = var('k_anonymity') %}
 
 with
-
-persons as (
-    select * from {{ ref('trf_persons') }}
-),
 
 regions as (
     select * from {{ ref('country_regions') }}
@@ -24,7 +23,7 @@ country_sizes as (
     select
         country_code,
         count(*) as persons
-    from persons
+    from {{ ref('trf_persons') }}
     group by country_code
 ),
 
@@ -32,7 +31,7 @@ domain_sizes as (
     select
         email_domain,
         count(*) as persons
-    from persons
+    from {{ ref('trf_persons') }}
     group by email_domain
 ),
 
@@ -43,7 +42,7 @@ combinations as (
         country_code,
         email_domain,
         count(*) as persons
-    from persons
+    from {{ ref('trf_persons') }}
     group by gender, age_group, country_code, email_domain
 ),
 
@@ -134,7 +133,7 @@ final as (
         cast(published.class_size as bigint) as class_size,
         -- dates
         persons.age_reference_date
-    from persons
+    from {{ ref('trf_persons') }} as persons
     inner join published
         on
             persons.gender = published.gender
