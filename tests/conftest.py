@@ -22,6 +22,17 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+# The files that take minutes, longest first: `make test` hands whole files to its two workers in collection
+# order, and one of these started last would leave a worker running it alone at the end.
+LONGEST_FIRST = tuple(
+    f"integration/{name}.py" for name in ("test_image", "test_recovery", "test_monitoring", "test_operations")
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest files first; every other test keeps its place (a stable sort)."""
+    rank = {name: place for place, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(f"{item.path.parent.name}/{item.path.name}", len(LONGEST_FIRST)))
 
 
 def free_port() -> int:
