@@ -1,6 +1,6 @@
 -- How the published persons are protected: persons exact, generalised, suppressed, and the smallest class.
--- One pass over analytics.fct_persons (each read of it computes the generalisation): the persons per published
--- class and protection, then everything from those few rows.
+-- One pass over analytics.fct_persons (each read of it computes the generalisation): the persons per
+-- published class and protection, then everything from those rows.
 with
 
 grouped as (
