@@ -128,11 +128,16 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
 @pytest.fixture(scope="session")
 def prefect_client(prefect_server: PrefectServer) -> Iterator[PrefectServer]:
     """Point this process (and subprocesses through os.environ) at the session's Prefect server."""
+    from prefect.context import refresh_global_settings_context
     from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
 
     previous = {name: os.environ.get(name) for name in ("PREFECT_API_URL", "PREFECT_HOME")}
     os.environ["PREFECT_API_URL"] = prefect_server.api_url
     os.environ["PREFECT_HOME"] = str(prefect_server.client_home)
+    # Threads without a settings context of their own read Prefect's global one, built when Prefect was first
+    # imported (no API URL then) and so asking for a temporary server: one, started from a test process, was
+    # once found still running after the tests.
+    refresh_global_settings_context()
     with temporary_settings(
         updates={PREFECT_API_URL: prefect_server.api_url, PREFECT_HOME: prefect_server.client_home}
     ):
@@ -148,6 +153,7 @@ def prefect_client(prefect_server: PrefectServer) -> Iterator[PrefectServer]:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+    refresh_global_settings_context()
 
 
 @pytest.fixture
