@@ -70,6 +70,12 @@ class PipelineSettings(RunDefaults, BaseSettings):  # type: ignore[misc]  # two 
         pattern=r"^(auto|\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB))$",
         description="DuckDB's memory cap; auto = 128MB, more for batches whose transaction needs it.",
     )
+    duckdb_report_memory_limit: str = Field(
+        "256MB",
+        pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$",
+        description="DuckDB's memory cap while the report reads the k-anonymous views (the raw-data worker "
+        "has stopped by then): at 10,000,000 persons they ran out of 128MB.",
+    )
     duckdb_threads: int = Field(2, ge=1, le=64, description="DuckDB worker threads.")
     duckdb_lock_timeout_s: float = Field(
         900.0, ge=0, le=86_400, description="How long to wait for another process's write lock on the file."

@@ -89,6 +89,7 @@ def make_warehouse(
         lock_timeout_s=settings.duckdb_lock_timeout_s,
         threads=settings.duckdb_threads,
         memory_limit=duckdb_memory_limit(settings, rows_per_batch),
+        report_memory_limit=settings.duckdb_report_memory_limit,
     )
 
 

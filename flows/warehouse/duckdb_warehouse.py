@@ -64,12 +64,18 @@ class DuckDBWarehouse(Warehouse):
     dialect: ClassVar[str] = "duckdb"
 
     def __init__(
-        self, path: Path, lock_timeout_s: float = 900.0, threads: int = 2, memory_limit: str = "512MB"
+        self,
+        path: Path,
+        lock_timeout_s: float = 900.0,
+        threads: int = 2,
+        memory_limit: str = "512MB",
+        report_memory_limit: str | None = None,
     ) -> None:
         self.path = path
         self.lock_timeout_s = lock_timeout_s
         self.threads = threads
         self.memory_limit = memory_limit
+        self.report_memory_limit = report_memory_limit
         self._connection: duckdb.DuckDBPyConnection | None = None
 
     def open(self) -> None:
@@ -91,6 +97,19 @@ class DuckDBWarehouse(Warehouse):
     def dbt_target(self, threads: int, memory_limit: str | None = None) -> DbtTarget:
         """dbt-duckdb on the same file, with the run's caps unless given another memory cap."""
         return duckdb_target(self.path, threads, memory_limit or self.memory_limit)
+
+    @contextmanager
+    def reading_reports(self) -> Iterator[None]:
+        """The report's cap for the block, then the run's again (DuckDB's cap is one per database)."""
+        if self.report_memory_limit is None or self._connection is None:
+            yield
+            return
+        self._connection.execute("set memory_limit = ?", [self.report_memory_limit])
+        try:
+            yield
+        finally:
+            if self._connection is not None:
+                self._connection.execute("set memory_limit = ?", [self.memory_limit])
 
     @contextmanager
     def released(self) -> Iterator[None]:

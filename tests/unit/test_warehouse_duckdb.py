@@ -266,3 +266,21 @@ def test_quality_trend_of_the_last_runs(warehouse: DuckDBWarehouse) -> None:
     assert (third.held_back_batches, third.merged_pct) == (1, 0.0)
     assert first.started_at <= second.started_at <= third.started_at
     assert [run.run_id for run in warehouse.read_quality_trend(2)] == ["run2", "run3"]  # the latest runs
+
+
+def test_the_report_reads_with_its_own_memory_cap_and_the_run_gets_its_own_back(tmp_path: Path) -> None:
+    """The k-anonymous views over 10,000,000 persons ran out of the run's 128MB: the report has its cap."""
+    house = DuckDBWarehouse(tmp_path / "warehouse.duckdb", memory_limit="128MB", report_memory_limit="256MB")
+
+    def cap() -> str:
+        with house.cursor() as cursor:
+            return str(cursor.run("select current_setting('memory_limit')")[0][0])
+
+    with house:
+        assert cap() == "122.0 MiB"  # DuckDB shows 128 MB in MiB
+        with house.reading_reports():
+            assert cap() == "244.1 MiB"
+        assert cap() == "122.0 MiB"
+        with pytest.raises(RuntimeError), house.reading_reports():
+            raise RuntimeError("a failed read")
+        assert cap() == "122.0 MiB"
