@@ -3,11 +3,11 @@
 -- than k persons becomes 'other'; (2) a person whose class (gender, age group, country, domain) is still
 -- smaller than k gets the region; (3) then 'other' as domain; (4) a class still smaller than k is suppressed:
 -- all four quasi-identifiers become '*'.
--- Every step depends only on a person's quasi-identifiers, so the rule runs on their distinct combinations,
--- each with its persons, and is joined back to the persons once: the same result as counting over every person
--- at each step (tests/integration/test_dbt_models.py checks it against that reading), in less memory and time.
--- Rare email domains keep the combinations many (2,651,245 for 5,000,000 of the twin's persons); measured at
--- 2,000,000 persons under a 128 MB DuckDB cap: 15.4 s -> 3.1 s per read.
+-- Every step depends only on a person's quasi-identifiers, so the rule runs on their distinct
+-- combinations, each with its persons, and is joined back to the persons once: the same result as counting
+-- over every person at each step (tests/integration/test_dbt_models.py checks it against that reading), in
+-- less memory and time. Rare email domains keep the combinations many (2,651,245 for 5,000,000 of the twin's
+-- persons); measured at 2,000,000 persons under a 128 MB DuckDB cap: 15.4 s -> 3.1 s per read.
 -- The persons are read by reference in each step, not through one shared CTE: DuckDB materialises a CTE
 -- read more than once, every person with every column, which made a read 5x slower (3,000,000 persons:
 -- 6.1 s -> 1.2 s).
