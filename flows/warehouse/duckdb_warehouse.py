@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime
@@ -57,6 +58,17 @@ def _held_by_another_process(exc: BaseException) -> bool:
     return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
 
 
+_UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+
+
+def size_in_bytes(size: str) -> int:
+    """A DuckDB memory size such as '128MB' or '1.5 GiB' in bytes."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]i?B)\s*", size, flags=re.IGNORECASE)
+    if match is None:
+        raise ValueError(f"not a memory size: {size!r} (e.g. 128MB, 1GiB)")
+    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+
+
 class DuckDBWarehouse(Warehouse):
     """One DuckDB file. Inside `with warehouse:` one connection serves the whole run (a checkpoint per
     close costs ~0.2 s at a million rows); outside it, each operation opens and closes its own."""
@@ -100,8 +112,12 @@ class DuckDBWarehouse(Warehouse):
 
     @contextmanager
     def reading_reports(self) -> Iterator[None]:
-        """The report's cap for the block, then the run's again (DuckDB's cap is one per database)."""
-        if self.report_memory_limit is None or self._connection is None:
+        """The report's cap for the block if it is the larger, then the run's again (one cap per database)."""
+        if (
+            self.report_memory_limit is None
+            or self._connection is None
+            or size_in_bytes(self.report_memory_limit) <= size_in_bytes(self.memory_limit)
+        ):
             yield
             return
         self._connection.execute("set memory_limit = ?", [self.report_memory_limit])

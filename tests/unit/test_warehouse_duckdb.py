@@ -284,3 +284,15 @@ def test_the_report_reads_with_its_own_memory_cap_and_the_run_gets_its_own_back(
         with pytest.raises(RuntimeError), house.reading_reports():
             raise RuntimeError("a failed read")
         assert cap() == "122.0 MiB"
+
+
+def test_a_larger_run_cap_is_never_lowered_for_the_report(tmp_path: Path) -> None:
+    """Big batches raise the run's cap above the report's: the report keeps the larger."""
+    from flows.warehouse.duckdb_warehouse import size_in_bytes
+
+    assert size_in_bytes("128MB") == 128 * 10**6 and size_in_bytes("1.5 GiB") == 3 * 2**29
+    with pytest.raises(ValueError, match="not a memory size"):
+        size_in_bytes("lots")
+    house = DuckDBWarehouse(tmp_path / "warehouse.duckdb", memory_limit="1GB", report_memory_limit="256MB")
+    with house, house.reading_reports(), house.cursor() as cursor:
+        assert cursor.run("select current_setting('memory_limit')")[0][0] == "953.6 MiB"
