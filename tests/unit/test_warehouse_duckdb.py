@@ -296,3 +296,29 @@ def test_a_larger_run_cap_is_never_lowered_for_the_report(tmp_path: Path) -> Non
     house = DuckDBWarehouse(tmp_path / "warehouse.duckdb", memory_limit="1GB", report_memory_limit="256MB")
     with house, house.reading_reports(), house.cursor() as cursor:
         assert cursor.run("select current_setting('memory_limit')")[0][0] == "953.6 MiB"
+
+
+def test_a_report_out_of_memory_on_two_threads_is_read_again_on_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One DuckDB thread needs about half the memory: the report is read again on one, then two are back."""
+    import duckdb
+
+    from flows.warehouse.base import Warehouse
+
+    threads: list[str] = []
+
+    def read_report(self: DuckDBWarehouse, top_n: int = 3) -> str:
+        with self.cursor() as cursor:
+            threads.append(str(cursor.run("select current_setting('threads')")[0][0]))
+        if len(threads) == 1:
+            raise duckdb.OutOfMemoryException("Out of Memory Error: could not allocate block")
+        return "report"
+
+    monkeypatch.setattr(Warehouse, "read_report", read_report)
+    house = DuckDBWarehouse(tmp_path / "warehouse.duckdb", threads=2)
+    with house:
+        assert house.read_report() == "report"
+        assert threads == ["2", "1"]
+        with house.cursor() as cursor:
+            assert str(cursor.run("select current_setting('threads')")[0][0]) == "2"
