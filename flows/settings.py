@@ -13,6 +13,8 @@ from flows.parameters import RunDefaults
 
 # Deliberately obvious: the quickstart needs a key, production must bring its own (see `require_real_secret`).
 OFFLINE_DEMO_SECRET = "offline-quickstart-secret-NOT-FOR-PRODUCTION"  # noqa: S105
+# A memory size as DuckDB takes it (the caps below).
+MEMORY_SIZE = r"\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)"
 
 
 class PipelineSettings(RunDefaults, BaseSettings):  # type: ignore[misc]  # two pydantic bases, one model
@@ -67,12 +69,12 @@ class PipelineSettings(RunDefaults, BaseSettings):  # type: ignore[misc]  # two 
     # --- DuckDB (the embedded warehouse) ---
     duckdb_memory_limit: str = Field(
         "auto",
-        pattern=r"^(auto|\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB))$",
+        pattern=rf"^(auto|{MEMORY_SIZE})$",
         description="DuckDB's memory cap; auto = 128MB, more for batches whose transaction needs it.",
     )
     duckdb_report_memory_limit: str = Field(
         "256MB",
-        pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$",
+        pattern=rf"^{MEMORY_SIZE}$",
         description="DuckDB's memory cap while the report reads the k-anonymous views (the raw-data worker "
         "has stopped by then): at 10,000,000 persons they ran out of 128MB.",
     )
@@ -161,7 +163,7 @@ class PipelineSettings(RunDefaults, BaseSettings):  # type: ignore[misc]  # two 
     dbt_threads: int = Field(2, ge=1, le=32, description="Models and tests dbt builds at once.")
     dbt_duckdb_memory_limit: str = Field(
         "1GB",
-        pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$",
+        pattern=rf"^{MEMORY_SIZE}$",
         description="DuckDB's memory cap while dbt builds and tests the models (the run's own connection is "
         "closed then; the k-anonymity tests over a million persons need more than the run's 128MB).",
     )

@@ -150,11 +150,6 @@ class Warehouse(ABC):
         """Let another process write while the block runs (a no-op where the engine takes several writers)."""
         yield
 
-    @contextmanager
-    def reading_reports(self) -> Iterator[None]:
-        """Room for the report's reads over the whole warehouse (a no-op where the engine sizes itself)."""
-        yield
-
     def models_fingerprint(self) -> str | None:
         """The fingerprint of the models' last successful dbt build here (None: never built)."""
         with self.cursor() as cursor:
@@ -425,7 +420,7 @@ class Warehouse(ABC):
 
     def read_report(self, top_n: int = TOP_COUNTRIES) -> Report:
         """The report, read from the reporting models (with how published persons are protected)."""
-        with self.reading_reports(), self.cursor() as cursor:
+        with self.cursor() as cursor:
             summary = cursor.execute(self.sql("reporting/select_report_summary"))[0]
             total, share, over_60, quarantined, rejected = summary
             top = cursor.execute(self.sql("reporting/select_top_gmail_countries"), top_n=top_n)

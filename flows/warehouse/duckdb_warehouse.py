@@ -112,19 +112,20 @@ class DuckDBWarehouse(Warehouse):
         return duckdb_target(self.path, threads, memory_limit or self.memory_limit)
 
     def read_report(self, top_n: int = TOP_COUNTRIES) -> Report:
-        """The report; read again on one DuckDB thread if two ran out of the cap (the k-anonymous views
-        over 10,000,000 persons: out of 128MB on two threads, 17 s on one)."""
-        try:
-            return super().read_report(top_n)
-        except duckdb.OutOfMemoryException:
-            if self._connection is None:
-                raise
-            self._connection.execute("set threads = 1")
+        """The report, under the report's cap; read again on one DuckDB thread if two ran out of it (the
+        k-anonymous views over 10,000,000 persons: out of 128MB on two threads, 17 s on one)."""
+        with self.reading_reports():
             try:
                 return super().read_report(top_n)
-            finally:
-                if self._connection is not None:
-                    self._connection.execute("set threads = ?", [self.threads])
+            except duckdb.OutOfMemoryException:
+                if self._connection is None:
+                    raise
+                self._connection.execute("set threads = 1")
+                try:
+                    return super().read_report(top_n)
+                finally:
+                    if self._connection is not None:
+                        self._connection.execute("set threads = ?", [self.threads])
 
     @contextmanager
     def reading_reports(self) -> Iterator[None]:
