@@ -67,6 +67,7 @@ class Measurement:
     cpu_s: float
     peak_sum_mib: float
     peak_by_role_mib: dict[str, float]
+    at_peak_by_role_mib: dict[str, float]
     load_before: float
     load_after: float
     detail: dict[str, Any] = field(default_factory=dict)
@@ -117,6 +118,7 @@ def measure(
         cpu_s=usage.ru_utime + usage.ru_stime,
         peak_sum_mib=profile.peak_sum_mib,
         peak_by_role_mib=profile.peak_by_role_mib,
+        at_peak_by_role_mib=profile.at_peak_by_role_mib,
         load_before=load_before,
         load_after=load_average(),
         detail={} if error else detail,
@@ -296,10 +298,12 @@ class Bench:
             )
             return measurement
         roles = ", ".join(f"{role} {mib:.0f}" for role, mib in measurement.peak_by_role_mib.items())
+        at_peak = ", ".join(f"{role} {mib:.0f}" for role, mib in measurement.at_peak_by_role_mib.items())
         print(
             f"round {measurement.round}: {measurement.scenario}@{measurement.persons}: "
             f"{measurement.wall_s:.2f} s wall, {measurement.cpu_s:.2f} s cpu, "
-            f"summed peak RSS {measurement.peak_sum_mib:.0f} MiB ({roles}), "
+            f"summed peak RSS {measurement.peak_sum_mib:.0f} MiB (at that moment: {at_peak}; "
+            f"each process's own peak: {roles}), "
             f"load {measurement.load_before:.1f}->{measurement.load_after:.1f}",
             flush=True,
         )

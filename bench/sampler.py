@@ -54,6 +54,7 @@ class MemoryProfile:
 
     peak_sum_mib: float = 0.0
     peak_by_role_mib: dict[str, float] = field(default_factory=dict)
+    at_peak_by_role_mib: dict[str, float] = field(default_factory=dict)  # each role when the sum peaked
     processes_by_role: dict[str, int] = field(default_factory=dict)
     samples: int = 0
 
@@ -126,5 +127,7 @@ class TreeSampler:
             self._seen[role].add(pid)
         for role, rss in by_role.items():
             self._peaks[role] = max(self._peaks[role], rss)
-        self.profile.peak_sum_mib = max(self.profile.peak_sum_mib, total)
+        if total > self.profile.peak_sum_mib:
+            self.profile.peak_sum_mib = total
+            self.profile.at_peak_by_role_mib = dict(sorted(by_role.items()))
         self.profile.samples += 1

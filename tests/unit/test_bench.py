@@ -22,6 +22,7 @@ def test_the_sampler_sums_every_tagged_process_and_nothing_else() -> None:
     untagged.wait()
     assert profile.processes_by_role == {"other": 2}
     assert 64 + 32 < profile.peak_sum_mib < 64 + 32 + 128  # both tagged processes, not the untagged one
+    assert profile.at_peak_by_role_mib == {"other": profile.peak_sum_mib}  # what made up the peak
     assert profile.samples > 5
 
 
@@ -40,7 +41,7 @@ def measurement(scenario: str, round_number: int, wall: float, rss: float) -> Me
     detail = (
         {"run": {"stages": {"extract": 1.0}}, "total_persons": 10} if scenario.startswith("pipeline") else {}
     )
-    return Measurement(scenario, 10, round_number, wall, wall, rss, {"x": rss}, 1.0, 1.0, detail)
+    return Measurement(scenario, 10, round_number, wall, wall, rss, {"x": rss}, {"x": rss}, 1.0, 1.0, detail)
 
 
 def test_ratios_are_per_round_medians_and_the_first_run_is_apart() -> None:
