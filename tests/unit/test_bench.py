@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from bench.run import Measurement, render, summarise
+from bench.run import WARM_FLOOR, Measurement, render, summarise
 from bench.sampler import TAG_VARIABLE, TreeSampler, role_of
 
 HOLD = "import sys, time; block = bytearray({mib} * 1024 * 1024); block[::4096] = b'x' * len(block[::4096]); "
@@ -23,6 +23,7 @@ def test_the_sampler_sums_every_tagged_process_and_nothing_else() -> None:
     assert profile.processes_by_role == {"other": 2}
     assert 64 + 32 < profile.peak_sum_mib < 64 + 32 + 128  # both tagged processes, not the untagged one
     assert profile.at_peak_by_role_mib == {"other": profile.peak_sum_mib}  # what made up the peak
+    assert 64 + 32 < profile.peak_pss_sum_mib <= profile.peak_sum_mib  # PSS: shared pages counted once
     assert profile.samples > 5
 
 
@@ -35,13 +36,15 @@ def test_processes_are_named_by_their_part_in_the_run() -> None:
         "prefect_server"
     )
     assert role_of("/venv/bin/python /venv/bin/persons-pipeline run --total 30000") == "orchestrator"
+    assert role_of("/venv/bin/python -m bench.warm_floor --total 30000 --seeds 42,43") == "orchestrator"
 
 
 def measurement(scenario: str, round_number: int, wall: float, rss: float) -> Measurement:
     detail = (
         {"run": {"stages": {"extract": 1.0}}, "total_persons": 10} if scenario.startswith("pipeline") else {}
     )
-    return Measurement(scenario, 10, round_number, wall, wall, rss, {"x": rss}, {"x": rss}, 1.0, 1.0, detail)
+    roles = {"x": rss}
+    return Measurement(scenario, 10, round_number, wall, wall, rss, roles, roles, rss * 0.9, 1.0, 1.0, detail)
 
 
 def test_ratios_are_per_round_medians_and_the_first_run_is_apart() -> None:
@@ -59,3 +62,15 @@ def test_ratios_are_per_round_medians_and_the_first_run_is_apart() -> None:
     assert pipeline["peak_sum_mib"] == 600
     table = render(list(rows.values()))
     assert "pipeline external" in table and "600" in table
+
+
+def test_the_warm_runner_floor_is_compared_with_naive_but_not_held_to_the_targets() -> None:
+    results = [
+        *(measurement("naive", r, 2.0, 300) for r in (1, 2)),
+        *(measurement(WARM_FLOOR, r, w, 700) for r, w in ((0, 9.0), (1, 3.0), (2, 5.0))),
+    ]
+    rows = {row["scenario"]: row for row in summarise(results, [10], ["external"])}
+    floor = rows[WARM_FLOOR]
+    assert floor["first_wall_s"] == 9.0 and floor["wall_s"] == 4.0 and floor["x_naive"] == 2.0
+    assert floor["peak_pss_sum_mib"] == 630
+    assert not [line for line in render(list(rows.values())).splitlines() if line.startswith("target")]
