@@ -151,6 +151,7 @@ class Services:
         self.workdir = workdir
         self.tag = tag
         self.server_tag = f"{tag}-server"  # counted with the pipeline runs that use it, not with the others
+        self.on_demand_tag = on_demand_tag(tag)
         self.processes: list[subprocess.Popen[bytes]] = []
 
     def start_twin(self) -> str:
@@ -205,7 +206,7 @@ class Services:
                     process.wait(20)
                 except subprocess.TimeoutExpired:
                     os.killpg(process.pid, signal.SIGKILL)
-        tags = (self.tag, self.server_tag)
+        tags = (self.tag, self.server_tag, self.on_demand_tag)
         for pid in tagged_processes(*tags):  # e.g. a Prefect server the CLI started on demand
             with_signal(pid, signal.SIGTERM)
         deadline = time.monotonic() + 20
@@ -213,6 +214,11 @@ class Services:
             time.sleep(0.2)
         for pid in tagged_processes(*tags):
             with_signal(pid, signal.SIGKILL)
+
+
+def on_demand_tag(tag: str) -> str:
+    """The tag of the on-demand mode's runs, and so of the local server they start."""
+    return f"{tag}-on-demand"
 
 
 def tagged_processes(*tags: str) -> list[int]:
@@ -250,8 +256,10 @@ class Bench:
             assert self.external_api_url is not None
             env["PREFECT_API_URL"] = self.external_api_url
         else:
-            # Today's temporary server gets the time it needs on a busy machine (Prefect's default is 20 s).
-            env.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+            # The local server the CLI starts on demand: the bench's own (its home and a free port), so that
+            # round 0 starts it and every round counts it; a server the user left running would be neither.
+            env["PERSONS_PREFECT_SERVER_HOME"] = str(self.workdir / "prefect-server-on-demand")
+            env["PERSONS_PREFECT_SERVER_PORT"] = "0"
         return env
 
     def run_pipeline(self, mode: str, persons: int, round_number: int) -> Measurement:
@@ -277,9 +285,12 @@ class Bench:
             "--report-json",
             str(report),
         ]
+        # The server the CLI starts on demand inherits the run's tag: on-demand runs carry a tag of their own,
+        # so that it counts in every on-demand run and in no other scenario.
+        tag = self.tag if mode == "external" else on_demand_tag(self.tag)
         server = (f"{self.tag}-server",) if mode == "external" else ()
         measurement = measure(
-            f"pipeline {mode}", persons, round_number, command, self.pipeline_env(mode), self.tag, server
+            f"pipeline {mode}", persons, round_number, command, self.pipeline_env(mode), tag, server
         )
         if measurement.error is None:
             measurement.detail = json.loads(report.read_text())
