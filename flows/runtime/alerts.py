@@ -3,6 +3,10 @@
 The webhook URL (it usually embeds a token) comes from a Prefect Secret block named in the settings, or from
 PERSONS_ALERT_WEBHOOK_URL. The message carries names, ids, counts and paths - never a person's value. Sending
 is best effort: an alert that cannot be delivered is logged and never changes the run's outcome.
+
+One failure, one alert: where the Prefect API runs the `persons-run-failed` automation (deployments/
+automations/run-failed.yaml, which also catches runs that died without running their hooks), the hook leaves
+the alert to it and only logs that it did.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from flows.settings import PipelineSettings, get_settings
 
 logger = logging.getLogger(__name__)
 DOCS_IN_MESSAGE = re.compile(r"data docs: (\S+)")
+# The name of the automation that alerts on failed and crashed runs (a test keeps it equal to the YAML's).
+RUN_FAILED_AUTOMATION = "persons-run-failed"
 
 
 def webhook_url(settings: PipelineSettings) -> str | None:
@@ -28,6 +34,18 @@ def webhook_url(settings: PipelineSettings) -> str | None:
 
         return str(Secret.load(settings.alert_webhook_block).get())  # type: ignore[union-attr]
     return settings.alert_webhook_url.get_secret_value() if settings.alert_webhook_url else None
+
+
+def automation_alerts(name: str = RUN_FAILED_AUTOMATION) -> bool:
+    """Whether the Prefect API has the failure automation enabled (False when that cannot be told)."""
+    from prefect.client.orchestration import get_client  # noqa: PLC0415
+
+    try:
+        with get_client(sync_client=True) as client:
+            return any(automation.enabled for automation in client.read_automations_by_name(name))
+    except Exception as exc:  # an alert is better twice than never: the hook then sends its own
+        logger.warning("event=automation_check_failed automation=%s error=%s", name, type(exc).__name__)
+        return False
 
 
 def failed_steps(flow_run_id: Any) -> list[str]:
@@ -113,6 +131,13 @@ def notify_failure(flow: Any, flow_run: Any, state: Any) -> None:
     try:
         url = webhook_url(get_settings())
         if not url:
+            return
+        if automation_alerts():
+            logger.info(
+                "event=alert_left_to_automation flow_run_id=%s automation=%s",
+                flow_run.id,
+                RUN_FAILED_AUTOMATION,
+            )
             return
         body = build_alert(
             flow.name,

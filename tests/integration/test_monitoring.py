@@ -66,6 +66,7 @@ def monitored(prefect_client: PrefectServer, tmp_path_factory: pytest.TempPathFa
         data_dir = tmp_path_factory.mktemp("monitoring") / "data"
         patch = pytest.MonkeyPatch()
         patch.setenv("PERSONS_RATE_LIMIT_PER_S", "0")
+        patch.setenv("PERSONS_ALERT_WEBHOOK_URL", f"{receiver.url}/hooks/in-process")  # the flow's own hook
         patch.setenv("PERSONS_MONITOR_MAX_QUARANTINE_RATE", "0.01")  # the bad records below breach it
         # not under test here (the twin's draw decides)
         patch.setenv("PERSONS_MONITOR_MAX_DUPLICATE_RATE", "0.5")
@@ -223,11 +224,14 @@ def test_breaches_are_recorded_with_their_thresholds(monitored: Monitored) -> No
     assert by_run[(second_id, "hours_since_last_merge")][0] > 0.0003
 
 
-def test_a_failed_run_notifies_through_its_automation(monitored: Monitored) -> None:
+def test_a_failed_run_notifies_through_its_automation_once(monitored: Monitored) -> None:
     body = monitored.wait_for("persons-run-failed", flow_run_id=monitored.run_ids[1])
     assert body["state"] == "Failed" and body["flow"] == "persons-pipeline"
     assert body["event"] == "prefect.flow-run.Failed"
+    assert "country_holds_no_email_address" in body["message"]  # the state's reason: what was not published
     assert not [b for b in monitored.notifications if b.get("flow_run_id") == monitored.run_ids[0]]
+    # The flow's failure hook has a webhook too, but leaves the alert to the automation: one alert, not two.
+    assert [b for b in monitored.notifications if b.get("flow_run_id") == monitored.run_ids[1]] == [body]
 
 
 def test_a_threshold_breach_notifies_with_run_metric_and_threshold(monitored: Monitored) -> None:

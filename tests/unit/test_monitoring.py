@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 
 from deployments.alerting import automation_values, fill_placeholders, load_automations
+from flows.runtime.alerts import RUN_FAILED_AUTOMATION
 from flows.landing.files import LandedBatch
 from flows.monitoring.metrics import (
     ALL,
@@ -207,6 +208,7 @@ def test_the_automation_files_are_valid_prefect_automations() -> None:
     block = "00000000-0000-0000-0000-00000000b10c"
     automations = {a.name: a for a in load_automations(automation_values(block, freshness_hours=26))}
     assert set(automations) == {"persons-run-failed", "persons-threshold-breach", "persons-freshness"}
+    assert RUN_FAILED_AUTOMATION in automations  # the name the failure hook looks for before it alerts
     failed, breach, fresh = (
         automations[name].trigger
         for name in ("persons-run-failed", "persons-threshold-breach", "persons-freshness")
