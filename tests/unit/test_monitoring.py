@@ -11,7 +11,6 @@ import pyarrow as pa
 import pytest
 
 from deployments.alerting import automation_values, fill_placeholders, load_automations
-from flows.runtime.alerts import RUN_FAILED_AUTOMATION
 from flows.landing.files import LandedBatch
 from flows.monitoring.metrics import (
     ALL,
@@ -28,6 +27,7 @@ from flows.monitoring.metrics import (
     run_metrics,
 )
 from flows.monitoring.record import METRIC_COLUMNS, thresholds_of
+from flows.runtime.alerts import RUN_FAILED_AUTOMATION
 from flows.settings import PipelineSettings
 from flows.sql_files import load_sql
 from flows.warehouse.duckdb_warehouse import DuckDBWarehouse
