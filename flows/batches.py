@@ -20,6 +20,7 @@ from flows import release_free_memory
 from flows.gate.validation import BatchRejected
 from flows.generations import PlannedBatch, Publication, record_translated_tombstones
 from flows.landing.files import LandedBatch
+from flows.monitoring.record import announce_merge
 from flows.rawdata.client import ClientConfig
 from flows.run_context import RunContext, log_event
 from flows.runtime.preflight import is_disk_full
@@ -212,4 +213,5 @@ def publish_batch(
         staging_rows=merged.staging_rows,
         publish_s=time.perf_counter() - started,
     )
+    announce_merge(run, landed.batch_id, landed.persons)
     return "merged"

@@ -1,7 +1,8 @@
 """The Prefect events the monitor emits (names, ids, metrics and thresholds: never a person's value).
 
 deployments/automations/*.yaml match them: a breach notifies at once; a warehouse whose last
-`persons.batch.merged` is older than the freshness threshold notifies proactively.
+`persons.batch.merged` (one per merged batch, as it is merged) is older than the freshness threshold notifies
+proactively.
 """
 
 from __future__ import annotations

@@ -75,10 +75,18 @@ def _warehouse_counts(warehouse: Warehouse, run_id: str) -> tuple[dict[str, int]
     return {str(layer): int(rows) for layer, rows in layers}, int(failed or 0), max_null, last_merged
 
 
+def announce_merge(run: RunContext, batch_id: str, persons: int) -> None:
+    """`persons.batch.merged` as each batch is merged (the freshness automation's clock restarts then, so a
+    run that dies later still counts for the batches it merged)."""
+    resource = events.warehouse_resource(run.targets.environment, run.warehouse.location)
+    payload = {"run_id": run.run_id, "batch_id": batch_id, "persons": persons, "merged_at": str(utc_now())}
+    events.emit(events.BATCH_MERGED, resource, payload)
+
+
 def record_run_quality(
     run: RunContext, batches: Sequence[Mapping[str, Any]], problems: Sequence[str], report: Report
 ) -> list[Breach]:
-    """Record the run's metrics, check them against the thresholds, emit breach, merge and failure events."""
+    """Record the run's metrics, check them against the thresholds, emit breach and failure events."""
     warehouse, run_id = run.warehouse, run.run_id
     now = utc_now()
     layer_rows, failed, max_null, last_merged = _warehouse_counts(warehouse, run_id)
@@ -120,13 +128,6 @@ def record_run_quality(
                 "value": breach.value,
                 "threshold": breach.threshold,
             },
-        )
-    merged = sum(1 for batch in batches if batch.get("merged"))
-    if merged:
-        events.emit(
-            events.BATCH_MERGED,
-            resource,
-            {"run_id": run_id, "batches_merged": merged, "last_merged_at": str(last_merged)},
         )
     if problems:
         events.emit(

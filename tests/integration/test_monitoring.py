@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -40,6 +41,7 @@ class Monitored:
     run_ids: list[str]
     notifications: list[dict[str, Any]]
     served_records: list[dict[str, Any]] = field(default_factory=list)
+    api_url: str = ""
 
     def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         with duckdb.connect(str(self.data_dir / "warehouse.duckdb"), read_only=True) as connection:
@@ -100,6 +102,7 @@ def monitored(prefect_client: PrefectServer, tmp_path_factory: pytest.TempPathFa
                 [str(run.state_details.flow_run_id) for run in runs],
                 receiver.events,
                 records,
+                prefect_client.api_url,
             )
         finally:
             delete_automations(names)
@@ -232,6 +235,34 @@ def test_a_failed_run_notifies_through_its_automation_once(monitored: Monitored)
     assert not [b for b in monitored.notifications if b.get("flow_run_id") == monitored.run_ids[0]]
     # The flow's failure hook has a webhook too, but leaves the alert to the automation: one alert, not two.
     assert [b for b in monitored.notifications if b.get("flow_run_id") == monitored.run_ids[1]] == [body]
+
+
+def test_every_merged_batch_is_announced_as_it_is_merged(monitored: Monitored) -> None:
+    first_id, second_id = monitored.run_ids
+    merged = monitored.query(
+        "select batch_id, persons from landing.batches where run_id = ? and status = 'merged'", [first_id]
+    )
+    assert len(merged) == 2  # 2,000 persons in batches of 2 pages of 500
+    deadline = time.monotonic() + NOTIFICATION_TIMEOUT_S
+    announced: list[dict[str, Any]] = []
+    while len(announced) < len(merged) and time.monotonic() < deadline:
+        time.sleep(0.5)  # the server persists events in batches
+        announced = [event["payload"] for event in _events(monitored.api_url, "persons.batch.merged")]
+    first = sorted(
+        (payload["batch_id"], payload["persons"]) for payload in announced if payload["run_id"] == first_id
+    )
+    assert first == sorted(merged)  # one event per batch, with the persons it published
+    assert not [payload for payload in announced if payload["run_id"] == second_id]  # rejected: none
+
+
+def _events(api_url: str, name: str) -> list[dict[str, Any]]:
+    """The events of a name the server has persisted (its read API, newest first)."""
+    response = httpx.post(
+        f"{api_url}/events/filter", json={"filter": {"event": {"name": [name]}}, "limit": 50}
+    )
+    response.raise_for_status()
+    events: list[dict[str, Any]] = response.json()["events"]
+    return events
 
 
 def test_a_threshold_breach_notifies_with_run_metric_and_threshold(monitored: Monitored) -> None:
