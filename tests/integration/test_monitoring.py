@@ -5,6 +5,10 @@ deployments/automations/*.yaml fire on the session's Prefect server, calling a w
 from __future__ import annotations
 
 import json
+import re
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,6 +32,8 @@ from tests.leakscan import Needles, scan
 from tests.oracle import expected_from_served
 from tests.receivers import JsonReceiver
 
+SCRIPT = Path(sys.executable).parent / "persons-pipeline"
+FLOW_RUN_URL = re.compile(r"/runs/flow-run/([0-9a-f-]{36})")
 FRESHNESS_WITHIN_S = 10  # Prefect's smallest `within` for a proactive trigger
 NOTIFICATION_TIMEOUT_S = 90
 
@@ -235,6 +241,30 @@ def test_a_failed_run_notifies_through_its_automation_once(monitored: Monitored)
     assert not [b for b in monitored.notifications if b.get("flow_run_id") == monitored.run_ids[0]]
     # The flow's failure hook has a webhook too, but leaves the alert to the automation: one alert, not two.
     assert [b for b in monitored.notifications if b.get("flow_run_id") == monitored.run_ids[1]] == [body]
+
+
+def test_a_crashed_run_notifies_through_the_automation_once(monitored: Monitored, tmp_path: Path) -> None:
+    """SIGTERM in the middle of a run: Prefect reports it Crashed, the automation's Crashed branch alerts,
+    and the flow's own hook (it has a webhook) leaves the alert to it."""
+    with FakerTwin() as twin:
+        command = [str(SCRIPT), "run", "--api-url", twin.url, "--total", "300000", "--seed", "503"]
+        command += ["--data-dir", str(tmp_path / "data"), "--reference-date", str(REFERENCE_DATE)]
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        assert process.stderr is not None
+        flow_run_id, seen = None, []
+        for line in process.stderr:
+            seen.append(line)
+            found = FLOW_RUN_URL.search(line)
+            flow_run_id = found.group(1) if found else flow_run_id
+            if "event=batch_landed" in line:  # a batch is in the warehouse's hands
+                process.send_signal(signal.SIGTERM)
+                break
+        process.communicate(timeout=120)
+    assert flow_run_id and process.returncode != 0, "".join(seen[-20:])
+    body = monitored.wait_for("persons-run-failed", flow_run_id=flow_run_id)
+    assert body["state"] == "Crashed" and body["event"] == "prefect.flow-run.Crashed"
+    assert "termination signal" in body["message"]
+    assert [b for b in monitored.notifications if b.get("flow_run_id") == flow_run_id] == [body]
 
 
 def test_every_merged_batch_is_announced_as_it_is_merged(monitored: Monitored) -> None:
