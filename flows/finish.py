@@ -17,6 +17,7 @@ from prefect.artifacts import (
 )
 
 from flows.anonymise.transform import POLICY_VERSION
+from flows.gate.offline_docs import SHARED_VENDOR, shared_vendor
 from flows.generations import Publication
 from flows.landing.files import write_manifest
 from flows.monitoring.record import record_run_quality
@@ -84,6 +85,8 @@ def _finish(
     with run.clock.measure("report"):
         report = build_report(run.warehouse)
         docs_folder = run.gate.docs_dir if run.gate.index_path.exists() else run.data_dir / "data_docs"
+        if docs_folder == run.gate.docs_dir:  # its pages use the assets all runs share: those first, once
+            run.store.upload_folder(shared_vendor(docs_folder), f"data_docs/{SHARED_VENDOR}", only_new=True)
         docs_location = run.store.upload_folder(docs_folder, f"data_docs/{docs_folder.name}")
         docs_index = f"{docs_location}/index.html"
         context = {

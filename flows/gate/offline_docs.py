@@ -3,7 +3,9 @@
 GX 1.24 renders its pages with 16 scripts and stylesheets from CDNs (and its logo from its own bucket);
 without internet the index's table of validation results stays empty. The exact files, pinned in
 `offline/assets.lock.json` (package, version, npm integrity, sha256 per file), live in `offline/vendor/` and
-are copied into each run's site under `static/vendor/`; every page and stylesheet is rewritten to point there.
+are linked into one `vendor/` folder beside the runs' sites (data_docs/vendor/<package>@<version>/...);
+every page and stylesheet is rewritten to point there. The runs share it: a run adds its pages only, on disk
+and in a bucket (the vendored paths carry their versions, so a file uploaded once never changes).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import hashlib
 import os
 import re
 import shutil
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +24,8 @@ import orjson
 OFFLINE_DIR = Path(__file__).resolve().parent / "offline"
 LOCK_PATH = OFFLINE_DIR / "assets.lock.json"
 VENDOR_DIR = OFFLINE_DIR / "vendor"
-SITE_VENDOR = "static/vendor"
+SHARED_VENDOR = "vendor"  # beside the runs' sites: data_docs/vendor
+SITE_VENDOR = f"../{SHARED_VENDOR}"  # the same folder, as a site's pages reach it from the site's root
 SITE_IMAGES = "static/images"
 # GX's own images on its web-assets bucket; the site carries the same logo in static/images.
 GX_WEB_ASSETS = "https://great-expectations-web-assets.s3.us-east-2.amazonaws.com/"
@@ -46,7 +50,7 @@ class VendoredFile:
 
     @property
     def path(self) -> str:
-        """Where it lives under the vendor folder (and under the site's static/vendor)."""
+        """Where it lives under the vendor folder (and under the shared vendor folder beside the sites)."""
         return f"{self.package}@{self.version}/{self.file}"
 
 
@@ -204,19 +208,29 @@ def rewrite_stylesheet(text: str, to_root: str) -> tuple[str, list[str]]:
     return _CSS_URL.sub(url, text), dropped
 
 
+def shared_vendor(site: Path) -> Path:
+    """The vendor folder the pages of `site` point to (shared by every run's site beside it)."""
+    return (site / SITE_VENDOR).resolve()
+
+
 def _link_or_copy(source: str, target: str) -> None:
-    """A hard link where the site is on the same disk (3.5 MB less per run), else a copy."""
+    """A hard link where the folder is on the same disk, else a copy, put in place atomically; nothing where
+    the file is there already (its path carries its version: what is there is that file)."""
+    if os.path.isfile(target) and os.path.getsize(target) == os.path.getsize(source):
+        return
+    temporary = f"{target}.{os.getpid()}-{threading.get_ident()}.partial"
     try:
-        Path(target).unlink(missing_ok=True)
-        os.link(source, target)
+        os.link(source, temporary)
     except OSError:
-        shutil.copy2(source, target)
+        shutil.copy2(source, temporary)
+    os.replace(temporary, target)
 
 
 def make_docs_offline(site: Path, vendor: Path = VENDOR_DIR, lock: Path = LOCK_PATH) -> OfflineDocs:
-    """Copy the vendored assets into a built GX site and rewrite every page and stylesheet of it."""
+    """Link the vendored assets into the vendor folder beside a built GX site, rewrite the site's pages and
+    stylesheets to point there."""
     assets = asset_paths(load_lock(lock))
-    shutil.copytree(vendor, site / SITE_VENDOR, dirs_exist_ok=True, copy_function=_link_or_copy)
+    shutil.copytree(vendor, shared_vendor(site), dirs_exist_ok=True, copy_function=_link_or_copy)
     summary = OfflineDocs()
     for page in sorted(site.rglob("*.html")):
         to_root = "../" * (len(page.relative_to(site).parts) - 1)
@@ -225,8 +239,6 @@ def make_docs_offline(site: Path, vendor: Path = VENDOR_DIR, lock: Path = LOCK_P
         summary.pages += 1
         summary.dropped += dropped
     for sheet in sorted((site / "static").rglob("*.css")):
-        if (site / SITE_VENDOR) in sheet.parents:
-            continue  # vendored as published (their url(...)s are relative and vendored with them)
         to_root = "../" * (len(sheet.relative_to(site).parts) - 1)
         text, dropped = rewrite_stylesheet(sheet.read_text(encoding="utf-8"), to_root)
         sheet.write_text(text, encoding="utf-8")

@@ -48,8 +48,9 @@ class LandingStore(Protocol):
         """Fail before any data moves if the place cannot be written."""
         ...
 
-    def upload_folder(self, folder: Path, key_prefix: str) -> str:
-        """Make a local folder (data docs, reports) available beside the landed files; return its location."""
+    def upload_folder(self, folder: Path, key_prefix: str, only_new: bool = False) -> str:
+        """Make a local folder (data docs, reports) available beside the landed files; return its location.
+        With `only_new`, files already there are left as they are (versioned paths: shared docs assets)."""
         ...
 
 
@@ -102,7 +103,7 @@ class LocalLandingStore:
         probe.write_bytes(b"")
         probe.unlink()
 
-    def upload_folder(self, folder: Path, key_prefix: str) -> str:
+    def upload_folder(self, folder: Path, key_prefix: str, only_new: bool = False) -> str:
         """Local folders stay where they are (data docs and reports already live under the data folder)."""
         return str(folder)
 

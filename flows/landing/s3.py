@@ -83,9 +83,20 @@ class S3LandingStore:
         """s3:// URL of the object."""
         return f"s3://{self.bucket.bucket_name}/{self._key(key)}"
 
-    def upload_folder(self, folder: Path, key_prefix: str) -> str:
-        """Upload every file under `folder` to <prefix>/<key_prefix>/...; return the folder's s3:// URL."""
+    def upload_folder(self, folder: Path, key_prefix: str, only_new: bool = False) -> str:
+        """Upload every file under `folder` to <prefix>/<key_prefix>/... (with `only_new`, only those not
+        there yet); return the folder's s3:// URL."""
+        present = self._keys_under(key_prefix) if only_new else set()
         for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                self.write_bytes(f"{key_prefix}/{path.relative_to(folder).as_posix()}", path.read_bytes())
+            key = f"{key_prefix}/{path.relative_to(folder).as_posix()}"
+            if path.is_file() and self._key(key) not in present:
+                self.write_bytes(key, path.read_bytes())
         return self.uri(key_prefix)
+
+    def _keys_under(self, key_prefix: str) -> set[str]:
+        """The full keys of the objects under <prefix>/<key_prefix>/ (one listing, paged)."""
+        client = self.bucket.credentials.get_s3_client()
+        pages = client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket.bucket_name, Prefix=f"{self._key(key_prefix)}/"
+        )
+        return {item["Key"] for page in pages for item in page.get("Contents", [])}

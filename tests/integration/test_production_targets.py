@@ -15,6 +15,7 @@ import pytest
 import snowflake.connector
 from faker_twin.server import FakerTwin, TwinFaults
 
+from flows.gate.offline_docs import SHARED_VENDOR, asset_paths, load_lock
 from flows.report.charts import CHARTS
 from flows.settings import OFFLINE_DEMO_SECRET, get_settings
 from tests.conftest import PrefectServer, S3Server, SnowflakeServer
@@ -134,6 +135,15 @@ def test_snowflake_and_s3_give_the_same_report_as_duckdb_and_rerun_idempotently(
         0
     )  # the trend, read from Snowflake's landing.batches
     assert "persons/data_docs/dbt/index.html" in objects  # dbt's docs beside the GX data docs
+    # The pages' vendored assets: once beside every run's docs, not in each run's (3.5 MB a run)
+    vendored = sorted(
+        f"persons/data_docs/{SHARED_VENDOR}/{path}" for path in asset_paths(load_lock()).values()
+    )
+    assert set(vendored) <= set(objects)
+    assert not [name for name in names if name.startswith(f"persons/data_docs/{run_id}/static/vendor/")]
+    uploaded_at = production.s3.client().head_object(Bucket=production.bucket, Key=vendored[0])[
+        "LastModified"
+    ]
     assert remote.report["run"]["data_docs"] == f"{production.landing_url}/data_docs/{run_id}/index.html"
     assert any(name.startswith("persons/.prefect-cache/") for name in names)  # results beside the files
     # OpenLineage: the events file is copied beside the landed files; Snowflake and S3 by the naming spec
@@ -165,6 +175,8 @@ def test_snowflake_and_s3_give_the_same_report_as_duckdb_and_rerun_idempotently(
 
     assert rerun.state.is_completed(), rerun.state.message
     assert twin.stats()["persons_requests"] == requests_before  # the rerun reused the batches landed in S3
+    again = production.s3.client().head_object(Bucket=production.bucket, Key=vendored[0])["LastModified"]
+    assert again == uploaded_at  # the shared assets were not uploaded again
     assert {row[0] for row in production.query("select person_key from staging.persons")} == keys
     assert report_of(rerun) == report_of(local)
 
