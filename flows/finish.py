@@ -84,9 +84,11 @@ def _finish(
     logger = get_run_logger()
     with run.clock.measure("report"):
         report = build_report(run.warehouse)
-        docs_folder = run.gate.docs_dir if run.gate.index_path.exists() else run.data_dir / "data_docs"
-        if docs_folder == run.gate.docs_dir:  # its pages use the assets all runs share: those first, once
+        if run.gate.index_path.exists():
+            docs_folder = run.gate.docs_dir  # its pages use the assets all runs share: those first, once
             run.store.upload_folder(shared_vendor(docs_folder), f"data_docs/{SHARED_VENDOR}", only_new=True)
+        else:
+            docs_folder = run.data_dir / "data_docs"
         docs_location = run.store.upload_folder(docs_folder, f"data_docs/{docs_folder.name}")
         docs_index = f"{docs_location}/index.html"
         context = {

@@ -78,9 +78,13 @@ def _warehouse_counts(warehouse: Warehouse, run_id: str) -> tuple[dict[str, int]
 def announce_merge(run: RunContext, batch_id: str, persons: int) -> None:
     """`persons.batch.merged` as each batch is merged (the freshness automation's clock restarts then, so a
     run that dies later still counts for the batches it merged)."""
-    resource = events.warehouse_resource(run.targets.environment, run.warehouse.location)
-    payload = {"run_id": run.run_id, "batch_id": batch_id, "persons": persons, "merged_at": str(utc_now())}
-    events.emit(events.BATCH_MERGED, resource, payload)
+    payload = {"run_id": run.run_id, "batch_id": batch_id, "persons": persons}  # the event has its time
+    events.emit(events.BATCH_MERGED, _resource(run), payload)
+
+
+def _resource(run: RunContext) -> dict[str, str]:
+    """The run's warehouse as the resource of its events."""
+    return events.warehouse_resource(run.targets.environment, run.warehouse.location)
 
 
 def record_run_quality(
@@ -116,7 +120,7 @@ def record_run_quality(
                 threshold=breach.threshold,
                 detected_at=now,
             )
-    resource = events.warehouse_resource(run.targets.environment, warehouse.location)
+    resource = _resource(run)
     for breach in breaches:
         events.emit(
             events.BREACH,

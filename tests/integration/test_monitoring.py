@@ -275,12 +275,11 @@ def test_every_merged_batch_is_announced_as_it_is_merged(monitored: Monitored) -
     assert len(merged) == 2  # 2,000 persons in batches of 2 pages of 500
     deadline = time.monotonic() + NOTIFICATION_TIMEOUT_S
     announced: list[dict[str, Any]] = []
-    while len(announced) < len(merged) and time.monotonic() < deadline:
+    first: list[tuple[str, int]] = []
+    while len(first) < len(merged) and time.monotonic() < deadline:  # other runs here announce theirs too
         time.sleep(0.5)  # the server persists events in batches
         announced = [event["payload"] for event in _events(monitored.api_url, "persons.batch.merged")]
-    first = sorted(
-        (payload["batch_id"], payload["persons"]) for payload in announced if payload["run_id"] == first_id
-    )
+        first = sorted((p["batch_id"], p["persons"]) for p in announced if p["run_id"] == first_id)
     assert first == sorted(merged)  # one event per batch, with the persons it published
     assert not [payload for payload in announced if payload["run_id"] == second_id]  # rejected: none
 
