@@ -252,6 +252,7 @@ class Bench:
         env["TMPDIR"] = str(self.workdir / "tmp")
         # The client's rate limit protects the public API; against the local twin it would measure itself.
         env.setdefault("PERSONS_RATE_LIMIT_PER_S", "0")
+        env.setdefault("PERSONS_ALLOW_DEMO_SECRET", "true")  # the bench's runs are offline try-outs
         if mode == "external":
             assert self.external_api_url is not None
             env["PREFECT_API_URL"] = self.external_api_url

@@ -147,6 +147,10 @@ def _help_defaults() -> RunDefaults:
 def run_command(args: argparse.Namespace) -> int:
     """Validate every parameter and the key, then run the flow; exit code 1 if the run fails."""
     if args.command == "forget":
+        try:
+            get_settings().check_key_source()
+        except ValueError as exc:  # a ValidationError is one
+            return _refused(args.command, exc)
         if failed := _connect_prefect(get_settings(), args.command):
             return failed
         from flows.erasure import forget_command  # noqa: PLC0415 - Prefect only once its API is chosen
@@ -161,6 +165,7 @@ def run_command(args: argparse.Namespace) -> int:
             **{name: getattr(args, name) for name in PARAMETER_NAMES},
         )
         check_data_dir(params.data_dir, settings.min_free_disk_mib)
+        settings.check_key_source()  # a missing, empty or short key, before anything starts
     except (ParameterError, ValueError, EnvironmentProblem) as exc:
         return _refused(args.command, exc)
     # Prefect reads its API URL when first imported: choose it before anything imports Prefect.
@@ -271,7 +276,7 @@ def _one_line(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         first = exc.errors()[0]
         name = "PERSONS_" + "_".join(str(part) for part in first["loc"]).upper()
-        return f"{name}: {first['msg']}"
+        return f"{name}: {first['msg'].removeprefix('Value error, ')}"
     return str(exc).splitlines()[0]
 
 

@@ -6,13 +6,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from flows.parameters import RunDefaults
 
-# Deliberately obvious: the quickstart needs a key, production must bring its own (see `require_real_secret`).
+# Deliberately obvious: the offline quickstart and the tests ask for it explicitly
+# (PERSONS_ALLOW_DEMO_SECRET); everything else must bring its own key (see `person_key_secret`).
 OFFLINE_DEMO_SECRET = "offline-quickstart-secret-NOT-FOR-PRODUCTION"  # noqa: S105
+# The shortest person_key key accepted: 256 bits, so that the key cannot be guessed.
+MIN_SECRET_BYTES = 32
 # A memory size as DuckDB takes it (the caps below).
 MEMORY_SIZE = r"\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)"
 
@@ -21,7 +24,11 @@ class PipelineSettings(RunDefaults, BaseSettings):  # type: ignore[misc]  # two 
     """Every tunable of the pipeline, with a default, a description and bounds."""
 
     model_config = SettingsConfigDict(
-        env_prefix="PERSONS_", extra="ignore", frozen=True, populate_by_name=True
+        env_prefix="PERSONS_",
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+        hide_input_in_errors=True,  # an error must never quote a value: several settings are secrets
     )
 
     # --- where to (the environment picks warehouse and landing place; flow parameters may override) ---
@@ -219,9 +226,10 @@ class PipelineSettings(RunDefaults, BaseSettings):  # type: ignore[misc]  # two 
     )
 
     # --- privacy ---
-    hmac_secret: SecretStr = Field(
-        SecretStr(OFFLINE_DEMO_SECRET),
-        description="Key of the HMAC-SHA256 person_key (set it in production).",
+    hmac_secret: SecretStr | None = Field(
+        None,
+        description="Key of the HMAC-SHA256 person_key, at least 32 bytes (e.g. `openssl rand -hex 32`); "
+        "required unless PERSONS_HMAC_SECRET_BLOCK or _AWS_SECRET names one.",
     )
     previous_hmac_secret: SecretStr | None = Field(
         None,
@@ -234,16 +242,24 @@ class PipelineSettings(RunDefaults, BaseSettings):  # type: ignore[misc]  # two 
         None, description="Name or ARN of an AWS Secrets Manager secret holding the person_key secret."
     )
     allow_demo_secret: bool = Field(
-        True, description="Allow the built-in offline secret (only for local quickstarts and tests)."
+        False,
+        description="Use the built-in offline demo key when no key is set: asked for by the offline "
+        "quickstart and the tests only; never used with PERSONS_ENVIRONMENT dev or prod.",
     )
 
     @model_validator(mode="before")
     @classmethod
     def _empty_is_unset(cls, values: object) -> object:
-        # Deployment templates pass every variable, set or not: an empty string means "not set".
+        # Deployment templates pass every variable, set or not: an empty string means "not set". Not for the
+        # key itself, which no template passes: set but empty, it is a failed injection and refused.
         if isinstance(values, dict):
-            return {key: value for key, value in values.items() if value != ""}
+            return {key: value for key, value in values.items() if value != "" or key == "hmac_secret"}
         return values
+
+    @field_validator("hmac_secret")
+    @classmethod
+    def _key_is_strong(cls, value: SecretStr | None) -> SecretStr | None:
+        return None if value is None else check_key_strength(value, "the key")
 
     @model_validator(mode="after")
     def _one_source_per_secret(self) -> PipelineSettings:
@@ -256,30 +272,70 @@ class PipelineSettings(RunDefaults, BaseSettings):  # type: ignore[misc]  # two 
         return self
 
     def person_key_secret(self) -> SecretStr:
-        """The person_key secret: from a Prefect Secret block or an AWS secret if named, else the env."""
+        """The person_key key: from a Prefect Secret block or an AWS secret if named, else the environment,
+        else the demo key where asked for; ValueError (one line naming the setting) if there is none."""
         if self.hmac_secret_block:
             from prefect.blocks.system import Secret  # noqa: PLC0415 - only where a block is named
 
-            return SecretStr(str(Secret.load(self.hmac_secret_block).get()))  # type: ignore[union-attr]
+            secret = SecretStr(str(Secret.load(self.hmac_secret_block).get()))  # type: ignore[union-attr]
+            return check_key_strength(secret, f"the Secret block {self.hmac_secret_block!r}")
         if self.hmac_secret_aws_secret:
             from flows.runtime.secrets import aws_secret  # noqa: PLC0415 - only where a secret is named
 
-            return aws_secret(
+            secret = aws_secret(
                 self.hmac_secret_aws_secret,
                 "PERSONS_HMAC_SECRET_AWS_SECRET",
                 endpoint_url=self.aws_endpoint_url,
             )
-        return self.hmac_secret
+            return check_key_strength(secret, "the secret PERSONS_HMAC_SECRET_AWS_SECRET names")
+        return self.local_person_key_secret()
+
+    def local_person_key_secret(self) -> SecretStr:
+        """The key from the environment (or the demo key where asked for), checked without any service."""
+        if self.hmac_secret is not None:
+            return self.hmac_secret
+        if self.allow_demo_secret and self.environment == "local":
+            return SecretStr(OFFLINE_DEMO_SECRET)
+        why = (
+            f"the demo key is never used with PERSONS_ENVIRONMENT={self.environment}"
+            if self.allow_demo_secret
+            else "PERSONS_ALLOW_DEMO_SECRET=true uses the offline demo key, for a local try-out only"
+        )
+        raise ValueError(
+            "PERSONS_HMAC_SECRET is not set (nor PERSONS_HMAC_SECRET_BLOCK, PERSONS_HMAC_SECRET_AWS_SECRET): "
+            f"the person_key needs a key of at least {MIN_SECRET_BYTES} bytes, e.g. `openssl rand -hex 32` "
+            f"({why})"
+        )
+
+    def check_key_source(self) -> None:
+        """Refuse a missing or weak key before any work, where that needs no service (a block or an AWS
+        secret is checked when it is read)."""
+        if not (self.hmac_secret_block or self.hmac_secret_aws_secret):
+            self.local_person_key_secret()
 
     def require_real_secret(self, secret: SecretStr | None = None) -> None:
-        """Refuse to run with the demo secret where it is not allowed."""
-        value = (secret or self.hmac_secret).get_secret_value()
-        if not value:
-            raise ValueError("the person_key secret is empty")
-        if not self.allow_demo_secret and value == OFFLINE_DEMO_SECRET:
+        """Refuse an empty or short key, and the demo key where it was not asked for."""
+        key = secret if secret is not None else self.person_key_secret()
+        check_key_strength(key, "the person_key key")
+        if key.get_secret_value() == OFFLINE_DEMO_SECRET and not (
+            self.allow_demo_secret and self.environment == "local"
+        ):
             raise ValueError(
-                "PERSONS_HMAC_SECRET must be set: the built-in offline secret is not allowed here"
+                "PERSONS_HMAC_SECRET must be set: the built-in offline demo key is not allowed here"
             )
+
+
+def check_key_strength(secret: SecretStr, name: str) -> SecretStr:
+    """The key itself if it is at least MIN_SECRET_BYTES long; ValueError naming where it came from if not."""
+    size = len(secret.get_secret_value().encode())
+    if size == 0:
+        raise ValueError(f"{name} is empty: the person_key needs a key of at least {MIN_SECRET_BYTES} bytes")
+    if size < MIN_SECRET_BYTES:
+        raise ValueError(
+            f"{name} is {size} byte{'' if size == 1 else 's'} long: the person_key needs a key of at least "
+            f"{MIN_SECRET_BYTES} bytes (e.g. `openssl rand -hex 32`)"
+        )
+    return secret
 
 
 @lru_cache(maxsize=1)

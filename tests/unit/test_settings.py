@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from flows.settings import OFFLINE_DEMO_SECRET, PipelineSettings
+
+STRONG = "s3cret-" + "0123456789abcdef" * 2  # 39 bytes
 
 
 def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PERSONS_TOTAL", "1234")
     monkeypatch.setenv("PERSONS_RATE_LIMIT_PER_S", "0")
-    monkeypatch.setenv("PERSONS_HMAC_SECRET", "s3cret")
+    monkeypatch.setenv("PERSONS_HMAC_SECRET", STRONG)
     settings = PipelineSettings()
     assert settings.total == 1234
     assert settings.rate_limit_per_s == 0
-    assert settings.hmac_secret.get_secret_value() == "s3cret"
-    assert "s3cret" not in repr(settings)
+    assert settings.hmac_secret is not None and settings.hmac_secret.get_secret_value() == STRONG
+    assert STRONG not in repr(settings)
 
 
 @pytest.mark.parametrize(("name", "value"), [("PERSONS_PAGE_SIZE", "1001"), ("PERSONS_MAX_IN_FLIGHT", "0")])
@@ -26,11 +30,57 @@ def test_bounds(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
         PipelineSettings()
 
 
-def test_demo_secret_is_refused_where_not_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_demo_secret_is_refused_where_not_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PERSONS_HMAC_SECRET", raising=False)
     monkeypatch.setenv("PERSONS_ALLOW_DEMO_SECRET", "false")
     settings = PipelineSettings()
-    assert settings.hmac_secret.get_secret_value() == OFFLINE_DEMO_SECRET
-    with pytest.raises(ValueError, match="PERSONS_HMAC_SECRET"):
-        settings.require_real_secret()
-    monkeypatch.setenv("PERSONS_HMAC_SECRET", "a-real-one")
+    assert settings.hmac_secret is None
+    with pytest.raises(ValueError, match="PERSONS_HMAC_SECRET is not set"):
+        settings.check_key_source()
+    with pytest.raises(ValueError, match="demo key is not allowed"):
+        settings.require_real_secret(SecretStr(OFFLINE_DEMO_SECRET))
+    monkeypatch.setenv("PERSONS_HMAC_SECRET", STRONG)
     PipelineSettings().require_real_secret()
+
+
+def test_demo_secret_only_where_asked_for_and_only_locally(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PERSONS_HMAC_SECRET", raising=False)
+    monkeypatch.setenv("PERSONS_ALLOW_DEMO_SECRET", "true")
+    assert PipelineSettings().person_key_secret().get_secret_value() == OFFLINE_DEMO_SECRET
+    monkeypatch.setenv("PERSONS_ENVIRONMENT", "prod")
+    with pytest.raises(ValueError, match="never used with PERSONS_ENVIRONMENT=prod"):
+        PipelineSettings().check_key_source()
+
+
+@pytest.mark.parametrize(
+    ("value", "said"), [("", "is empty"), ("x", "is 1 byte long"), ("k" * 31, "31 bytes")]
+)
+def test_an_empty_or_short_key_is_refused_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch, value: str, said: str
+) -> None:
+    monkeypatch.setenv("PERSONS_HMAC_SECRET", value)  # set, even empty: a failed secret injection
+    with pytest.raises(ValidationError) as refused:
+        PipelineSettings()
+    error = refused.value.errors()[0]
+    assert error["loc"] == ("hmac_secret",) and said in error["msg"]
+    assert "input_value" not in str(refused.value)  # the value is never quoted (hide_input_in_errors)
+
+
+def test_the_cli_refuses_a_weak_key_in_one_line_before_any_work(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from flows.cli import main
+    from flows.settings import get_settings
+
+    monkeypatch.setenv("PERSONS_HMAC_SECRET", "short-key")
+    monkeypatch.setenv("PERSONS_PREFECT_SERVER_HOME", str(tmp_path / "server"))
+    get_settings.cache_clear()
+    try:
+        code = main(["run", "--data-dir", str(tmp_path / "data"), "--api-url", "http://127.0.0.1:9/api/v2"])
+    finally:
+        get_settings.cache_clear()
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("persons-pipeline run: error: PERSONS_HMAC_SECRET:")
+    assert "short-key" not in err
+    assert not (tmp_path / "server").exists()  # no Prefect server was started for it
