@@ -1,10 +1,13 @@
-"""HTTP receivers on 127.0.0.1 (a thread of http.server) that keep every JSON body posted to them: the alert
-webhook, the automations' notifications, an OpenLineage receiver."""
+"""HTTP peers on 127.0.0.1 (threads of this process): receivers that keep every JSON body posted to them (the
+alert webhook, the automations' notifications, an OpenLineage receiver) and a hostile source that never
+finishes its answer."""
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
+from contextlib import suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -66,3 +69,48 @@ class LineageReceiver(JsonReceiver):
     def of_run(self, run_id: str) -> list[dict[str, Any]]:
         """The events received for one run, in order."""
         return [event for event in self.events if event["run"]["runId"] == run_id]
+
+
+class TrickleServer:
+    """A hostile source on 127.0.0.1: answers every request `200 OK` with a long body, then sends it one byte
+    every `interval_s` (a per-read timeout never fires on it; only a deadline for the whole request does)."""
+
+    def __init__(self, interval_s: float = 0.5) -> None:
+        self.interval_s = interval_s
+        self.requests = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    @property
+    def url(self) -> str:
+        """The API base URL to point the pipeline at."""
+        return f"http://127.0.0.1:{self._listener.getsockname()[1]}/api/v2"
+
+    def _accept(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return
+            self.requests += 1
+            threading.Thread(target=self._trickle, args=(connection,), daemon=True).start()
+
+    def _trickle(self, connection: socket.socket) -> None:
+        with connection, suppress(OSError):
+            connection.recv(65536)
+            connection.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n"
+            )
+            while not self._stopped.wait(self.interval_s):
+                connection.sendall(b" ")
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self._stopped.set()
+        self._listener.close()

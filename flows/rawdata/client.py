@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
+import urllib.request
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -30,6 +33,7 @@ from tenacity import (
 from tenacity.stop import stop_base
 
 from flows.plan import PageRequest
+from flows.rawdata.deadline import DeadlineTransport, request_deadline
 from flows.settings import PipelineSettings
 
 logger = logging.getLogger(__name__)
@@ -48,7 +52,11 @@ class PageParser(Protocol[T_co]):
 
 
 class FakerApiError(RuntimeError):
-    """A page could not be fetched; the message names the page and status, never the payload."""
+    """A page could not be fetched; the message names page, source and cause, never the payload."""
+
+
+class SourceUnreachable(FakerApiError):
+    """Every attempt at a page failed to connect: later pages would fail the same way."""
 
 
 class MalformedPageError(ValueError):
@@ -58,10 +66,11 @@ class MalformedPageError(ValueError):
 class _Retryable(Exception):
     """One attempt failed in a way another attempt may fix (the problem is a status or a type, no payload)."""
 
-    def __init__(self, problem: str, retry_after: float | None = None) -> None:
+    def __init__(self, problem: str, retry_after: float | None = None, connecting: bool = False) -> None:
         super().__init__(problem)
         self.problem = problem
         self.retry_after = retry_after
+        self.connecting = connecting  # the attempt never reached the server
 
 
 class _StopWhen(stop_base):
@@ -216,6 +225,27 @@ def parse_envelope(body: bytes) -> dict[str, Any]:
     return envelope
 
 
+def source_name(base_url: str) -> str:
+    """The API's host and port as messages name it (no path, no credentials)."""
+    parts = urlsplit(base_url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}"
+
+
+def proxy_for(base_url: str) -> str | None:
+    """The proxy the environment names for the API (HTTP(S)_PROXY, NO_PROXY), if any."""
+    parts = urlsplit(base_url)
+    if parts.hostname is None or urllib.request.proxy_bypass(parts.hostname):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
+
+
+def os_error_text(exc: BaseException) -> str | None:
+    """The operating system's words for a failed connection ("Connection refused"), if that is what it is."""
+    found = re.fullmatch(r"\[Errno -?\d+\] ([A-Za-z][A-Za-z ,'-]{0,80})", str(exc))
+    return found.group(1) if found else None
+
+
 def default_parser(body: bytes, page: PageRequest) -> dict[str, Any]:
     """Parse a page into its envelope dict."""
     return parse_envelope(body)
@@ -230,12 +260,18 @@ class FakerApiClient:
         self._limiter = RateLimiter(config.rate_limit_per_s)
         self._rng = random.Random(rng_seed)
         self._cancelled = threading.Event()
+        self._never_connected = True  # until a request reaches the server: it is unreachable if it never does
+        self._source = source_name(config.base_url)
+        limits = httpx.Limits(
+            max_connections=config.max_in_flight, max_keepalive_connections=config.max_in_flight
+        )
         self._http = httpx.Client(
             base_url=config.base_url.rstrip("/"),
             timeout=config.timeout_s,
-            limits=httpx.Limits(
-                max_connections=config.max_in_flight, max_keepalive_connections=config.max_in_flight
-            ),
+            # Each request as a whole ends by its deadline (flows.rawdata.deadline); the proxy, if the
+            # environment names one for the API, is the transport's, so it is bounded the same way.
+            transport=DeadlineTransport(limits, proxy_for(config.base_url)),
+            trust_env=False,
             headers={"Accept": "application/json", "User-Agent": "persons-pipeline/0.1"},
         )
 
@@ -270,19 +306,26 @@ class FakerApiClient:
                 with attempt:
                     return self._attempt(page, params, parse)
         except RetryError as exc:
-            state = exc.last_attempt
-            problem = state.exception()
-            last = problem.problem if isinstance(problem, _Retryable) else type(problem).__name__
-            if self._deadline_reached(0.0) or state.attempt_number < self.config.max_attempts:
-                raise FakerApiError(
-                    f"page {page.number} (_seed={page.seed}) not fetched before the run deadline "
-                    f"(PERSONS_RUN_DEADLINE_S) after {state.attempt_number} attempts; last problem: {last}"
-                ) from None
-            raise FakerApiError(
-                f"page {page.number} (_seed={page.seed}) failed after {self.config.max_attempts} attempts; "
-                f"last problem: {last}"
-            ) from None
+            raise self._gave_up(page, exc.last_attempt) from None
         raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+
+    def _gave_up(self, page: PageRequest, state: Any) -> FakerApiError:
+        """Why a page could not be fetched: the page, the source, the attempts and the last cause."""
+        problem = state.exception()
+        last = problem.problem if isinstance(problem, _Retryable) else type(problem).__name__
+        where = f"page {page.number} (_seed={page.seed}) of {self._source}"
+        if self._deadline_reached(0.0) or state.attempt_number < self.config.max_attempts:
+            return FakerApiError(
+                f"{where} not fetched before the run deadline (PERSONS_RUN_DEADLINE_S) after "
+                f"{state.attempt_number} attempts; last problem: {last}"
+            )
+        if self._never_connected:
+            return SourceUnreachable(
+                f"{where}: the source is unreachable, {self.config.max_attempts} attempts failed; "
+                f"last problem: {last}"
+            )
+        attempts = self.config.max_attempts
+        return FakerApiError(f"{where} failed after {attempts} attempts; last problem: {last}")
 
     def _attempt(self, page: PageRequest, params: dict[str, str], parse: PageParser[T]) -> T:
         """One request; _Retryable for what another attempt may fix, FakerApiError for what it cannot."""
@@ -293,10 +336,13 @@ class FakerApiClient:
             raise _Retryable("the run deadline passed while waiting to send")
         self.stats.add(requests=1)
         try:
-            response = self._http.get("/persons", params=params)
+            with request_deadline(self._request_deadline()):
+                response = self._http.get("/persons", params=params)
         except httpx.TransportError as exc:
             self.stats.add(transport_errors=1)
-            raise _Retryable(type(exc).__name__) from None
+            connecting = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+            raise _Retryable(self._transport_problem(exc), connecting=connecting) from None
+        self._never_connected = False
         status = response.status_code
         if status == 200:
             try:
@@ -313,6 +359,28 @@ class FakerApiClient:
             self.stats.add(server_errors=1)
             raise _Retryable(f"HTTP {status}")
         raise FakerApiError(f"page {page.number} (_seed={page.seed}) refused with HTTP {status}")
+
+    def _request_deadline(self) -> float:
+        """When the request must be over (time.monotonic()): its own time, cut to the run's deadline."""
+        at = time.monotonic() + self.config.timeout_s
+        if self.config.deadline_at is not None:
+            at = min(at, time.monotonic() + max(0.0, self.config.deadline_at - time.time()))
+        return at
+
+    def _transport_problem(self, exc: httpx.TransportError) -> str:
+        """What went wrong on the way, in words (an OS error's own text at most; never a payload)."""
+        if isinstance(exc, httpx.ConnectTimeout):
+            return f"no connection within {self.config.timeout_s:g} s"
+        if isinstance(exc, httpx.ConnectError):
+            return f"cannot connect ({os_error_text(exc) or type(exc).__name__})"
+        if isinstance(exc, httpx.TimeoutException):
+            return (
+                f"no complete answer within {self.config.timeout_s:g} s "
+                "(PERSONS_REQUEST_TIMEOUT_S, or the run deadline)"
+            )
+        if isinstance(exc, httpx.RemoteProtocolError):
+            return f"the connection closed mid-answer ({type(exc).__name__})"
+        return type(exc).__name__
 
     def _pause(self, seconds: float) -> None:
         """Wait between attempts; a page that failed for good ends the others' waits at once."""

@@ -32,6 +32,7 @@ from flows.rawdata.client import ClientConfig, FakerApiClient, FakerApiError, Fe
 from flows.rawdata.completeness import complete_pages
 from flows.rawdata.exclusions import Exclusions, drop_forgotten
 from flows.rawdata.records import RAW_SCHEMA, parse_page
+from flows.runtime.environment import PROXY_VARIABLES
 from flows.runtime.remote import RemoteObject, RemoteProcessError, own_resources
 
 P = ParamSpec("P")
@@ -180,15 +181,21 @@ class IngestWorker:
     """The orchestrator's handle on the raw-data worker process (see flows.runtime.remote)."""
 
     def __init__(self) -> None:
-        self._remote = RemoteObject("flows.rawdata.worker:RawDataWorker", env=_WORKER_ALLOCATOR)
+        # Its HTTP client honours the proxy variables; the key reaches it over the socket, never by the env.
+        self._remote = RemoteObject(
+            "flows.rawdata.worker:RawDataWorker", env=_WORKER_ALLOCATOR, keep_env=PROXY_VARIABLES
+        )
         self._worker: Any = None
         self._lock = threading.Lock()
 
     def start(self) -> None:
-        """Start the process and create the worker in it (idempotent)."""
+        self._closed = False  # closed or aborted: never started again (a stop must not restart it)
+        """Start the process and create the worker in it (idempotent); WorkerStopped once it was closed."""
         with self._lock:
             if self._worker is None:
                 self._worker = self._remote.create()
+            if self._closed:
+                raise WorkerStopped("the raw-data worker was stopped")
 
     def extract(
         self, handle: str, plan: BatchPlan, client_config: ClientConfig, query: PageQuery
@@ -216,7 +223,7 @@ class IngestWorker:
 
     def resources(self) -> dict[str, float]:
         """The worker process's CPU seconds and peak RSS (empty if it is not running)."""
-        if self._worker is None:
+        if self._worker is None or self._closed:
             return {}
         return cast(dict[str, float], self._call("resources"))
 
@@ -235,7 +242,13 @@ class IngestWorker:
         return self._remote.pid
 
     def close(self) -> None:
-        """Stop the process."""
+        """Stop the process (for good)."""
+    def abort(self) -> None:
+        """End the process at once and for good (a stop signal): a call in flight fails with WorkerStopped."""
+        self._closed = True
+        self._remote.kill()
+
         with self._lock:
             self._worker = None
         self._remote.close()
+            self._closed = True

@@ -18,11 +18,13 @@ from flows.rawdata.client import (
     FakerApiError,
     MalformedPageError,
     PageQuery,
+    SourceUnreachable,
     backoff_delay,
     parse_envelope,
     parse_retry_after,
 )
 from tests.conftest import free_port
+from tests.receivers import TrickleServer
 
 QUERY = PageQuery(locale="en_US")
 
@@ -116,7 +118,13 @@ def test_attempts_run_out_with_a_clear_error() -> None:
     with client_for(url, max_attempts=3) as client, pytest.raises(FakerApiError) as failed:
         client.fetch_page(PageRequest(number=4, seed=99, quantity=5), QUERY)
     assert "page 4" in str(failed.value) and "3 attempts" in str(failed.value)
-    assert "ConnectError" in str(failed.value)
+    # The source by host and port, and the cause in words; later pages need not try (SourceUnreachable).
+    assert isinstance(failed.value, SourceUnreachable)
+    assert (
+        f"of http://127.0.0.1:{url.split(':')[2].split('/', maxsplit=1)[0]}: the source is unreachable"
+        in str(failed.value)
+    )
+    assert "cannot connect (Connection refused)" in str(failed.value)
 
 
 def test_filters_are_sent(twin: FakerTwin) -> None:
@@ -154,7 +162,32 @@ def test_backoff_stops_at_the_run_deadline() -> None:
         client_for(
             url, max_attempts=50, backoff_initial_s=0.2, backoff_max_s=0.4, deadline_at=time.time() + 1.5
         ) as client,
-        pytest.raises(FakerApiError, match=r"page 2 .*deadline.*ConnectError"),
+        pytest.raises(FakerApiError, match=r"page 2 .*deadline.*cannot connect \(Connection refused\)"),
     ):
         client.fetch_page(PageRequest(number=2, seed=9, quantity=5), QUERY)
     assert time.monotonic() - started < 4
+
+
+def test_a_body_that_trickles_in_ends_at_the_request_deadline() -> None:
+    with (
+        TrickleServer(interval_s=0.1) as source,
+        client_for(source.url, timeout_s=1.0, max_attempts=2) as client,
+    ):
+        started = time.monotonic()
+        with pytest.raises(FakerApiError, match=r"no complete answer within 1 s") as failed:
+            client.fetch_page(PageRequest(number=0, seed=1, quantity=5), QUERY)
+        took = time.monotonic() - started
+    # Two attempts of at most 1 s each (and a short backoff), although every read got a byte in 0.1 s.
+    assert took < 3.5, took
+    assert "2 attempts" in str(failed.value) and source.requests == 2
+
+
+def test_the_run_deadline_interrupts_a_request_in_flight() -> None:
+    with TrickleServer(interval_s=0.1) as source:
+        deadline = time.time() + 1.0
+        with (
+            client_for(source.url, timeout_s=60.0, deadline_at=deadline) as client,
+            pytest.raises(FakerApiError, match="not fetched before the run deadline"),
+        ):
+            client.fetch_page(PageRequest(number=0, seed=1, quantity=5), QUERY)
+        assert time.time() - deadline < 1.0  # cut at the run's deadline, not after the request's 60 s
