@@ -20,7 +20,7 @@ from flows.parameters import (
     flow_annotation,
     resolve_parameters,
 )
-from flows.runtime.preflight import EnvironmentProblem, check_data_dir
+from flows.runtime.preflight import EnvironmentProblem, check_data_dir, keep_files_private
 from flows.runtime.server import (
     LocalServerError,
     ensure_server,
@@ -28,6 +28,7 @@ from flows.runtime.server import (
     running_server,
     stop_server,
 )
+from flows.runtime.stopping import stop_on_signals, stop_signal
 from flows.settings import PipelineSettings, get_settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -173,7 +174,7 @@ def run_command(args: argparse.Namespace) -> int:
         return failed
     try:
         check_run_key(params)
-    except (ParameterError, ValueError) as exc:
+    except (ParameterError, ValueError, EnvironmentProblem) as exc:
         return _refused(args.command, exc)
 
     from flows.pipeline import run_pipeline  # noqa: PLC0415 - Prefect import only once parameters are valid
@@ -193,8 +194,10 @@ def _refused(command: str, exc: Exception) -> int:
 
 
 def check_run_key(params: RunParameters) -> None:
-    """Refuse a key other than the one staging holds, before any request (KeyMismatch)."""
-    from flows.generations import check_key  # noqa: PLC0415 - Prefect import only once parameters are valid
+    """Refuse a key other than the one staging holds, or another page size, before any request."""
+    from flows.generations import (  # noqa: PLC0415 - Prefect import only once parameters are valid
+        check_publication,
+    )
     from flows.targets import make_warehouse, resolve_targets  # noqa: PLC0415
 
     settings = get_settings()
@@ -207,10 +210,12 @@ def check_run_key(params: RunParameters) -> None:
     try:
         warehouse = make_warehouse(targets, data_dir, settings)
         warehouse.open()
+    except EnvironmentProblem:
+        raise  # a damaged warehouse file: named, with what to do
     except Exception:
-        return
+        return  # the run itself reports what it cannot reach
     try:
-        check_key(warehouse, secret, params.rekey)
+        check_publication(warehouse, secret, params)
     finally:
         warehouse.close()
 
@@ -283,11 +288,23 @@ def _one_line(exc: Exception) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = build_parser().parse_args(argv)
+    keep_files_private()
     if args.command == "server":
         return server_command(args)
-    if args.command == "build-models":
-        return build_models_command(args)
-    return run_command(args)
+    try:
+        with stop_on_signals():  # SIGTERM or Ctrl-C: the run ends at once (flows.runtime.stopping)
+            if args.command == "build-models":
+                return build_models_command(args)
+            return run_command(args)
+    except BaseException:  # a stop arrives as Prefect's TerminationSignal, KeyboardInterrupt or SystemExit
+        if (stopped := stop_signal()) is None:
+            raise
+        print(
+            f"persons-pipeline {args.command}: stopped by {stopped.name}: nothing half-done was published; "
+            "run the same command again to complete it",
+            file=sys.stderr,
+        )
+        return 128 + stopped.value
 
 
 if __name__ == "__main__":

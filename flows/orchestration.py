@@ -27,6 +27,7 @@ from flows.pipeline import run_pipeline
 from flows.runtime.alerts import notify_failure
 from flows.runtime.slots import warehouse_slot
 from flows.settings import get_settings
+from flows.stages import worth_retrying
 from flows.targets import make_warehouse, resolve_targets
 from flows.windows import LoadWindow, birthday_windows, daily_windows, date_windows
 
@@ -35,7 +36,12 @@ FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
 @task(
-    name="read-high-watermark", cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=5
+    name="read-high-watermark",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=worth_retrying,
 )
 def read_loaded_windows(
     kind: str, data_dir: str | None, warehouse: str | None, landing_url: str | None

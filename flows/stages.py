@@ -32,12 +32,16 @@ from flows.rawdata.exclusions import Exclusions
 from flows.rawdata.worker import AnonymiseSummary, ExtractSummary, IngestWorker, WorkerStopped
 from flows.report.render import Report
 from flows.runtime.preflight import is_disk_full
+from flows.runtime.stopping import stop_requested
 from flows.warehouse import MergeResult, Warehouse
 from flows.warehouse.generations import Generation, PublishedBatch
 
 
-def retry_unless_disk_full(task: Any, task_run: Any, state: State[Any]) -> bool:
-    """Retry a failed I/O step, except when the disk is full (a retry cannot help; the rerun will)."""
+def worth_retrying(task: Any, task_run: Any, state: State[Any]) -> bool:
+    """Retry a failed I/O step, except once the run is stopping (a stop signal: nothing may start again) or
+    the disk is full (a retry cannot help; the rerun will)."""
+    if stop_requested():
+        return False
     try:
         state.result()
     except Exception as exc:
@@ -45,9 +49,9 @@ def retry_unless_disk_full(task: Any, task_run: Any, state: State[Any]) -> bool:
     return True
 
 
-@task(
-    name="extract-pages", cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=[2, 10]
-)
+# No task retries: the client retries every page itself (attempts, backoff, Retry-After, the run deadline),
+# and a retry of the whole task multiplied them (an unreachable source took 3 x 10 attempts to report).
+@task(name="extract-pages", cache_policy=NO_CACHE, persist_result=False)
 def extract_pages(
     worker: IngestWorker, handle: str, plan: BatchPlan, client_config: ClientConfig, query: PageQuery
 ) -> ExtractSummary:
@@ -69,7 +73,7 @@ def anonymise_pages(
     persist_result=False,
     retries=2,
     retry_delay_seconds=5,
-    retry_condition_fn=retry_unless_disk_full,
+    retry_condition_fn=worth_retrying,
 )
 def land_batch(
     worker: IngestWorker, handle: str, store: LandingStore, plan: BatchPlan, run_id: str, run_date: date
@@ -129,7 +133,7 @@ def ingest_batch(
             landed = land_batch(worker, handle, store, plan, run_id, run_date)
             break
         except WorkerStopped:
-            if attempt == 2:
+            if attempt == 2 or stop_requested():
                 raise
             get_run_logger().warning("event=worker_restarted batch_id=%s", plan.batch_id)
         finally:
@@ -154,7 +158,14 @@ def ingest_batch(
     return landed
 
 
-@task(name="migrate-warehouse", cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=5)
+@task(
+    name="migrate-warehouse",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=worth_retrying,
+)
 def migrate_warehouse(warehouse: Warehouse) -> list[str]:
     """Apply pending schema migrations (the views above staging are built by dbt, flows.analytics)."""
     applied = warehouse.migrate()
@@ -169,7 +180,7 @@ def migrate_warehouse(warehouse: Warehouse) -> list[str]:
     persist_result=False,
     retries=2,
     retry_delay_seconds=5,
-    retry_condition_fn=retry_unless_disk_full,
+    retry_condition_fn=worth_retrying,
 )
 def load_batch(
     warehouse: Warehouse, store: LandingStore, landed: LandedBatch, run_id: str, generation: Generation
@@ -225,7 +236,7 @@ def validate_batch(warehouse: Warehouse, gate: Gate, landed: LandedBatch, run_id
     persist_result=False,
     retries=2,
     retry_delay_seconds=5,
-    retry_condition_fn=retry_unless_disk_full,
+    retry_condition_fn=worth_retrying,
 )
 def merge_batch(
     warehouse: Warehouse, landed: LandedBatch, run_id: str, generation: Generation, published: PublishedBatch
@@ -234,7 +245,14 @@ def merge_batch(
     return warehouse.merge_batch(run_id, landed, generation, published)
 
 
-@task(name="build-report", cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=5)
+@task(
+    name="build-report",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=worth_retrying,
+)
 def build_report(warehouse: Warehouse) -> Report:
     """Answer the reporting questions from the reporting models; refuse a published class under k."""
     report = warehouse.read_report()

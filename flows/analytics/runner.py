@@ -7,12 +7,15 @@ import os
 import shutil
 import subprocess
 import sys
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from flows.analytics.project import DbtTarget, project_dir
 from flows.analytics.results import BuildResults, read_results
+from flows.runtime.environment import child_environment
+from flows.runtime.stopping import end_on_stop, forget_on_stop, stop_requested
 
 PARTIAL_PARSE = "partial_parse.msgpack"
 # dbt's own switches: no update check, no usage events, no colour codes in the log.
@@ -46,6 +49,7 @@ class DbtProcess:
         self.cache_dir = cache_dir
         self._process: subprocess.Popen[str] | None = None
         self._log: IO[str] | None = None
+        self._stop_token: int | None = None
 
     @property
     def target_path(self) -> Path:
@@ -79,12 +83,11 @@ class DbtProcess:
         cached = self.cache_dir / PARTIAL_PARSE
         if cached.exists():
             shutil.copyfile(cached, self.target_path / PARTIAL_PARSE)
-        environment = {
-            **os.environ,
-            **self.target.secret_env,
-            "DO_NOT_TRACK": "1",
-            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-        }
+        # dbt's settings and its credentials as DBT_ENV_SECRET_* (dbt masks them), none of our other secrets.
+        environment = child_environment(
+            keep_prefixes=("DBT_",),
+            extra={**self.target.secret_env, "DO_NOT_TRACK": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
+        )
         self._log = self.log_path.open("a", encoding="utf-8")
         self._process = subprocess.Popen(
             [sys.executable, "-m", "flows.analytics.dbt_process"],
@@ -95,6 +98,8 @@ class DbtProcess:
             cwd=self.work_dir,
             text=True,
         )
+        # A stop signal ends dbt at once: a build in progress would hold the warehouse's lock for minutes.
+        self._stop_token = end_on_stop(self._process.kill)
         self._send(["parse"])
 
     def _send(self, args: list[str]) -> None:
@@ -133,9 +138,15 @@ class DbtProcess:
 
     def close(self) -> None:
         """End the process (its connections close with it) and keep the parse for the next build."""
+        if self._stop_token is not None:
+            forget_on_stop(self._stop_token)
+            self._stop_token = None
         if self._process is not None:
+            if stop_requested():  # the run is stopping: dbt's work is not waited for (the rerun builds)
+                self._process.kill()
             if self._process.stdin is not None:
-                self._process.stdin.close()
+                with suppress(BrokenPipeError):
+                    self._process.stdin.close()
             try:
                 self._process.wait(timeout=60)
             except subprocess.TimeoutExpired:

@@ -21,6 +21,8 @@ import pyarrow as pa
 from flows.gate.offline_docs import make_docs_offline
 
 SUITE_NAME = "persons_batch"
+# GX's own switches (usage statistics off), all a gate in a process of its own needs of our environment.
+GX_SWITCHES = ("GX_ANALYTICS_ENABLED",)
 SITE_NAME = "persons_pipeline"
 RESULT_FORMAT: dict[str, Any] = {
     "result_format": "SUMMARY",
@@ -303,7 +305,7 @@ class RemoteValidationGate:
         from flows.runtime.remote import RemoteObject, RemoteProcessError  # noqa: PLC0415
 
         while True:
-            self._remote = RemoteObject("flows.gate.validation:ValidationGate")
+            self._remote = RemoteObject("flows.gate.validation:ValidationGate", keep_env=GX_SWITCHES)
             try:
                 self._gate = self._remote.create(self.docs_root, self.run_id)
                 return
@@ -313,7 +315,10 @@ class RemoteValidationGate:
     def _restarted(self, during: str) -> None:
         """Count a restart of the gate's process; give up after MAX_RESTARTS."""
         from flows.runtime.remote import RemoteProcessError  # noqa: PLC0415
+        from flows.runtime.stopping import stop_requested  # noqa: PLC0415
 
+        if stop_requested():  # a stop signal ended it: it is not started again
+            raise RemoteProcessError("the validation gate stopped: the run is stopping")
         if self.restarts >= self.MAX_RESTARTS:
             raise RemoteProcessError(f"the validation gate stopped {self.restarts + 1} times in this run")
         self.restarts += 1

@@ -19,8 +19,11 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from multiprocessing.managers import BaseManager
 from typing import IO, Any
+
+from flows.runtime.environment import child_environment
 
 _FOLDER_PREFIX = "persons-remote-"
 _UNNAMED_GRACE_S = 600.0
@@ -60,10 +63,17 @@ def serve(address: str, factory_path: str) -> None:
 class RemoteObject:
     """The caller's handle: starts the process, creates the object there, forwards method calls."""
 
-    def __init__(self, factory_path: str, env: dict[str, str] | None = None, start_timeout_s: float = 120.0):
+    def __init__(
+        self,
+        factory_path: str,
+        env: dict[str, str] | None = None,
+        keep_env: Iterable[str] = (),
+        start_timeout_s: float = 120.0,
+    ):
         self._factory_path = factory_path
         self._typeid = factory_path.partition(":")[2]
-        self._env = env or {}
+        self._env = env or {}  # set for the process on top of its allow-listed environment
+        self._keep_env = tuple(keep_env)  # further variables of ours it may see (never a secret)
         self._start_timeout_s = start_timeout_s
         self._lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
@@ -84,7 +94,7 @@ class RemoteObject:
                 [sys.executable, "-c", _ENTRY, address, self._factory_path],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
-                env={**os.environ, **self._env},
+                env=child_environment(keep=self._keep_env, extra=self._env),  # none of our secrets
             )
             assert process.stdin is not None and process.stdout is not None
             process.stdin.write(authkey.hex().encode() + b"\n")
@@ -120,6 +130,12 @@ class RemoteObject:
         """The served process's id while it runs."""
         process = self._process
         return process.pid if process is not None else None
+
+    def kill(self) -> None:
+        """End the process at once, without waiting (a stop signal); `close` still removes its socket."""
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.kill()
 
     def close(self) -> None:
         """Stop the process and remove its socket."""
