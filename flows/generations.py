@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 from uuid import uuid4
 
 from prefect import get_run_logger
@@ -47,6 +48,10 @@ PageIdentity = tuple[str, str | None, str | None, int, int]
 
 class KeyMismatch(ParameterError):
     """The run's key is not the key staging holds; nothing was requested (the message says how to re-key)."""
+
+
+class PageSizeMismatch(ParameterError):
+    """The run's page size differs from the one its pages were published with; nothing was requested."""
 
 
 @dataclass(frozen=True)
@@ -82,17 +87,20 @@ def population_of(query: PageQuery) -> Population:
     return (query.locale, query.birthday_start, query.birthday_end)
 
 
-def page_query_record(population: Population) -> dict[str, str | None]:
-    """A population as stored with a published batch."""
+def page_query_record(population: Population, page_size: int | None = None) -> dict[str, Any]:
+    """A population as stored with a published batch, with the page size its pages were planned at."""
     locale, start, end = population
-    return {
+    record: dict[str, Any] = {
         "locale": locale,
         "birthday_start": start.isoformat() if start else None,
         "birthday_end": end.isoformat() if end else None,
     }
+    if page_size is not None:
+        record["page_size"] = page_size
+    return record
 
 
-def population_from_record(record: dict[str, str | None]) -> Population:
+def population_from_record(record: dict[str, Any]) -> Population:
     """The inverse of `page_query_record`."""
     start, end = record.get("birthday_start"), record.get("birthday_end")
     return (
@@ -124,6 +132,42 @@ def decide_generation(
     if rekey or serving.reference_date != reference_date:
         return Generation(f"g-{uuid4().hex[:12]}", key_fingerprint, reference_date, rebuilding=True)
     return serving
+
+
+def published_page_size(params: RunParameters, held: list[PublishedBatch]) -> int | None:
+    """The page size the published pages of the run's own population and seed were fetched at, where they
+    tell it: recorded with the batch, or the largest page where several pages were held (only a series' last
+    page can be short); None where nothing of the run's pages is published."""
+    own: Population = (params.locale, params.birthday_start, params.birthday_end)
+    planned_seeds = {page.seed for page in plan_pages(params)}
+    recorded: set[int] = set()
+    quantities: list[int] = []
+    for batch in held:
+        if population_from_record(batch.page_query) != own:
+            continue
+        shared = [quantity for _, seed, quantity in batch.pages if seed in planned_seeds]
+        if not shared:
+            continue  # another run seed: other persons, whatever their page size
+        if batch.page_query.get("page_size") is not None:
+            recorded.add(int(batch.page_query["page_size"]))
+        quantities += [quantity for _, _, quantity in batch.pages]
+    if recorded:
+        return max(recorded)
+    if len(quantities) > 1 or (quantities and quantities[0] > params.page_size):
+        return max(quantities)
+    return None
+
+
+def check_page_size(params: RunParameters, held: list[PublishedBatch]) -> None:
+    """Refuse a page size that would fetch published persons again under other pages (PageSizeMismatch)."""
+    published = published_page_size(params, held)
+    if published is not None and published != params.page_size:
+        raise PageSizeMismatch(
+            f"--page-size {params.page_size}: the persons this warehouse published for seed {params.seed} "
+            f"({params.locale}) were fetched {published} per page, and another page size asks the source "
+            f"for the same persons under other pages (they would come back as duplicates and --total would "
+            f"not mean new persons). Run with --page-size {published}, or use another --data-dir"
+        )
 
 
 def plan_publication(
@@ -166,18 +210,31 @@ def plan_publication(
     for population, pages in pages_by_population.items():
         pages.sort(key=lambda page: page.number)
         query = PageQuery(*population)
+        size = params.page_size if population == own_population else None  # replayed pages keep theirs
         for plan in group_pages(pages, params.pages_per_batch, population, first_index=len(planned)):
             published = PublishedBatch(
                 plan.batch_id,
-                page_query_record(population),
+                page_query_record(population, size),
                 [(page.number, page.seed, page.quantity) for page in plan.pages],
             )
             planned.append(PlannedBatch(plan, query, published))
     return planned, skipped_pages, skipped_persons, replayed
 
 
+def check_publication(warehouse: Warehouse, secret: SecretStr, params: RunParameters) -> None:
+    """Refuse a second key or another page size before anything moves (the CLI's exit 2); silent on a new
+    warehouse."""
+    try:
+        serving = serving_generation(warehouse)
+    except Exception:
+        return
+    if serving is not None:
+        decide_generation(serving, secret_fingerprint(secret), serving.reference_date, params.rekey)
+        check_page_size(params, published_batches(warehouse, serving.generation_id))
+
+
 def check_key(warehouse: Warehouse, secret: SecretStr, rekey: bool) -> None:
-    """Refuse a second key before anything moves (the CLI's exit 2); silent on a new warehouse."""
+    """Refuse a second key before anything moves (forget's check); silent on a new warehouse."""
     try:
         serving = serving_generation(warehouse)
     except Exception:
@@ -214,6 +271,7 @@ def open_publication(run: RunContext) -> Publication:
         )
     exclusions = Exclusions(tombstoned_keys(run.warehouse, fingerprint), forgotten_previous, previous_secret)
     held = published_batches(run.warehouse, serving.generation_id) if serving is not None else []
+    check_page_size(run.params, held)
     planned, skipped_pages, skipped_persons, replayed = plan_publication(run.params, generation, held)
     if generation is not serving:
         begin_generation(run.warehouse, generation, run.run_id, POLICY_VERSION)

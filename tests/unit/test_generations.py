@@ -9,7 +9,13 @@ import pyarrow as pa
 import pytest
 
 from flows.anonymise.transform import person_keys
-from flows.generations import KeyMismatch, decide_generation, plan_publication
+from flows.generations import (
+    KeyMismatch,
+    PageSizeMismatch,
+    check_page_size,
+    decide_generation,
+    plan_publication,
+)
 from flows.parameters import RunDefaults, resolve_parameters
 from flows.plan import PageRequest
 from flows.rawdata.completeness import IncompletePageError, check_page_count
@@ -51,6 +57,39 @@ def test_growing_total_plans_only_the_pages_not_held() -> None:
     assert (skipped_pages, skipped_persons) == (5, 2500)
     same = resolve_parameters(RunDefaults(), total=2500, page_size=500, pages_per_batch=8, seed=3)
     assert plan_publication(same, SERVING, held)[0] == []
+
+
+def test_another_page_size_for_published_pages_is_refused_before_any_fetch() -> None:
+    held = held_batches(5000)  # 10 pages of 500, seed 3
+    halved = resolve_parameters(RunDefaults(), total=5000, page_size=250, pages_per_batch=8, seed=3)
+    with pytest.raises(PageSizeMismatch, match=r"--page-size 250: .* fetched 500 per page.*--page-size 500"):
+        check_page_size(halved, held)
+    doubled = resolve_parameters(RunDefaults(), total=5000, page_size=1000, pages_per_batch=8, seed=3)
+    with pytest.raises(PageSizeMismatch, match="fetched 500 per page"):
+        check_page_size(doubled, held)
+    # The same page size (a grown total), another seed (other persons) or another population: allowed.
+    for params in (
+        resolve_parameters(RunDefaults(), total=8000, page_size=500, pages_per_batch=8, seed=3),
+        resolve_parameters(RunDefaults(), total=5000, page_size=250, pages_per_batch=8, seed=4),
+        resolve_parameters(RunDefaults(), total=5000, page_size=250, seed=3, locale="de_DE"),
+    ):
+        check_page_size(params, held)
+
+
+def test_the_page_size_of_older_batches_is_told_by_their_pages() -> None:
+    # Batches published before the page size was recorded: only their pages tell it.
+    legacy = [
+        PublishedBatch(batch.batch_id, {**batch.page_query, "page_size": None}, batch.pages)
+        for batch in held_batches(1200)  # pages of 500, 500, 200
+    ]
+    with pytest.raises(PageSizeMismatch, match="fetched 500 per page"):
+        check_page_size(resolve_parameters(RunDefaults(), total=1200, page_size=400, seed=3), legacy)
+    # One short page alone may be a whole run's only page: a larger page size is not refused for it.
+    single = [
+        PublishedBatch(batch.batch_id, {**batch.page_query, "page_size": None}, batch.pages)
+        for batch in held_batches(300)
+    ]
+    check_page_size(resolve_parameters(RunDefaults(), total=3000, page_size=1000, seed=3), single)
 
 
 def test_a_rebuild_replays_every_held_page_once_plus_the_new_ones() -> None:
