@@ -21,7 +21,7 @@ from flows.gate.validation import BatchRejected
 from flows.generations import PlannedBatch, Publication, record_translated_tombstones
 from flows.landing.files import LandedBatch
 from flows.monitoring.record import announce_merge
-from flows.rawdata.client import ClientConfig
+from flows.rawdata.client import ClientConfig, SourceUnreachable
 from flows.run_context import RunContext, log_event
 from flows.runtime.preflight import is_disk_full
 from flows.stages import ingest_batch, load_batch, merge_batch, secret_fingerprint, validate_batch
@@ -96,7 +96,9 @@ def process_batches(run: RunContext, publication: Publication) -> tuple[list[dic
                     )
                     landed = submit(planned, refresh=True).result()
             except Exception as exc:
-                problems.append(f"batch {plan.batch_id} rejected: {_disk_full(run, exc) or exc}")
+                if isinstance(exc, SourceUnreachable):  # later batches would wait as long for nothing
+                    run.unreachable_source = plan.batch_id
+                problems.append(f"batch {plan.batch_id} not landed: {_disk_full(run, exc) or exc}")
                 run.warehouse.record_rejected_batch(
                     run.run_id,
                     plan.batch_id,

@@ -22,8 +22,9 @@ from flows.gate.validation import Gate, open_gate, write_docs_home
 from flows.landing.files import LandingStore
 from flows.parameters import RunParameters, resolve_parameters
 from flows.rawdata.worker import IngestWorker
-from flows.runtime.preflight import is_disk_full
+from flows.runtime.preflight import is_disk_full, keep_files_private
 from flows.runtime.slots import warehouse_slot
+from flows.runtime.stopping import ended_on_stop, stop_on_signals, stop_requested, stop_signal
 from flows.settings import PipelineSettings, get_settings
 from flows.stages import registered_warehouse
 from flows.targets import Targets, make_landing_store, make_warehouse, resolve_targets
@@ -83,6 +84,7 @@ class RunContext:
     started: float = field(default_factory=time.perf_counter)
     gate_closed: bool = False
     disk_full: bool = False
+    unreachable_source: str | None = None  # the batch whose pages found the source unreachable
     models_built: bool = False  # dbt built the models above staging in this run
     resources: dict[str, dict[str, float]] = field(default_factory=dict)
 
@@ -98,9 +100,13 @@ class RunContext:
         return self.started_at.timestamp() + limit if limit else None
 
     def refusal(self) -> str | None:
-        """Why no further batch should start (the deadline passed, the disk is full), if so."""
+        """Why no further batch should start (a stop signal, the deadline passed, the disk is full), if so."""
+        if (stopped := stop_signal()) is not None:
+            return f"the run was stopped ({stopped.name})"
         if self.disk_full:
             return f"the disk of {self.data_dir} is full"
+        if self.unreachable_source is not None:
+            return f"the source is unreachable (batch {self.unreachable_source})"
         if self.deadline_at is not None and time.time() >= self.deadline_at:
             return "the run deadline (PERSONS_RUN_DEADLINE_S) passed"
         return None
@@ -115,6 +121,9 @@ class RunContext:
         if self.gate_closed:
             return
         self.gate_closed = True
+        if stop_requested():  # a stop signal: end now; the rerun's docs cover the batches again
+            self.gate.close()
+            return
         try:
             with self.clock.measure("docs"):
                 self.gate.build_docs()
@@ -160,6 +169,7 @@ def hold_back_abandoned_batches(run: RunContext) -> None:
 @contextmanager
 def open_run(parameters: dict[str, Any]) -> Iterator[RunContext]:
     """Resolve parameters and destinations, check them, start the workers, take the warehouse's slot."""
+    keep_files_private()  # a deployment's run starts here, not in the CLI
     settings = get_settings()
     params = resolve_parameters(settings, **parameters)
     secret = settings.person_key_secret()
@@ -174,6 +184,8 @@ def open_run(parameters: dict[str, Any]) -> Iterator[RunContext]:
     worker.start()
     try:
         with (
+            stop_on_signals(),  # SIGTERM/SIGINT: no retry, no new batch; the worker and dbt end at once
+            ended_on_stop(worker.abort),
             warehouse_slot(targets, settings, data_dir, run_id),
             ThreadPoolExecutor(1, thread_name_prefix="gate") as background,
             make_warehouse(

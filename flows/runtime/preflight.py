@@ -37,6 +37,16 @@ def check_data_dir(data_dir: Path, min_free_mib: float) -> None:
         )
 
 
+PRIVATE_UMASK = 0o077
+
+
+def keep_files_private() -> None:
+    """Every file and folder the run creates from here on is its owner's alone (0600 / 0700): the warehouse,
+    the landed files, the reports, the docs, dbt's output; the data folder holds personal data, even if
+    anonymised, and other users of the machine have no business reading it."""
+    os.umask(PRIVATE_UMASK)
+
+
 def _reason(exc: OSError) -> str:
     return os.strerror(exc.errno) if exc.errno else type(exc).__name__
 

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import httpx
 
+from flows.runtime.environment import child_environment
+
 LEASE_STORAGE = "prefect.server.concurrency.lease_storage.filesystem"
 
 
@@ -141,8 +143,9 @@ def _start_lock(home: Path, timeout_s: float) -> Iterator[None]:
 
 
 def server_environment(home: Path) -> dict[str, str]:
-    """The server's environment: none of the caller's PREFECT_* (a client's home must not leak in)."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
+    """The server's environment: what it needs to run, none of the caller's PREFECT_* (a client's home must
+    not leak in) and none of the pipeline's secrets (it outlives the run)."""
+    env = child_environment()
     env.update(
         PREFECT_HOME=str(home),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
@@ -188,6 +191,7 @@ def ensure_server(home: Path, port: int, start_timeout_s: float) -> tuple[Server
 
 def _start(home: Path, port: int, start_timeout_s: float) -> ServerState:
     chosen = port if port and not _port_taken(port) else _free_port()
+    _make_private(home)
     log_path = home / "server.log"
     with log_path.open("ab") as log:
         process = subprocess.Popen(  # noqa: S603 - Prefect's own command, our arguments
@@ -198,6 +202,7 @@ def _start(home: Path, port: int, start_timeout_s: float) -> ServerState:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # detached: outlives the run that started it
             close_fds=True,
+            umask=0o077,  # its database records runs, parameters and logs: the owner's alone
         )
     state = ServerState(process.pid, chosen, time.time(), process_start_time(process.pid))
     state_path(home).write_text(json.dumps(asdict(state)))
@@ -217,6 +222,14 @@ def _start(home: Path, port: int, start_timeout_s: float) -> ServerState:
         f"the local Prefect server did not answer within {start_timeout_s:.0f} s "
         f"(PERSONS_PREFECT_SERVER_START_TIMEOUT_S; log: {log_path})"
     )
+
+
+def _make_private(home: Path) -> None:
+    """The server's home and what an earlier server left in it (its database, log) the owner's alone."""
+    home.chmod(0o700)
+    for path in home.iterdir():
+        if path.is_file() and path.stat().st_mode & 0o077:
+            path.chmod(0o600)
 
 
 def _wait_healthy(state: ServerState, timeout_s: float) -> bool:

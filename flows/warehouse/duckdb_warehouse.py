@@ -16,6 +16,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_expone
 from flows.analytics.project import DbtTarget, duckdb_target
 from flows.landing.files import LandedBatch
 from flows.report.render import TOP_COUNTRIES, Report
+from flows.runtime.preflight import EnvironmentProblem
 from flows.warehouse.base import Cursor, Warehouse
 
 
@@ -57,6 +58,28 @@ class DuckDBCursor(Cursor):
 def _held_by_another_process(exc: BaseException) -> bool:
     """DuckDB's error when another process holds the file's write lock."""
     return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
+
+
+class WarehouseDamaged(EnvironmentProblem):
+    """The DuckDB file cannot be read; the message names it and says what to do (one line)."""
+
+
+# What DuckDB says of a file that is not (or no longer) a whole database.
+_DAMAGE = ("not a valid DuckDB database", "Could not read enough bytes", "Corrupt", "checksum")
+
+
+def damage_of(path: Path, exc: BaseException) -> WarehouseDamaged | None:
+    """The error to give for a damaged warehouse file, if `exc` says the file is damaged."""
+    if not isinstance(exc, duckdb.Error) or _held_by_another_process(exc):
+        return None
+    if not any(marker.lower() in str(exc).lower() for marker in _DAMAGE):
+        return None
+    return WarehouseDamaged(
+        f"the warehouse {path} cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}): the "
+        f"file is damaged. Restore it from a backup; or move it aside (mv {path} {path}.damaged) and run "
+        "again, which starts a new warehouse from the source (persons erased with `persons-pipeline forget` "
+        "must then be forgotten again)"
+    )
 
 
 _UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
@@ -168,7 +191,14 @@ class DuckDBWarehouse(Warehouse):
             retry=retry_if_exception(_held_by_another_process),
             reraise=True,
         )
-        return retrying(duckdb.connect, str(self.path), config=config)
+        existed = self.path.exists()
+        try:
+            connection = retrying(duckdb.connect, str(self.path), config=config)
+        except duckdb.Error as exc:
+            raise (damage_of(self.path, exc) or exc) from None
+        if not existed or self.path.stat().st_mode & 0o077:
+            self.path.chmod(0o600)  # personal data, even anonymised: the owner's alone (as the landed files)
+        return connection
 
     @contextmanager
     def cursor(self) -> Iterator[Cursor]:
