@@ -1,15 +1,19 @@
 """The right to be forgotten (GDPR Art. 17): `persons-pipeline forget --identity-file F`.
 
 The identity file's persons become person_keys under the current key (in a raw-data process, by the
-anonymiser's own key derivation). For each: a tombstone (the key, which key made it, the time), then every
-row in staging, the rebuild table and the landing tables goes, and every landed Parquet file holding one is
-rewritten without it. Views above staging read staging, so they forget at once. Later loads, reruns and
-backfills drop tombstoned persons in the raw-data worker, before anything is anonymised or landed. Only
-counts are printed, logged and audited (`landing.erasures`).
+anonymiser's own key derivation). Then, in one warehouse transaction: a tombstone for each (the key, which
+key made it, the time), every landed file holding one noted as a pending rewrite (`landing.erasure_files`),
+their rows gone from staging, the rebuild table and the landing tables, and the audit row (`landing.erasures`,
+counts only). Views above staging read staging, so they forget at once. Then every pending landed file is
+rewritten without the tombstoned keys; one that cannot be read or written stays pending, is named with what to
+do, and is retried by the next `forget` or run. Later loads, reruns and backfills drop tombstoned persons in
+the raw-data worker, before anything is anonymised or landed. Only counts and file names are printed or
+logged.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,27 +22,25 @@ from uuid import uuid4
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from prefect import flow, get_run_logger, task
+from prefect import State, flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.states import Failed
 
 from flows.generations import check_key
 from flows.landing.files import LandingStore, parquet_to_table, table_to_parquet
 from flows.parameters import ParameterError, resolve_parameters
 from flows.rawdata.identities import IdentityKeys
-from flows.run_context import log_event
+from flows.run_context import RunContext, log_event
 from flows.runtime.alerts import notify_failure
 from flows.runtime.remote import RemoteObject
 from flows.runtime.slots import warehouse_slot
 from flows.settings import get_settings
-from flows.sql_files import bind_named
 from flows.stages import secret_fingerprint
 from flows.targets import make_landing_store, make_warehouse, resolve_targets
 from flows.warehouse import Warehouse
 from flows.warehouse.base import utc_now
-from flows.warehouse.generations import REBUILD, STAGING, add_tombstones, serving_generation
-
-LANDING_PERSONS = "landing.persons"
-LANDING_QUARANTINE = "landing.quarantined_persons"
+from flows.warehouse.erasures import ErasureRequest, erase_rows, mark_problem, mark_rewritten, pending_files
+from flows.warehouse.generations import serving_generation, tombstoned_keys
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,49 @@ class ErasureCounts:
     landing_rows_removed: int
     quarantine_rows_removed: int
     files_rewritten: int
+    files_not_rewritten: int
+
+
+@dataclass(frozen=True)
+class UnrewrittenFile:
+    """A landed file that could not be rewritten: where it is, and the error's type and step (no text)."""
+
+    location: str
+    problem: str
+
+    def advice(self) -> str:
+        """One line: the file, what went wrong, that the warehouse forgot already, and what to do."""
+        return (
+            f"{self.location} could not be rewritten without the forgotten persons ({self.problem}); "
+            "the persons are already erased from every warehouse layer. Restore the file from a backup or "
+            "delete it, then run `persons-pipeline forget` again with any identity file "
+            "(the next `persons-pipeline run` retries it too)"
+        )
+
+
+@dataclass(frozen=True)
+class RewritePass:
+    """What one pass over the pending landed files did."""
+
+    rewritten: int
+    unrewritten: tuple[UnrewrittenFile, ...]
+
+    @property
+    def attempted(self) -> int:
+        """Files the pass tried."""
+        return self.rewritten + len(self.unrewritten)
+
+
+@dataclass(frozen=True)
+class ErasureOutcome:
+    """The erasure's counts and the landed files it could not rewrite."""
+
+    counts: ErasureCounts
+    unrewritten: tuple[UnrewrittenFile, ...]
+
+
+class FileNotRewritten(RuntimeError):
+    """A landed file could not be read or written; the message is the error's type and step only."""
 
 
 def identity_keys(identity_file: Path, secret: bytes) -> IdentityKeys:
@@ -64,81 +109,96 @@ def identity_keys(identity_file: Path, secret: bytes) -> IdentityKeys:
         remote.close()
 
 
-def _count(warehouse: Warehouse, stem: str, table: str, fingerprint: str) -> int:
-    """Run a count of tombstoned rows in `table`."""
-    statement = warehouse.sql(stem).statements()[0].format(target=table)
-    sql, values = bind_named(statement, {"key_fingerprint": fingerprint})
-    with warehouse.cursor() as cursor:
-        (count,) = cursor.run(sql, values)[0]
-    return int(count)
+def rewrite_without(store: LandingStore, key: str, keep_out: pa.Array) -> None:
+    """Rewrite one landed file without the keys in `keep_out` (a file that is gone holds none of them)."""
+    step = "reading"
+    try:
+        if not store.exists(key):
+            return
+        table = parquet_to_table(store.read_bytes(key))
+        kept = table.filter(pc.invert(pc.is_in(table["person_key"], value_set=keep_out)))
+        if kept.num_rows == table.num_rows:
+            return
+        step = "writing"
+        store.write_bytes(key, table_to_parquet(kept))
+    except Exception as exc:
+        # The error's text may quote the file's content: its type and the step say enough.
+        raise FileNotRewritten(f"{type(exc).__name__} while {step} the file") from exc
 
 
-def rewrite_landed_files(store: LandingStore, files: list[str], forgotten: frozenset[str]) -> int:
-    """Rewrite each persons/quarantine file that holds a forgotten key without it; return files changed."""
-    keep_out = pa.array(sorted(forgotten), pa.string())
-    rewritten = 0
-    for persons_key in files:
-        for key in (persons_key, persons_key.removesuffix(".persons.parquet") + ".quarantine.parquet"):
-            if not store.exists(key):
-                continue
-            table = parquet_to_table(store.read_bytes(key))
-            kept = table.filter(pc.invert(pc.is_in(table["person_key"], value_set=keep_out)))
-            if kept.num_rows != table.num_rows:
-                store.write_bytes(key, table_to_parquet(kept))
-                rewritten += 1
-    return rewritten
+def rewrite_pending_files(warehouse: Warehouse, store: LandingStore) -> RewritePass:
+    """Rewrite every landed file an erasure waits for; one that fails is noted and the others go on."""
+    tombstones: dict[str, pa.Array] = {}
+    rewritten, unrewritten = 0, []
+    for file in pending_files(warehouse):
+        fingerprint = file.key_fingerprint
+        if fingerprint not in tombstones:
+            tombstones[fingerprint] = pa.array(sorted(tombstoned_keys(warehouse, fingerprint)), pa.string())
+        try:
+            rewrite_without(store, file.landed_file, tombstones[fingerprint])
+        except FileNotRewritten as exc:
+            mark_problem(warehouse, file, str(exc))
+            unrewritten.append(UnrewrittenFile(store.uri(file.landed_file), str(exc)))
+            continue
+        mark_rewritten(warehouse, file)
+        rewritten += 1
+    return RewritePass(rewritten, tuple(unrewritten))
 
 
-def erase(warehouse: Warehouse, store: LandingStore, keys: IdentityKeys, fingerprint: str) -> ErasureCounts:
-    """Tombstone the keys, rewrite the landed files holding them, remove their rows; audit the counts."""
-    requested_at = utc_now()
+def erase(warehouse: Warehouse, store: LandingStore, keys: IdentityKeys, fingerprint: str) -> ErasureOutcome:
+    """Forget the keys in every warehouse layer at once, then rewrite the landed files holding them."""
     serving = serving_generation(warehouse)
-    add_tombstones(warehouse, list(keys.keys), fingerprint)
-    forgotten = frozenset(keys.keys)
-    persons = _count(warehouse, "staging/count_forgotten_persons", STAGING, fingerprint)
-    with warehouse.cursor() as cursor:
-        files = [
-            str(name)
-            for (name,) in cursor.execute(
-                warehouse.sql("landing/select_files_with_forgotten"), key_fingerprint=fingerprint
-            )
-        ]
-    # Files first: a crash after this point leaves the rows, so running forget again finds the batches again.
-    rewritten = rewrite_landed_files(store, files, forgotten)
-    removed = {
-        table: _count(warehouse, "staging/count_forgotten_rows", table, fingerprint)
-        for table in (STAGING, REBUILD, LANDING_PERSONS, LANDING_QUARANTINE)
-    }
-    counts = ErasureCounts(
+    request = ErasureRequest(
         erasure_id=f"e-{uuid4().hex[:12]}",
+        keys=keys.keys,
         identities=keys.identities,
-        persons_erased=persons,
-        staging_rows_removed=removed[STAGING] + removed[REBUILD],
-        landing_rows_removed=removed[LANDING_PERSONS],
-        quarantine_rows_removed=removed[LANDING_QUARANTINE],
-        files_rewritten=rewritten,
+        key_fingerprint=fingerprint,
+        generation_id=serving.generation_id if serving else None,
+        requested_at=utc_now(),
     )
-    with warehouse.cursor() as cursor, cursor.transaction():
-        for table in (STAGING, REBUILD, LANDING_PERSONS, LANDING_QUARANTINE):
-            statement = warehouse.sql("staging/delete_forgotten_persons").statements()[0]
-            sql, values = bind_named(statement.format(target=table), {"key_fingerprint": fingerprint})
-            cursor.run(sql, values)
-        cursor.execute(
-            warehouse.sql("landing/insert_erasure"),
-            **{name: value for name, value in asdict(counts).items()},
-            generation_id=serving.generation_id if serving else None,
-            key_fingerprint=fingerprint,
-            requested_at=requested_at,
-            finished_at=utc_now(),
+    erased = erase_rows(warehouse, request)
+    # After the warehouse forgot them: this erasure's files, and any an earlier one left pending.
+    files = rewrite_pending_files(warehouse, store)
+    counts = ErasureCounts(
+        erasure_id=request.erasure_id,
+        identities=request.identities,
+        **asdict(erased),
+        files_rewritten=files.rewritten,
+        files_not_rewritten=len(files.unrewritten),
+    )
+    return ErasureOutcome(counts, files.unrewritten)
+
+
+def rewrite_pending_erasures(run: RunContext) -> None:
+    """Rewrite the landed files an erasure left pending (one query when none); one still failing is named,
+    and the run goes on: its persons are already out of every warehouse layer."""
+    files = rewrite_pending_files(run.warehouse, run.store)
+    if not files.attempted:
+        return
+    logger = get_run_logger()
+    log_event(
+        logger,
+        "erasure_files_rewritten",
+        run_id=run.run_id,
+        rewritten=files.rewritten,
+        not_rewritten=len(files.unrewritten),
+    )
+    for file in files.unrewritten:
+        log_event(
+            logger,
+            "erasure_file_not_rewritten",
+            run_id=run.run_id,
+            file=file.location,
+            problem=file.problem,
+            level=logging.WARNING,
         )
-    return counts
 
 
 @task(name="erase-persons", cache_policy=NO_CACHE, persist_result=False)
 def erase_persons(
     identity_file: str, data_dir: str | None, warehouse: str | None, landing_url: str | None
-) -> ErasureCounts:
-    """Derive the keys, refuse a key staging does not hold, erase; counts only leave this task."""
+) -> ErasureOutcome:
+    """Derive the keys, refuse a key staging does not hold, erase; counts and file names leave this task."""
     settings = get_settings()
     params = resolve_parameters(settings, data_dir=data_dir, warehouse=warehouse, landing_url=landing_url)
     secret = settings.person_key_secret()
@@ -159,15 +219,30 @@ def persons_forget(
     data_dir: str | None = None,
     warehouse: str | None = None,
     landing_url: str | None = None,
-) -> dict[str, Any]:
+) -> dict[str, Any] | State[dict[str, Any]]:
     """Erase the persons an identity file names from every layer and the landed files (counts only)."""
-    counts = erase_persons(identity_file, data_dir, warehouse, landing_url)
-    log_event(get_run_logger(), "persons_forgotten", **asdict(counts))
-    return asdict(counts)
+    outcome = erase_persons(identity_file, data_dir, warehouse, landing_url)
+    logger = get_run_logger()
+    log_event(logger, "persons_forgotten", **asdict(outcome.counts))
+    if not outcome.unrewritten:
+        return asdict(outcome.counts)
+    for file in outcome.unrewritten:
+        log_event(
+            logger,
+            "erasure_file_not_rewritten",
+            file=file.location,
+            problem=file.problem,
+            level=logging.WARNING,
+        )
+    # Failed with the counts, not raised: an expected outcome that says what to do, without a traceback.
+    return Failed(
+        message="\n".join(file.advice() for file in outcome.unrewritten), data=asdict(outcome.counts)
+    )
 
 
 def forget_command(args: Any) -> int:
-    """`persons-pipeline forget`: exit 0 with counts, 2 for a bad file or key, 1 if the erasure failed."""
+    """`persons-pipeline forget`: exit 0 with counts, 2 for a bad file or key, 1 if the erasure failed or
+    left a landed file to rewrite (one line per file)."""
     from flows.rawdata.identities import IdentityFileError  # noqa: PLC0415
 
     if not Path(args.identity_file).is_file():
@@ -180,19 +255,21 @@ def forget_command(args: Any) -> int:
         landing_url=args.landing_url,
         return_state=True,
     )
-    if state.is_completed():
-        counts = state.result()
-        for name, value in counts.items():
+    outcome = state.result(raise_on_failure=False)
+    if isinstance(outcome, dict):
+        for name, value in outcome.items():
             print(f"{name}: {value}")
-        return 0
-    try:
-        state.result()
-    except (IdentityFileError, ParameterError) as exc:
-        print(f"persons-pipeline forget: error: {exc}", file=sys.stderr)
+        if state.is_completed():
+            return 0
+        for line in (state.message or "").splitlines():
+            print(f"persons-pipeline forget: {line}", file=sys.stderr)
+        return 1
+    if isinstance(outcome, (IdentityFileError, ParameterError)):
+        print(f"persons-pipeline forget: error: {outcome}", file=sys.stderr)
         return 2
-    except Exception as exc:
-        print(f"persons-pipeline forget: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+    message = f"{type(outcome).__name__}: {outcome}" if isinstance(outcome, BaseException) else state.message
+    print(f"persons-pipeline forget: failed: {message}", file=sys.stderr)
     return 1
 
 
-__all__ = ["ErasureCounts", "erase", "forget_command", "persons_forget"]
+__all__ = ["ErasureCounts", "erase", "forget_command", "persons_forget", "rewrite_pending_erasures"]

@@ -13,6 +13,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.analytics.stage import build_models, models_of_run
 from flows.batches import process_batches
+from flows.erasure import rewrite_pending_erasures
 from flows.finish import finish_run, full_disk_verdict
 from flows.generations import conclude_publication, open_publication
 from flows.lineage.emit import run_lineage
@@ -38,6 +39,7 @@ def persons_pipeline(**parameters: Any) -> dict[str, Any]:
     with open_run(parameters) as run, run_lineage(run, FLOW_NAME):
         migrate_warehouse(run.warehouse)
         hold_back_abandoned_batches(run)  # a killed run's loaded batches; this run publishes them again
+        rewrite_pending_erasures(run)  # landed files an erasure could not rewrite yet (rows already gone)
         # One key, one reference date: refuses a second key before any request; plans the pages not held.
         publication = open_publication(run)
         # dbt starts (import, parse) only if the models above staging changed since their last build here.

@@ -92,6 +92,7 @@ def test_no_raw_personal_value_reaches_disk_logs_results_or_docs(
     assert {
         "duckdb:staging.tombstones.person_key",
         "duckdb:landing.erasures.erasure_id",
+        "duckdb:landing.erasure_files.landed_file",  # the files an erasure rewrote: names only
         "duckdb:monitoring.metrics.subject",  # field names, reasons, expectations: scanned like the rest
         "duckdb:monitoring.breaches.metric",
     } <= cell_sources(warehouse_file)
