@@ -208,7 +208,9 @@ def check_run_key(params: RunParameters) -> None:
     if targets.warehouse == "duckdb" and not (data_dir / "warehouse.duckdb").exists():
         return
     try:
-        warehouse = make_warehouse(targets, data_dir, settings)
+        # A look, not a wait: while another run holds the file, the run itself checks once it has its turn.
+        looking = settings.model_copy(update={"duckdb_lock_timeout_s": 0})
+        warehouse = make_warehouse(targets, data_dir, looking)
         warehouse.open()
     except EnvironmentProblem:
         raise  # a damaged warehouse file: named, with what to do

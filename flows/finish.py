@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from flows.anonymise.transform import POLICY_VERSION
 from flows.gate.offline_docs import SHARED_VENDOR, shared_vendor
 from flows.generations import Publication
 from flows.landing.files import write_manifest
+from flows.monitoring.metrics import Breach
 from flows.monitoring.record import record_run_quality
 from flows.report.page import PAGE_NAME, publish_report_page, write_report_page
 from flows.report.render import Report, render_json, render_summary, summary_rows, write_report_files
@@ -27,6 +29,10 @@ from flows.run_context import PipelineFailed, RunContext, log_event
 from flows.runtime.preflight import is_disk_full
 from flows.runtime.remote import own_resources
 from flows.stages import build_report
+
+# A partial report folder older than this belongs to a run that died while writing it (one run writes a
+# report in seconds).
+PARTIAL_REPORT_AGE_S = 3600.0
 
 
 def process_resources(run: RunContext) -> dict[str, dict[str, float]]:
@@ -103,14 +109,15 @@ def _finish(
             "data_docs": docs_index,
         }
         report_dir = run.data_dir / "reports" / run.run_id
-        write_report_files(report, report_dir, context)
-        write_report_page(  # the charts: persons, Gmail countries, Gmail in Germany, quality over runs
-            report,
-            run.warehouse.read_quality_trend(run.settings.report_trend_runs),
-            report_dir,
-            context,
-            docs_link=os.path.relpath(docs_folder / "index.html", report_dir),  # the same in S3
-        )
+        with report_folder(report_dir) as folder:  # whole or not at all: a run killed here leaves none
+            write_report_files(report, folder, context)
+            write_report_page(  # the charts: persons, Gmail countries, Gmail in Germany, quality over runs
+                report,
+                run.warehouse.read_quality_trend(run.settings.report_trend_runs),
+                folder,
+                context,
+                docs_link=os.path.relpath(docs_folder / "index.html", report_dir),  # the same in S3
+            )
         reports_location = run.store.upload_folder(report_dir, f"reports/{run.run_id}")
         _publish_artifacts(report, docs_index, run.run_id)
         publish_report_page(reports_location, run.run_id)
@@ -147,7 +154,9 @@ def _finish(
         log_event(
             logger, "window_recorded", run_id=run.run_id, window=window.key, status=status, persons=merged
         )
+    breaches = record_run_quality(run, batches, problems, report)  # monitoring.*, breach and merge events
     print(render_summary(report))
+    print(breaches_line(breaches))
     print(f"data docs: {docs_index}")
     print(f"report:    {report_dir}")
     print(f"report page: {reports_location}/{PAGE_NAME}")
@@ -159,11 +168,11 @@ def _finish(
         quarantined=report.quarantined,
         rejected_batches=report.rejected_batches,
         problems=len(problems),
+        breaches=len(breaches),
         wall_s=wall,
         data_docs=docs_index,
         manifest=run.store.uri(manifest_key),
     )
-    record_run_quality(run, batches, problems, report)  # monitoring.*, breach and merge events
     if problems:
         raise PipelineFailed(
             f"{len(problems)} batch(es) were not published: "
@@ -177,6 +186,44 @@ def _finish(
         "report_dir": reports_location,
         "manifest": run.store.uri(manifest_key),
     }
+
+
+def breaches_line(breaches: Sequence[Breach]) -> str:
+    """The run's quality against its thresholds, in one line: what was beyond which threshold."""
+    if not breaches:
+        return "quality:                       within every threshold (PERSONS_MONITOR_*)"
+    described = "; ".join(
+        f"{breach.metric} of {breach.subject} {_figure(breach.value, breach.metric)} "
+        f"above {_figure(breach.threshold, breach.metric)}"
+        for breach in breaches
+    )
+    return f"quality:                       {len(breaches)} breach(es): {described} (PERSONS_MONITOR_*)"
+
+
+def _figure(value: float, metric: str) -> str:
+    """A rate as a percentage, anything else as a number."""
+    return f"{100 * value:.2f}%" if metric.endswith("_rate") else f"{value:g}"
+
+
+@contextmanager
+def report_folder(final: Path) -> Iterator[Path]:
+    """A folder to write the report into, moved into place as `final` once it is complete; an earlier
+    run's partial folder (it was killed while writing) is removed."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in final.parent.glob(".*.partial"):
+        if time.time() - leftover.stat().st_mtime > PARTIAL_REPORT_AGE_S:
+            shutil.rmtree(leftover, ignore_errors=True)
+    building = final.parent / f".{final.name}.partial"
+    shutil.rmtree(building, ignore_errors=True)
+    building.mkdir()
+    try:
+        yield building
+        if final.exists():  # the same run reported before (a retried task): the new report replaces it
+            shutil.rmtree(final)
+        os.replace(building, final)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
 
 
 def _publish_artifacts(report: Report, docs_index: str, run_id: str) -> None:

@@ -83,24 +83,26 @@ class DbtProcess:
         cached = self.cache_dir / PARTIAL_PARSE
         if cached.exists():
             shutil.copyfile(cached, self.target_path / PARTIAL_PARSE)
-        # dbt's settings and its credentials as DBT_ENV_SECRET_* (dbt masks them), none of our other secrets.
-        environment = child_environment(
-            keep_prefixes=("DBT_",),
-            extra={**self.target.secret_env, "DO_NOT_TRACK": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
-        )
         self._log = self.log_path.open("a", encoding="utf-8")
         self._process = subprocess.Popen(
             [sys.executable, "-m", "flows.analytics.dbt_process"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,
-            env=environment,
+            env=self.environment(),
             cwd=self.work_dir,
             text=True,
         )
         # A stop signal ends dbt at once: a build in progress would hold the warehouse's lock for minutes.
         self._stop_token = end_on_stop(self._process.kill)
         self._send(["parse"])
+
+    def environment(self) -> dict[str, str]:
+        """dbt's settings and its credentials as DBT_ENV_SECRET_* (dbt masks them), none of our secrets."""
+        return child_environment(
+            keep_prefixes=("DBT_",),
+            extra={**self.target.secret_env, "DO_NOT_TRACK": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
+        )
 
     def _send(self, args: list[str]) -> None:
         assert self._process is not None and self._process.stdin is not None
