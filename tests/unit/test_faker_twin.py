@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import re
 import signal
 import subprocess
@@ -25,12 +26,14 @@ from faker_twin.server import (
     BAD_RECORD_KINDS,
     DEFAULT_BIRTHDAY_END,
     DEFAULT_BIRTHDAY_START,
+    HOSTILE_KINDS,
     MAX_QUANTITY,
     FakerTwin,
     TwinFaults,
     add_twin_arguments,
     bad_record_kinds,
     generate_page,
+    hostile_kinds,
     load_countries,
 )
 
@@ -305,6 +308,47 @@ def test_bad_record_rate_edges() -> None:
     assert bad_record_kinds(1, 100, 0.0) == {}
     assert sorted(bad_record_kinds(1, 100, 1.0)) == list(range(100))
     assert bad_record_kinds(1, 50, 0.5) == bad_record_kinds(1, 50, 0.5)
+
+
+def is_hostile(kind: str, record: Any, clean: dict[str, Any]) -> bool:
+    """Whether an entry shows the signature of a hostile kind, against the clean record it replaced."""
+    if kind == "not_a_record":
+        return not isinstance(record, dict)
+    if kind == "invalid_utf8_name":
+        return re.search(r"[\udc80-\udcff]", record["firstname"]) is not None
+    country = record["address"]["country"]
+    if kind == "formula_country":
+        return country.lstrip("\t\r").startswith(("=", "+", "-", "@"))
+    if kind == "invisible_country":
+        stripped = "".join(c for c in country if c not in "\x00\u202e\u200b\ufeff\u2066\u2069\u200d")
+        return stripped == clean["address"]["country"] != country
+    raise AssertionError(kind)
+
+
+def test_hostile_records_follow_hostile_kinds_cover_every_kind_and_keep_the_page_length() -> None:
+    clean = generate_page(5, 400)["data"]
+    spoiled = generate_page(5, 400, hostile_rate=0.2)["data"]
+    kinds = hostile_kinds(5, 400, 0.2)
+
+    assert set(kinds.values()) == set(HOSTILE_KINDS)
+    assert 40 <= len(kinds) <= 120 and len(spoiled) == 400
+    for index, record in enumerate(spoiled):
+        if index in kinds:
+            assert is_hostile(kinds[index], record, clean[index]), (kinds[index], index)
+        else:
+            assert record == clean[index]
+    assert hostile_kinds(5, 400, 0.0) == {}
+    assert generate_page(5, 400, hostile_rate=0.0) == generate_page(5, 400)
+
+
+def test_hostile_bodies_carry_invalid_utf8_over_http(client: httpx.Client, twin: FakerTwin) -> None:
+    twin.set_faults(TwinFaults(hostile_rate=0.2))
+    body = persons(client, _seed=5, _quantity=400).content
+    with pytest.raises(UnicodeDecodeError):
+        body.decode("utf-8")
+    expected = generate_page(5, 400, hostile_rate=0.2)["data"]
+    served = json.loads(body.decode("utf-8", "surrogateescape"))["data"]
+    assert served == expected  # the undecodable bytes are the generator's, byte for byte
 
 
 def test_email_domains_have_a_realistic_mix() -> None:
@@ -600,7 +644,9 @@ def test_twin_faults_from_dict_defaults_and_validation() -> None:
     assert TwinFaults.from_dict({"rate_limit_every": 5, "coordinates": "mixed"}) == TwinFaults(
         rate_limit_every=5, coordinates="mixed"
     )
-    for bad in ({"error_rate": -0.1}, {"rate_limit_every": 1.5}, {"extra_fields": 1}, {"unknown": 0}):
+    assert TwinFaults.from_dict({"hostile_rate": 0.1}) == TwinFaults(hostile_rate=0.1)
+    for bad in ({"error_rate": -0.1}, {"rate_limit_every": 1.5}, {"extra_fields": 1}, {"unknown": 0},
+                {"hostile_rate": 1.5}):  # fmt: skip
         with pytest.raises(ValueError):
             TwinFaults.from_dict(bad)
 
@@ -628,7 +674,9 @@ def test_add_twin_arguments_defaults_and_options() -> None:
         "--truncate-rate": "0.2",
     }
     options |= {"--latency-ms": "5", "--bad-record-rate": "0.05", "--coordinates": "mixed"}
+    options |= {"--hostile-rate": "0.02"}
     args = parser.parse_args([*(part for pair in options.items() for part in pair), "--extra-fields"])
+    assert args.hostile_rate == 0.02
     assert (args.error_rate, args.rate_limit_every, args.retry_after, args.truncate_rate) == (0.1, 4, 3, 0.2)
     assert (args.latency_ms, args.bad_record_rate, args.coordinates, args.extra_fields) == (
         5,

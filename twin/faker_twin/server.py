@@ -38,11 +38,13 @@ from numpy.typing import NDArray
 
 __all__ = [
     "BAD_RECORD_KINDS",
+    "HOSTILE_KINDS",
     "FakerTwin",
     "TwinFaults",
     "add_twin_arguments",
     "bad_record_kinds",
     "generate_page",
+    "hostile_kinds",
     "load_countries",
     "main",
     "serve_from_args",
@@ -119,6 +121,36 @@ _SQL_INJECTIONS: Final = (
     '"; DELETE FROM landing.persons; --',
     "x'; UPDATE landing.persons SET email = NULL; --",
 )
+# Hostile values (OWASP CSV injection, invisible characters, entries that are no records, broken UTF-8):
+# records that are valid otherwise, so that each defect shows on its own.
+HOSTILE_KINDS: Final[tuple[str, ...]] = (
+    "formula_country",
+    "invisible_country",
+    "not_a_record",
+    "invalid_utf8_name",
+)
+_FORMULA_COUNTRIES: Final = (
+    "+cmd|' /C calc'!A0",
+    '=HYPERLINK("http://example.invalid","x")',
+    "@SUM(1+1)*cmd|' /C calc'!A0",
+    "-2+3+cmd|' /C calc'!A0",
+    "\t=1+1",
+    "\r=1+1",
+)
+# (before, after) the country name: NUL, bidi override and isolate, zero-width space and joiner, BOM.
+_INVISIBLE_MARKS: Final = (
+    ("", "\x00"),
+    ("", "\u202e"),
+    ("\u200b", ""),
+    ("\ufeff", ""),
+    ("\u2066", "\u2069"),
+    ("\u200d", "\u200d"),
+)
+_NOT_RECORDS: Final[tuple[Any, ...]] = (7, None, "not a record", [1, 2])
+# Undecodable bytes (a lone 0xFF, lead bytes without their continuation) as Python holds them in a string.
+_INVALID_UTF8: Final = tuple(
+    raw.decode("utf-8", "surrogateescape") for raw in (b"\xff", b"\xc3", b"\xe2\x82")
+)
 _LONG_MIN: Final = 5000
 _LONG_MAX: Final = 20000
 _FUTURE_START: Final = date(2100, 1, 1)
@@ -153,6 +185,9 @@ class _Stream(IntEnum):
     EXTRA_SSN = 21
     EXTRA_COUNTY = 22
     PII_COUNTRY = 23
+    HOSTILE = 24
+    HOSTILE_OFFSET = 25
+    HOSTILE_VARIANT = 26
 
 
 # ------------------------------------------------------------ faults
@@ -173,10 +208,11 @@ class TwinFaults:
     pii_country_rate: float = (
         0.0  # an upstream bug: the email shifted into address.country (gate must stop it)
     )
+    hostile_rate: float = 0.0  # formula-like or invisible-character countries, non-records, invalid UTF-8
 
     def __post_init__(self) -> None:
         """Reject out-of-range settings early, so a typo fails loudly instead of silently doing nothing."""
-        for name in ("error_rate", "truncate_rate", "bad_record_rate", "pii_country_rate"):
+        for name in ("error_rate", "truncate_rate", "bad_record_rate", "pii_country_rate", "hostile_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], got {value!r}")
@@ -665,6 +701,46 @@ def _shift_emails_into_country(seed: int, records: list[dict[str, Any]], rate: f
             record["address"]["country"] = record["email"]
 
 
+def hostile_kinds(seed: int, quantity: int, hostile_rate: float) -> dict[int, str]:
+    """Record index (0-based) -> hostile kind, exactly the draw ``generate_page`` applies."""
+    if hostile_rate <= 0.0 or quantity <= 0:
+        return {}
+    hits = np.flatnonzero(_rng(seed, _Stream.HOSTILE).random(quantity) < hostile_rate)
+    offset = int(_rng(seed, _Stream.HOSTILE_OFFSET).integers(0, len(HOSTILE_KINDS)))
+    return {int(index): HOSTILE_KINDS[(offset + n) % len(HOSTILE_KINDS)] for n, index in enumerate(hits)}
+
+
+def _hostile(record: dict[str, Any], kind: str, variant: int) -> Any:
+    """The entry that replaces a clean record for the hostile ``kind`` (mostly the record, changed)."""
+    address = record.get("address")
+    if kind == "not_a_record":
+        return _NOT_RECORDS[variant % len(_NOT_RECORDS)]
+    if kind == "invalid_utf8_name" and isinstance(record.get("firstname"), str):
+        name = record["firstname"]
+        record["firstname"] = name[:1] + _INVALID_UTF8[variant % len(_INVALID_UTF8)] + name[1:]
+    elif kind == "formula_country" and isinstance(address, dict):
+        address["country"] = _FORMULA_COUNTRIES[variant % len(_FORMULA_COUNTRIES)]
+    elif kind == "invisible_country" and isinstance(address, dict) and address.get("country"):
+        before, after = _INVISIBLE_MARKS[variant % len(_INVISIBLE_MARKS)]
+        country = str(address["country"])
+        if before == after:  # a joiner inside the name
+            address["country"] = country[:1] + before + country[1:]
+        else:
+            address["country"] = before + country + after
+    return record
+
+
+def _apply_hostile(seed: int, records: list[Any], hostile_rate: float) -> None:
+    """Replace the records ``hostile_kinds`` chose by their hostile entries (the page keeps its length)."""
+    kinds = hostile_kinds(seed, len(records), hostile_rate)
+    if not kinds:
+        return
+    variants = _rng(seed, _Stream.HOSTILE_VARIANT).integers(0, 2**31, size=len(records)).tolist()
+    for index, kind in kinds.items():
+        if isinstance(records[index], dict):
+            records[index] = _hostile(records[index], kind, variants[index])
+
+
 def generate_page(
     seed: int,
     quantity: int,
@@ -675,6 +751,7 @@ def generate_page(
     coordinates: str = "flat",
     extra_fields: bool = False,
     pii_country_rate: float = 0.0,
+    hostile_rate: float = 0.0,
 ) -> dict[str, Any]:
     """Full ``/persons`` envelope: pure and deterministic; ``quantity`` is not capped here."""
     start = birthday_start or DEFAULT_BIRTHDAY_START
@@ -697,6 +774,7 @@ def generate_page(
     # Bad records depend on the seed only, so ``bad_record_kinds`` needs no locale.
     _apply_bad_records(seed, data, bad_record_rate)
     _shift_emails_into_country(seed, data, pii_country_rate)
+    _apply_hostile(seed, data, hostile_rate)
     envelope = {"status": "OK", "code": 200, "locale": locale, "seed": str(seed), "total": len(data)}
     return {**envelope, "data": data}
 
@@ -1005,6 +1083,7 @@ def _alters_records(faults: TwinFaults) -> bool:
         or faults.coordinates != "flat"
         or faults.extra_fields
         or faults.pii_country_rate > 0.0
+        or faults.hostile_rate > 0.0
     )
 
 
@@ -1030,9 +1109,20 @@ def _page_json(query: _PersonsQuery, faults: TwinFaults) -> bytes:
             faults.coordinates,
             faults.extra_fields,
             faults.pii_country_rate,
+            faults.hostile_rate,
         )
         page["seed"] = query.seed_text
+        return page_bytes(page)
+
+
+def page_bytes(page: dict[str, Any]) -> bytes:
+    """The body of a page: orjson, unless a hostile record holds undecodable bytes (surrogateescape), which
+    go out as those raw bytes - invalid UTF-8, on purpose."""
+    try:
         return orjson.dumps(page)
+    except orjson.JSONEncodeError:
+        text = json.dumps(page, ensure_ascii=False, separators=(",", ":"))
+        return text.encode("utf-8", "surrogateescape")
 
 
 @dataclass
@@ -1415,6 +1505,13 @@ def add_twin_arguments(parser: argparse.ArgumentParser) -> None:
         default=defaults.pii_country_rate,
         help="share of records whose email is shifted into address.country (exercises the gate)",
     )
+    parser.add_argument(
+        "--hostile-rate",
+        type=float,
+        default=defaults.hostile_rate,
+        help="share of hostile records: formula-like or invisible-character countries, entries that are not "
+        "records, names with invalid UTF-8",
+    )
 
 
 def _faults_from_args(args: argparse.Namespace) -> TwinFaults:
@@ -1429,6 +1526,7 @@ def _faults_from_args(args: argparse.Namespace) -> TwinFaults:
         coordinates=args.coordinates,
         extra_fields=args.extra_fields,
         pii_country_rate=args.pii_country_rate,
+        hostile_rate=args.hostile_rate,
     )
 
 
