@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
@@ -18,6 +19,15 @@ from faker_twin.server import TwinFaults, generate_page
 
 GMAIL = {"gmail.com", "googlemail.com"}
 DOMAIN = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$")
+# Text that is not valid Unicode, as Python holds it (undecodable bytes, lone surrogates).
+SURROGATE = re.compile(r"[\ud800-\udfff]")
+# What a country name may hold besides letters, marks and digits (a letter first).
+NAME_PUNCTUATION = set(" .,'\u2019()&/\u00b7\u30fb\u00b0-")
+# The privacy screen's view of an email address or a phone number: such a value is left to it (and the gate).
+EMAIL_LIKE = re.compile(r"[^@ \t\r\n]+@[^@ \t\r\n]+\.[^@ \t\r\n]+")
+PHONE_LIKE = re.compile(
+    r"^[ \t]*\+?[ (]*(?:[0-9][ ().\-/]*){6,14}[0-9][ \t]*(?:(?:x|ext\.?)[ \t]*[0-9]{1,6})?[ \t]*$"
+)
 
 
 @dataclass
@@ -54,21 +64,60 @@ class Expected:
         }
 
 
-def person_key(record: dict[str, Any], secret: bytes) -> str:
-    """HMAC-SHA256 over trimmed, lower-cased identity fields (phone: digits and +), joined by 0x1F."""
-    parts = []
+def text_of(value: Any) -> str | None:
+    """A JSON scalar as the pipeline reads it into text; objects, arrays, booleans and null are no text."""
+    if isinstance(value, str):
+        return value
+    return None if value is None or isinstance(value, (bool, dict, list)) else str(value)
+
+
+def cleaned(value: Any) -> str | None:
+    """Text without control (Cc) and format (Cf) characters, in NFC, stripped; invalid text as U+FFFD."""
+    text = text_of(value)
+    if text is None:
+        return None
+    kept = "".join(c for c in SURROGATE.sub("\ufffd", text) if unicodedata.category(c) not in ("Cc", "Cf"))
+    return unicodedata.normalize("NFC", kept).strip()
+
+
+def person_key(record: dict[str, Any], secret: bytes, position: tuple[int, int] | None = None) -> str:
+    """HMAC-SHA256 over cleaned, lower-cased identity fields (phone: digits and +), joined by 0x1F; an entry
+    without any identity is keyed by its position (page seed, record index) when it is known."""
+    parts: list[str | None] = []
     for name in ("firstname", "lastname", "email", "phone", "birthday"):
-        value = record.get(name)
-        if not isinstance(value, str):
-            value = None if value is None or isinstance(value, (bool, dict, list)) else str(value)
-        if value is None:
-            parts.append("\x00")
-            continue
-        value = value.strip().lower()
-        if name == "phone":
-            value = re.sub(r"[^0-9+]", "", value)
+        value = cleaned(record.get(name))
+        if value is not None:
+            value = value.lower()
+            if name == "phone":
+                value = re.sub(r"[^0-9+]", "", value)
         parts.append(value)
-    return hmac.new(secret, "\x1f".join(parts).encode(), hashlib.sha256).hexdigest()
+    material = "\x1f".join("\x00" if part is None else part for part in parts)
+    if position is not None and not any(parts):
+        material = f"entry|{position[0]}|{position[1]}"
+    return hmac.new(secret, material.encode(), hashlib.sha256).hexdigest()
+
+
+def holds_invalid_text(value: Any) -> bool:
+    """Whether any string in a JSON value is not valid Unicode."""
+    if isinstance(value, str):
+        return SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(holds_invalid_text(key) or holds_invalid_text(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(holds_invalid_text(item) for item in value)
+    return False
+
+
+def malformed(text: str, looks_right: bool) -> bool:
+    """Not what the column holds, and not a value the privacy screen replaces (that stops the batch)."""
+    return not looks_right and not EMAIL_LIKE.search(text) and not PHONE_LIKE.search(text)
+
+
+def is_country_name(text: str) -> bool:
+    """A letter, then letters, marks, digits, spaces and the punctuation country names use."""
+    return unicodedata.category(text[0]).startswith("L") and all(
+        unicodedata.category(c)[0] in "LMN" or c in NAME_PUNCTUATION for c in text
+    )
 
 
 def age_on(birthday: date, reference: date) -> int:
@@ -88,11 +137,13 @@ def classify(record: Any, reference: date) -> tuple[str | None, dict[str, Any]]:
     """(quarantine reason or None, anonymised row)."""
     if not isinstance(record, dict):
         return "not_a_record", {}
-    text = record.get("birthday")
+    if holds_invalid_text(record):
+        return "invalid_utf8", {}
+    text = cleaned(record.get("birthday"))
     birthday = None
-    if isinstance(text, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", text.strip()):
+    if text is not None and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
         try:
-            birthday = date.fromisoformat(text.strip())
+            birthday = date.fromisoformat(text)
         except ValueError:
             birthday = None
     if birthday is None:
@@ -102,8 +153,8 @@ def classify(record: Any, reference: date) -> tuple[str | None, dict[str, Any]]:
     age = age_on(birthday, reference)
     if age > 130:
         return "age_out_of_range", {}
-    email = record.get("email")
-    domain = email.strip().lower().rpartition("@")[2] if isinstance(email, str) and "@" in email else ""
+    email = cleaned(record.get("email"))
+    domain = email.lower().rpartition("@")[2] if email is not None and "@" in email else ""
     if not domain:
         return "email_without_domain", {}
     if not DOMAIN.match(domain):
@@ -111,19 +162,23 @@ def classify(record: Any, reference: date) -> tuple[str | None, dict[str, Any]]:
     address = record.get("address")
     if not isinstance(address, dict):
         return "address_missing", {}
-    country, code = address.get("country"), address.get("country_code")
-    if not isinstance(country, str) or not country.strip():
+    country, code = cleaned(address.get("country")), cleaned(address.get("country_code"))
+    if not country:
         return "country_missing", {}
-    if not isinstance(code, str) or not code.strip():
+    if malformed(country, is_country_name(country)):
+        return "country_invalid", {}
+    if not code:
         return "country_code_missing", {}
-    gender = record.get("gender")
+    if malformed(code.upper(), re.fullmatch("[A-Z]{2}", code.upper()) is not None):
+        return "country_code_invalid", {}
+    gender = cleaned(record.get("gender"))
     return None, {
-        "gender": gender.strip().lower() if isinstance(gender, str) else None,
+        "gender": gender.lower() if gender is not None else None,
         "age": age,
         "age_group": age_group(age),
         "email_domain": domain,
-        "country": country.strip(),
-        "country_code": code.strip().upper(),
+        "country": country,
+        "country_code": code.upper(),
     }
 
 
@@ -145,10 +200,12 @@ def expected_from_served(
             faults.coordinates,
             faults.extra_fields,
             faults.pii_country_rate,
+            faults.hostile_rate,
         )
-        for record in envelope["data"]:
+        for index, record in enumerate(envelope["data"]):
             expected.raw_records.append(record)
-            key = person_key(record, secret) if isinstance(record, dict) else person_key({}, secret)
+            position = (int(params["_seed"]), index)
+            key = person_key(record if isinstance(record, dict) else {}, secret, position)
             reason, row = classify(record, reference)
             if reason is None:
                 expected.persons.setdefault(key, row)

@@ -62,6 +62,19 @@ REDACTED_EMAIL = "[redacted:email]"
 REDACTED_PHONE = "[redacted:phone]"
 DOMAIN_PATTERN = r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$"
 PERSON_KEY_PATTERN = r"^[0-9a-f]{64}$"
+# Control (Cc) and format (Cf) characters: invisible, they split one value into several (NUL, bidi overrides,
+# zero-width characters, BOM) and break files; removed from every text field before it is keyed or published.
+INVISIBLE_CHARACTERS = r"[\p{Cc}\p{Cf}]"
+# What a spreadsheet reads as the start of a formula (OWASP CSV injection).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# A formula start or an invisible character. RE2 syntax (\p{..}): Python's re cannot parse it, so pandas
+# hands it to pyarrow in the gate (the tab and CR stand in the class as themselves).
+SPREADSHEET_UNSAFE = "^[" + "".join(FORMULA_START).replace("-", "\\-") + "]|" + INVISIBLE_CHARACTERS
+# A country name: a letter first, then letters, marks, digits, spaces and the punctuation country names use
+# (the twin's countries and every Faker locale's: "Guinea-Bissau", "Côte d'Ivoire", "Antarctica (the territory
+# South of 60 deg S)", Japanese "・", Italian "60° parallelo"); never a formula, never an invisible character.
+COUNTRY_NAME_PATTERN = r"^\p{L}[\p{L}\p{M}\p{N} .,'’()&/·・°-]*$"
+COUNTRY_CODE_PATTERN = r"^[A-Z]{2}$"
 
 
 @dataclass(frozen=True)
@@ -112,8 +125,22 @@ OUTPUT_COLUMNS: tuple[OutputColumn, ...] = (
         check="looks_like_a_domain",
         note="Lower-case domain only; the local part is gone.",
     ),
-    OutputColumn("country", pa.string(), ("address.country",)),
-    OutputColumn("country_code", pa.string(), ("address.country_code",)),
+    OutputColumn(
+        "country",
+        pa.string(),
+        ("address.country",),
+        pattern=COUNTRY_NAME_PATTERN,
+        check="looks_like_a_name",
+        note="A letter, then letters, marks, digits, spaces and .,'’()&/-·・°; anything else is quarantined.",
+    ),
+    OutputColumn(
+        "country_code",
+        pa.string(),
+        ("address.country_code",),
+        pattern=COUNTRY_CODE_PATTERN,
+        check="is_two_letters",
+        note="Two letters A-Z (upper-cased); anything else is quarantined.",
+    ),
     OutputColumn("age_reference_date", pa.date32(), ()),
 )
 

@@ -20,9 +20,12 @@ import pyarrow.compute as pc
 from flows.anonymise import policy
 from flows.anonymise.policy import (
     AGE_GROUPS,
+    COUNTRY_CODE_PATTERN,
+    COUNTRY_NAME_PATTERN,
     DOMAIN_PATTERN,
     EMAIL_LIKE,
     IDENTITY_FIELDS,
+    INVISIBLE_CHARACTERS,
     MAX_AGE,
     PHONE_LIKE,
     REDACTED_EMAIL,
@@ -31,7 +34,7 @@ from flows.anonymise.policy import (
 from flows.sql_files import load_sql
 
 # Bump when the policy or key derivation changes: it is part of every cache key.
-POLICY_VERSION = "2026-11-1"
+POLICY_VERSION = "2026-12-1"
 
 
 # The policy and what it derives (re-exported: callers and tests import them from here too).
@@ -39,12 +42,17 @@ COLUMN_POLICY = policy.COLUMN_POLICY
 Treatment = policy.Treatment
 KNOWN_GENDERS = policy.KNOWN_GENDERS
 SCREENED_COLUMNS = policy.screened_columns()
+# The raw text fields anonymisation reads (identity and kept fields), by their column name in a raw batch.
+RAW_TEXT_FIELDS = tuple(name.split(".")[-1] for name in policy.raw_source_fields())
+# Where an entry came from; an entry without any identity is keyed by it (never one person with the others).
+POSITION_FIELDS = ("page_seed", "record_index")
 
 
 class QuarantineReason(StrEnum):
     """Why a record was held back (checked in this order; the first that applies is recorded)."""
 
     NOT_A_RECORD = "not_a_record"
+    INVALID_UTF8 = "invalid_utf8"
     BIRTHDAY_UNPARSEABLE = "birthday_unparseable"
     BIRTHDAY_IN_FUTURE = "birthday_in_future"
     AGE_OUT_OF_RANGE = "age_out_of_range"
@@ -52,7 +60,9 @@ class QuarantineReason(StrEnum):
     EMAIL_DOMAIN_INVALID = "email_domain_invalid"
     ADDRESS_MISSING = "address_missing"
     COUNTRY_MISSING = "country_missing"
+    COUNTRY_INVALID = "country_invalid"
     COUNTRY_CODE_MISSING = "country_code_missing"
+    COUNTRY_CODE_INVALID = "country_code_invalid"
 
 
 PERSONS_SCHEMA = policy.persons_schema()
@@ -77,6 +87,7 @@ class AnonymisedBatch:
     duplicates: int
     reasons: Counter[str] = field(default_factory=Counter)
     redactions: Counter[str] = field(default_factory=Counter)
+    cleaned: Counter[str] = field(default_factory=Counter)  # values changed by clean_text, per raw field
 
 
 def age_group(age: int) -> str:
@@ -132,15 +143,79 @@ def email_domains(email: pa.Array) -> tuple[pa.Array, np.ndarray]:
     return domain, looks_valid.to_numpy(zero_copy_only=False)
 
 
-def canonical_identity(raw: pa.Table) -> pa.Array:
-    """One normalised string per record from IDENTITY_FIELDS (trimmed, lower-cased; phone digits only)."""
+def suspect_values(column: pa.StringArray) -> np.ndarray:
+    """Per value: whether it holds a byte outside printable ASCII (a control, DEL or any non-ASCII byte).
+
+    One NumPy pass over the values buffer (under a millisecond per 100,000 values): only these values can hold
+    an invisible character or change under NFC, which leaves ASCII as it is.
+    """
+    suspect = np.zeros(len(column), dtype=bool)
+    data = column.buffers()[2]
+    if data is None or not len(column):
+        return suspect
+    ends = np.frombuffer(column.buffers()[1], dtype=np.int32)[column.offset : column.offset + len(column) + 1]
+    start = int(ends[0])
+    values = np.frombuffer(data, dtype=np.uint8)[start : int(ends[-1])]
+    # uint8 arithmetic wraps: bytes below 0x20 land above 0xdf, so one comparison finds < 0x20 and >= 0x7f.
+    odd = np.flatnonzero((values - np.uint8(0x20)) >= np.uint8(0x5F))
+    if len(odd):
+        suspect[np.searchsorted(ends[1:] - start, odd, side="right")] = True
+    return suspect
+
+
+def clean_text(column: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, int]:
+    """Text without control and format characters, in Unicode NFC, trimmed; and how many values the removal
+    or NFC changed (`Germany\\x00` and `Deutschland\\u202e` become `Germany` and `Deutschland`)."""
+    # One chunk: pyarrow compiles a regex once per chunk, and a page is a chunk.
+    text = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    suspect = suspect_values(text)
+    changed = 0
+    if suspect.any():  # the rest is printable ASCII: nothing to remove, NFC is the identity
+        mask = pa.array(suspect)
+        before = text.filter(mask)
+        after = pc.utf8_normalize(pc.replace_substring_regex(before, INVISIBLE_CHARACTERS + "+", ""), "NFC")
+        changed = int(pc.sum(pc.not_equal(before, after)).as_py() or 0)
+        if changed:
+            text = pc.replace_with_mask(text, mask, after)
+    return pc.utf8_trim_whitespace(text), changed
+
+
+def clean_raw(raw: pa.Table) -> tuple[pa.Table, Counter[str]]:
+    """Every raw text field anonymisation reads through `clean_text`; the values changed, per field."""
+    cleaned: Counter[str] = Counter()
+    for name in RAW_TEXT_FIELDS:
+        column, changed = clean_text(raw[name])
+        raw = raw.set_column(raw.schema.get_field_index(name), raw.schema.field(name), column)
+        if changed:
+            cleaned[name] = changed
+    return raw, cleaned
+
+
+def canonical_identity(raw: pa.Table, *, cleaned: bool = False) -> pa.Array:
+    """One normalised string per record from IDENTITY_FIELDS (cleaned unless the table already is, see
+    `clean_raw`; lower-cased; phone digits only).
+
+    An entry without any identity (not a record, or none of the fields holds text) is identified by its
+    position, `entry|<page_seed>|<record_index>`, where the table has one (raw pages always do): such entries
+    are quarantined one by one, never collapsed into one person and counted as duplicates.
+    """
     parts = []
     for name in IDENTITY_FIELDS:
-        column = pc.utf8_lower(pc.utf8_trim_whitespace(raw[name]))
+        text = raw[name].combine_chunks() if cleaned else clean_text(raw[name])[0]
+        column = pc.utf8_lower(text)
         if name == "phone":
             column = pc.replace_substring_regex(column, r"[^0-9+]", "")
-        parts.append(pc.fill_null(column, "\x00"))
-    return pc.binary_join_element_wise(*parts, "\x1f")
+        parts.append(column)
+    identity = pc.binary_join_element_wise(*(pc.fill_null(part, "\x00") for part in parts), "\x1f")
+    if not set(POSITION_FIELDS) <= set(raw.column_names) or not raw.num_rows:
+        return identity
+    blank = [_mask(pc.fill_null(pc.equal(part, ""), True)) for part in parts]
+    anonymous = np.logical_and.reduce(blank)
+    if not anonymous.any():
+        return identity
+    seed, index = (pc.cast(raw[name].combine_chunks(), pa.string()) for name in POSITION_FIELDS)
+    position = pc.binary_join_element_wise("entry", seed, index, "|")
+    return pc.if_else(pa.array(anonymous), position, identity)
 
 
 def hmac_pads(secret: bytes) -> tuple[bytes, bytes]:
@@ -151,14 +226,15 @@ def hmac_pads(secret: bytes) -> tuple[bytes, bytes]:
     return bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key)
 
 
-def person_keys(raw: pa.Table, secret: bytes) -> pa.Array:
-    """HMAC-SHA256(secret, canonical identity) as lower-case hex, one per record.
+def person_keys(raw: pa.Table, secret: bytes, *, cleaned: bool = False) -> pa.Array:
+    """HMAC-SHA256(secret, canonical identity) as lower-case hex, one per record (the identity fields are
+    cleaned here unless `cleaned` says `clean_raw` did it: every caller derives the same key).
 
     Computed column-wise in DuckDB (about 4x faster than a Python loop over `hmac`, and off the GIL); the
     first key of every batch is checked against the standard library's `hmac`, so the two never diverge.
     """
     inner_pad, outer_pad = hmac_pads(secret)
-    identities = canonical_identity(raw).combine_chunks() if raw.num_rows else pa.array([], pa.string())
+    identities = canonical_identity(raw, cleaned=cleaned) if raw.num_rows else pa.array([], pa.string())
     table = pa.table(
         {"identity": identities, "ordinal": pa.array(np.arange(len(identities), dtype=np.int64))}
     )
@@ -177,15 +253,15 @@ def person_keys(raw: pa.Table, secret: bytes) -> pa.Array:
 
 
 def quarantine_reasons(raw: pa.Table, reference: date) -> tuple[np.ndarray, np.ndarray, pa.Array, pa.Array]:
-    """(reason or None per record, ages, email domains, normalised genders)."""
+    """(reason or None per record, ages, email domains, normalised genders) of a cleaned raw batch."""
     valid_birthday, year, month, day = parse_birthdays(raw["birthday"])
     ages = np.where(valid_birthday, ages_at(year, month, day, reference), 0)
     domain, domain_ok = email_domains(raw["email"])
-    gender = pc.utf8_lower(pc.utf8_trim_whitespace(raw["gender"]))
-    country = pc.utf8_trim_whitespace(raw["country"])
-    code = pc.utf8_trim_whitespace(raw["country_code"])
+    gender = pc.utf8_lower(raw["gender"])
+    country, code = raw["country"], pc.utf8_upper(raw["country_code"])
     checks = [
         (~_mask(raw["is_record"]), QuarantineReason.NOT_A_RECORD),
+        (~_mask(raw["text_is_valid"]), QuarantineReason.INVALID_UTF8),
         (~valid_birthday, QuarantineReason.BIRTHDAY_UNPARSEABLE),
         (ages < 0, QuarantineReason.BIRTHDAY_IN_FUTURE),
         (ages > MAX_AGE, QuarantineReason.AGE_OUT_OF_RANGE),
@@ -193,12 +269,30 @@ def quarantine_reasons(raw: pa.Table, reference: date) -> tuple[np.ndarray, np.n
         (~domain_ok, QuarantineReason.EMAIL_DOMAIN_INVALID),
         (~_mask(raw["has_address"]), QuarantineReason.ADDRESS_MISSING),
         (_mask(pc.fill_null(pc.equal(country, ""), True)), QuarantineReason.COUNTRY_MISSING),
+        (malformed(country, COUNTRY_NAME_PATTERN), QuarantineReason.COUNTRY_INVALID),
         (_mask(pc.fill_null(pc.equal(code, ""), True)), QuarantineReason.COUNTRY_CODE_MISSING),
+        (malformed(code, COUNTRY_CODE_PATTERN), QuarantineReason.COUNTRY_CODE_INVALID),
     ]
     reasons = np.full(raw.num_rows, None, dtype=object)
     for mask, reason in reversed(checks):  # reversed, so the first check that applies is the one recorded
         reasons[mask] = str(reason)
     return reasons, ages, domain, gender
+
+
+def malformed(column: pa.Array | pa.ChunkedArray, pattern: str) -> np.ndarray:
+    """Per value: present but not matching `pattern` - unless it looks like an email address or a phone
+    number: that is left to the privacy screen, whose marker stops the whole batch at the gate (a source that
+    shifted personal data into a kept field must be seen, not quietly quarantined)."""
+    bad = ~_mask(pc.fill_null(pc.match_substring_regex(column, pattern), True))
+    if bad.any():
+        positions = np.flatnonzero(bad)
+        suspects = column.take(pa.array(positions, pa.int64()))
+        looks_personal = pc.or_(
+            pc.fill_null(pc.match_substring_regex(suspects, EMAIL_LIKE), False),
+            pc.fill_null(pc.match_substring_regex(suspects, PHONE_LIKE), False),
+        )
+        bad[positions[_mask(looks_personal)]] = False
+    return bad
 
 
 def _mask(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -243,7 +337,8 @@ def first_occurrences(keys: pa.Array, positions: np.ndarray) -> np.ndarray:
 
 def anonymise_batch(raw: pa.Table, secret: bytes, reference: date) -> AnonymisedBatch:
     """Apply the column policy to a raw batch: anonymised persons (deduplicated) and quarantined records."""
-    key_array = person_keys(raw, secret)
+    raw, cleaned = clean_raw(raw)  # before anything is keyed, checked or published
+    key_array = person_keys(raw, secret, cleaned=True)
     reasons, ages, domain, gender = quarantine_reasons(raw, reference)
     quarantined = np.flatnonzero(reasons != None)  # noqa: E711 - element-wise comparison
     valid = np.flatnonzero(reasons == None)  # noqa: E711
@@ -255,8 +350,8 @@ def anonymise_batch(raw: pa.Table, secret: bytes, reference: date) -> Anonymised
             gender.take(keep),
             pa.array(age_groups(ages[kept]), type=pa.string()),
             domain.take(keep),
-            pc.utf8_trim_whitespace(raw["country"]).take(keep),
-            pc.utf8_upper(pc.utf8_trim_whitespace(raw["country_code"])).take(keep),
+            raw["country"].take(keep),
+            pc.utf8_upper(raw["country_code"]).take(keep),
             pa.array(np.full(len(kept), reference), type=pa.date32()),
         ],
         schema=PERSONS_SCHEMA,
@@ -280,4 +375,5 @@ def anonymise_batch(raw: pa.Table, secret: bytes, reference: date) -> Anonymised
         duplicates=len(valid) - len(kept),
         reasons=Counter(reasons[quarantined].tolist()),
         redactions=redactions,
+        cleaned=cleaned,
     )

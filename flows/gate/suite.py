@@ -20,6 +20,8 @@ from flows.anonymise.policy import (
     PHONE_LIKE,
     REDACTED_EMAIL,
     REDACTED_PHONE,
+    SPREADSHEET_UNSAFE,
+    screened_columns,
     text_columns,
 )
 
@@ -111,6 +113,17 @@ def suite_definition() -> dict[str, Any]:
                     value_set=list(column.value_set),
                 )
             )
+    for name in screened_columns():  # text from the source: defence in depth behind the cleaning and patterns
+        items.append(
+            expectation(
+                "expect_column_values_to_not_match_regex",
+                f"{name}_is_spreadsheet_safe",
+                "No value may start a spreadsheet formula (= + - @ tab CR) or hold a control or format "
+                "character.",
+                column=name,
+                regex=SPREADSHEET_UNSAFE,
+            )
+        )
     for name in text_columns():
         for kind, (regex, what) in FORBIDDEN_TEXT.items():
             items.append(

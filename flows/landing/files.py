@@ -128,6 +128,7 @@ class LandedBatch:
     reasons: dict[str, int] = field(default_factory=dict)
     unknown_fields: dict[str, int] = field(default_factory=dict)
     redactions: dict[str, int] = field(default_factory=dict)
+    cleaned: dict[str, int] = field(default_factory=dict)  # per raw field: values changed by clean_text
     fetch: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -167,6 +168,7 @@ class BatchFiles:
     redactions: dict[str, int]
     unknown_fields: dict[str, int]
     fetch: dict[str, int]
+    cleaned: dict[str, int] = field(default_factory=dict)
 
 
 def serialise_batch(
@@ -184,6 +186,7 @@ def serialise_batch(
         redactions=dict(sorted(anonymised.redactions.items())),
         unknown_fields=dict(sorted(unknown_fields.items())),
         fetch=fetch,
+        cleaned=dict(sorted(anonymised.cleaned.items())),
     )
 
 
@@ -210,6 +213,7 @@ def write_batch_files(
         reasons=files.reasons,
         unknown_fields=files.unknown_fields,
         redactions=files.redactions,
+        cleaned=files.cleaned,
         fetch=files.fetch,
     )
 

@@ -84,6 +84,7 @@ class AnonymiseSummary:
     duplicates: int
     reasons: dict[str, int] = field(default_factory=dict)
     redactions: dict[str, int] = field(default_factory=dict)
+    cleaned: dict[str, int] = field(default_factory=dict)  # values whose invisible characters or NFC changed
     seconds: float = 0.0
     forgotten: int = 0
 
@@ -143,6 +144,7 @@ class RawDataWorker:
             duplicates=anonymised.duplicates,
             reasons=dict(sorted(anonymised.reasons.items())),
             redactions=dict(sorted(anonymised.redactions.items())),
+            cleaned=dict(sorted(anonymised.cleaned.items())),
             seconds=time.perf_counter() - started,
             forgotten=forgotten,
         )

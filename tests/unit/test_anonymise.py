@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from flows.anonymise.policy import COUNTRY_CODE_PATTERN, COUNTRY_NAME_PATTERN
 from flows.anonymise.transform import (
     AGE_GROUPS,
     COLUMN_POLICY,
@@ -28,7 +29,9 @@ from flows.anonymise.transform import (
     age_groups,
     ages_at,
     anonymise_batch,
+    clean_text,
     email_domains,
+    malformed,
     parse_birthdays,
     person_keys,
     privacy_screen,
@@ -278,12 +281,15 @@ class TestAnonymiseBatch:
         batch = anonymise_batch(raw_table([person(gender=" Unknown ")]), b"k", REFERENCE)
         assert batch.persons["gender"].to_pylist() == ["unknown"]
 
-    def test_injection_strings_are_kept_literally(self) -> None:
+    def test_injection_strings_are_keyed_or_quarantined_never_published(self) -> None:
         injection = "Robert'); DROP TABLE staging.persons;--"
-        batch = anonymise_batch(
-            raw_table([person(address={"country": injection, "country_code": "XX"})]), b"k", REFERENCE
-        )
-        assert batch.persons["country"].to_pylist() == [injection]
+        records = [
+            person(lastname=injection),  # inside the key only
+            person(firstname="Other", address={"country": injection, "country_code": "XX"}),
+        ]
+        batch = anonymise_batch(raw_table(records), b"k", REFERENCE)
+        assert batch.persons.num_rows == 1 and batch.persons["country"].to_pylist() == ["Germany"]
+        assert batch.reasons == {"country_invalid": 1}
 
 
 class TestPrivacyScreen:
@@ -401,3 +407,138 @@ class TestPageParsing:
         with pytest.raises(MalformedPageError) as refused:
             parse_page(body, self.PAGE)
         assert "Zeb" not in str(refused.value)
+
+
+class TestHostileText:
+    """Text from the source is cleaned before it is keyed or published; what still is not a country (a
+    formula, say) is quarantined; entries without identity are quarantined one by one."""
+
+    def test_invisible_characters_go_and_text_is_nfc_and_trimmed(self) -> None:
+        values = [
+            "Germany\x00",
+            "Deutschland\u202e",
+            "\u200bGermany ",
+            "\ufeffFrance",
+            "\u2066Japan\u2069",
+            "Ger\u200dmany",
+            "Curac\u0327ao",  # decomposed (NFD) cedilla
+            "Germany",
+            None,
+            " Chad ",
+        ]
+        text, changed = clean_text(pa.chunked_array([values[:4], values[4:]], pa.string()))
+        assert text.to_pylist() == [
+            "Germany",
+            "Deutschland",
+            "Germany",
+            "France",
+            "Japan",
+            "Germany",
+            "Cura\u00e7ao",
+            "Germany",
+            None,
+            "Chad",
+        ]
+        assert changed == 7  # trimming alone is not counted
+
+    def test_a_slice_is_cleaned_by_its_own_values(self) -> None:
+        column = pa.array(["Germany\x00", "Chad", "Mali\u200b", "Peru"], pa.string()).slice(1, 2)
+        text, changed = clean_text(column)
+        assert (text.to_pylist(), changed) == (["Chad", "Mali"], 1)
+
+    def test_one_country_stays_one_country(self) -> None:
+        countries = ("Germany", "Germany\x00", "\u202eGermany", "Germany")
+        records = [
+            person(firstname=name, address={"country": country, "country_code": "de"})
+            for name, country in zip("ABCD", countries, strict=True)
+        ]
+        batch = anonymise_batch(raw_table(records), b"k", REFERENCE)
+        assert batch.persons["country"].to_pylist() == ["Germany"] * 4
+        assert batch.cleaned == {"country": 2}
+
+    def test_the_key_is_derived_after_cleaning(self) -> None:
+        plain = person_keys(identity_table([["Jos\u00e9", "Ng", "j@x.de", "+1", "1990-01-01"]]), b"k")
+        hostile = person_keys(
+            identity_table([["Jose\u0301\x00", "\u200bNg", "j@x.de\u202e", "+1", "1990-01-01"]]), b"k"
+        )
+        assert plain.to_pylist() == hostile.to_pylist()
+        batch = anonymise_batch(raw_table([person(), person(firstname="Ada\u200b")]), b"k", REFERENCE)
+        assert (batch.persons.num_rows, batch.duplicates, batch.cleaned) == (1, 1, {"firstname": 1})
+
+    def test_entries_without_identity_are_quarantined_one_by_one(self) -> None:
+        envelope = {"data": [person(), 7, None, "text", [1, 2], {}, {"gender": "male"}]}
+        rows, _ = flatten_page(envelope, PageRequest(number=4, seed=91, quantity=7))
+        batch = anonymise_batch(pa.Table.from_batches([rows]), b"k", REFERENCE)
+        assert batch.reasons == {"not_a_record": 4, "birthday_unparseable": 2}
+        assert batch.duplicates == 0
+        quarantine = batch.quarantine.to_pylist()
+        keys = [row["person_key"] for row in quarantine]
+        positions = [f"entry|91|{index}".encode() for index in range(1, 7)]
+        assert keys == [hmac.new(b"k", position, hashlib.sha256).hexdigest() for position in positions]
+        assert [(row["page_number"], row["page_seed"]) for row in quarantine] == [(4, 91)] * 6
+
+    @pytest.mark.parametrize(
+        ("address", "reason"),
+        [
+            ({"country": "+cmd|' /C calc'!A0", "country_code": "DE"}, "country_invalid"),
+            ({"country": "=1+1", "country_code": "DE"}, "country_invalid"),
+            ({"country": "@SUM(A1)", "country_code": "DE"}, "country_invalid"),
+            ({"country": "-2+3", "country_code": "DE"}, "country_invalid"),
+            ({"country": "\t=1+1", "country_code": "DE"}, "country_invalid"),  # the tab goes, "=" stays
+            ({"country": "\r\n=1+1", "country_code": "DE"}, "country_invalid"),
+            ({"country": "Germany;", "country_code": "DE"}, "country_invalid"),
+            ({"country": "Germany", "country_code": "D1"}, "country_code_invalid"),
+            ({"country": "Germany", "country_code": "DEU"}, "country_code_invalid"),
+            ({"country": "Germany", "country_code": "=D"}, "country_code_invalid"),
+        ],
+    )
+    def test_what_is_not_a_country_is_quarantined(self, address: dict, reason: str) -> None:
+        records = [person(), person(firstname="B", address=address)]
+        batch = anonymise_batch(raw_table(records), b"k", REFERENCE)
+        assert batch.reasons == {reason: 1}
+        assert batch.persons["country"].to_pylist() == ["Germany"]
+
+    def test_every_known_country_name_is_one(self) -> None:
+        from faker_twin.server import load_countries
+
+        names = [name for name, _ in load_countries()] + [
+            "C\u00f4te d'Ivoire",
+            "Guinea-Bissau",
+            "Antarctica (the territory South of 60 deg S)",
+            "Antartide (territori a sud del 60\u00b0 parallelo)",
+            "\u30dc\u30b9\u30cb\u30a2\u30fb\u30d8\u30eb\u30c4\u30a7\u30b4\u30d3\u30ca",
+            "Korea, Republic of",
+            "Bosnia & Herzegovina",
+            "Cura\u00e7ao",
+            "St. Kitts",
+            "Cote d\u2019Ivoire",
+            "\u0645\u0648\u0646\u062a\u0647\u0646\u06af\u0631\u0648",
+        ]
+        assert not malformed(pa.array(names, pa.string()), COUNTRY_NAME_PATTERN).any()
+        codes = pa.array([code for _, code in load_countries()], pa.string())
+        assert not malformed(codes, COUNTRY_CODE_PATTERN).any()
+
+    def test_personal_data_in_a_country_is_left_to_the_privacy_screen(self) -> None:
+        shifted = pa.array(["ada@example.org", "+49 30 1234567", "=1+1"], pa.string())
+        assert malformed(shifted, COUNTRY_NAME_PATTERN).tolist() == [False, False, True]
+
+    def test_invalid_utf8_is_quarantined_record_by_record(self) -> None:
+        from flows.rawdata.records import parse_page
+
+        good = json.dumps(person()).encode()
+        broken = json.dumps(person(firstname="Zebedee")).encode().replace(b"Zebedee", b"Zeb\xffedee")
+        body = b'{"total": 3, "data": [' + b", ".join([good, broken, good]) + b"]}"
+        rows, _ = parse_page(body, PageRequest(number=0, seed=5, quantity=3))
+        batch = anonymise_batch(pa.Table.from_batches([rows]), b"k", REFERENCE)
+        assert batch.reasons == {"invalid_utf8": 1}
+        assert batch.quarantine["record_index"].to_pylist() == [1]
+        assert (batch.persons.num_rows, batch.duplicates) == (1, 1)
+
+    @pytest.mark.parametrize("escaped", [b"\\udc80", b"\\ud800"])
+    def test_escaped_lone_surrogates_are_quarantined_too(self, escaped: bytes) -> None:
+        from flows.rawdata.records import parse_page
+
+        record = json.dumps(person(firstname="Zebedee")).encode().replace(b"Zebedee", b"Zeb" + escaped)
+        rows, _ = parse_page(b'{"total": 1, "data": [' + record + b"]}", PageRequest(0, 5, 1))
+        batch = anonymise_batch(pa.Table.from_batches([rows]), b"k", REFERENCE)
+        assert batch.reasons == {"invalid_utf8": 1}

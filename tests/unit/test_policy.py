@@ -5,15 +5,21 @@ from __future__ import annotations
 import json
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from flows.anonymise.policy import (
     COLUMN_POLICY,
+    COUNTRY_CODE_PATTERN,
+    COUNTRY_NAME_PATTERN,
+    FORMULA_START,
     OUTPUT_COLUMNS,
+    SPREADSHEET_UNSAFE,
     Treatment,
     known_address_fields,
     known_person_fields,
     persons_schema,
     raw_source_fields,
+    screened_columns,
 )
 from flows.anonymise.transform import PERSONS_SCHEMA, SCREENED_COLUMNS
 from flows.gate.suite import render_suite, suite_definition
@@ -76,3 +82,21 @@ def test_every_treatment_shows_in_the_outputs() -> None:
 def test_the_suite_file_is_valid_json_with_unique_names() -> None:
     names = [item["meta"]["name"] for item in json.loads(render_suite())["expectations"]]
     assert len(names) == len(set(names))
+
+
+def test_the_gate_checks_carried_text_for_spreadsheets_and_countries_by_their_patterns() -> None:
+    by_name = {item["meta"]["name"]: item for item in suite_definition()["expectations"]}
+    for column in screened_columns():
+        item = by_name[f"{column}_is_spreadsheet_safe"]
+        assert item["type"] == "expect_column_values_to_not_match_regex"
+        assert item["kwargs"] == {"column": column, "regex": SPREADSHEET_UNSAFE}
+    assert by_name["country_looks_like_a_name"]["kwargs"]["regex"] == COUNTRY_NAME_PATTERN
+    assert by_name["country_code_is_two_letters"]["kwargs"]["regex"] == COUNTRY_CODE_PATTERN
+
+
+def test_spreadsheet_unsafe_is_a_formula_start_or_an_invisible_character() -> None:
+    invisible = ["Ger\x00many", "Deutschland\u202e", "\ufeffX", "a\u200bb"]
+    unsafe = [f"{start}1+1" for start in FORMULA_START] + invisible
+    safe = ["Germany", "C\u00f4te d'Ivoire", "Guinea-Bissau", "1+1=2", "a@b", "", "\u30dc\u30b9\u30cb\u30a2"]
+    hits = pc.match_substring_regex(pa.array(unsafe + safe), SPREADSHEET_UNSAFE).to_pylist()
+    assert hits == [True] * len(unsafe) + [False] * len(safe)

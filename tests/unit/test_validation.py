@@ -64,6 +64,41 @@ def test_a_bad_batch_fails_by_name(
     assert failed in result.failed
 
 
+def test_country_names_of_every_script_pass(gate: ValidationGate) -> None:
+    names = [
+        "C\u00f4te d'Ivoire",
+        "\u30dc\u30b9\u30cb\u30a2\u30fb\u30d8\u30eb\u30c4\u30a7\u30b4\u30d3\u30ca",
+        "Antarctica (the territory South of 60 deg S)",
+        "\u0645\u0648\u0646\u062a\u0647\u0646\u06af\u0631\u0648",
+    ]
+    result = gate.validate(frame(len(names), country=names), "b-scripts", expected_rows=len(names))
+    assert result.success, result.failed
+
+
+@pytest.mark.parametrize(
+    ("columns", "failed"),
+    [
+        ({"country": ["Germany", "+cmd|' /C calc'!A0", "France"]}, "country_is_spreadsheet_safe"),
+        ({"country": ["Germany", "+cmd|' /C calc'!A0", "France"]}, "country_looks_like_a_name"),
+        ({"country": ["Germany", "Germany\x00", "France"]}, "country_is_spreadsheet_safe"),
+        ({"country": ["Germany", "Deutschland\u202e", "France"]}, "country_is_spreadsheet_safe"),
+        ({"country": ["Germany", "\u200bGermany", "France"]}, "country_looks_like_a_name"),
+        ({"country": ["Germany", "Germany;", "France"]}, "country_looks_like_a_name"),
+        ({"country_code": ["DE", "D1", "FR"]}, "country_code_is_two_letters"),
+        ({"country_code": ["DE", "=1", "FR"]}, "country_code_is_spreadsheet_safe"),
+        ({"gender": ["female", "@male", "male"]}, "gender_is_spreadsheet_safe"),
+        ({"email_domain": ["gmail.com", "-x.org", "x.org"]}, "email_domain_is_spreadsheet_safe"),
+        ({"email_domain": ["gmail.com", "x\u2066.org", "x.org"]}, "email_domain_is_spreadsheet_safe"),
+    ],
+)
+def test_hostile_text_fails_by_name_with_its_count(
+    gate: ValidationGate, columns: dict[str, list[object]], failed: str
+) -> None:
+    result = gate.validate(frame(**columns), "b-hostile", expected_rows=3)
+    assert failed in result.failed
+    assert result.unexpected_counts[failed] == 1  # evaluated (in RE2), not an exception
+
+
 def test_a_removed_column_fails_the_column_set(gate: ValidationGate) -> None:
     bad = frame().append_column("firstname", pa.array(["Zebedee"] * 3))
     result = gate.validate(bad, "b-extra", expected_rows=3)
