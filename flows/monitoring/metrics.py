@@ -2,6 +2,10 @@
 
 A metric is a number about a subject: a layer, a quarantine reason, a column, the *name* of an unknown
 source field, an expectation. Rates are shares in [0, 1] of the records they are about.
+
+A batch's quarantine figures are the anonymiser's record counts (what it held back, record by record); a run's
+are read from `transform.quarantined`, the one relation the report's `quarantined` and `quarantine_reasons`
+come from too: the persons of the published state this run quarantined first, so the three always agree.
 """
 
 from __future__ import annotations
@@ -77,6 +81,11 @@ def quarantine_metrics(
     return metrics
 
 
+def cleaning_metrics(cleaned: Mapping[str, int], batch_id: str | None = None) -> list[Metric]:
+    """Values per raw field whose control or format characters were removed or that NFC changed."""
+    return [Metric("cleaned_values", name, float(n), batch_id) for name, n in sorted(cleaned.items())]
+
+
 def drift_metrics(unknown_fields: Mapping[str, int], batch_id: str | None = None) -> list[Metric]:
     """Records carrying each unknown source field (by name), and how many such fields there were."""
     metrics = [
@@ -121,6 +130,7 @@ def batch_metrics(
         Metric("layer_rows", "landing.quarantined_persons", float(landed.quarantined), batch_id),
         *quarantine_metrics(landed.reasons, landed.extracted, batch_id),
         Metric("duplicate_record_rate", "person_key", rate(landed.duplicates, landed.extracted), batch_id),
+        *cleaning_metrics(landed.cleaned, batch_id),
         *drift_metrics(landed.unknown_fields, batch_id),
         *column_metrics(batch, batch_id),
         *expectation_metrics(outcomes, batch_id),
@@ -134,27 +144,30 @@ def hours_between(earlier: datetime, later: datetime) -> float:
 
 def run_metrics(
     batches: Sequence[Mapping[str, Any]],
+    quarantined: Mapping[str, int],
     layer_rows: Mapping[str, int],
     expectations_failed: int,
     max_null_rate: float | None,
     hours_since_last_merge: float | None,
     k_anonymity: Mapping[str, int | None],
 ) -> list[Metric]:
-    """The run as a whole, from its batches (as the manifest lists them) and the warehouse's counts."""
+    """The run as a whole, from its batches (as the manifest lists them), the persons per reason it
+    quarantined first (`transform.quarantined`, as the report counts them) and the warehouse's counts."""
     landed = [batch for batch in batches if "extracted" in batch]  # batches that reached landing
     received = sum(int(batch["extracted"]) for batch in landed)
-    reasons: Counter[str] = Counter()
+    cleaned: Counter[str] = Counter()
     unknown: Counter[str] = Counter()
     for batch in landed:
-        reasons.update(batch.get("reasons") or {})
+        cleaned.update(batch.get("cleaned") or {})
         unknown.update(batch.get("unknown_fields") or {})
     duplicates = sum(int(batch.get("duplicates", 0)) for batch in landed)
     metrics = [
         Metric("batches_merged", "landing.batches", float(sum(1 for b in batches if b.get("merged")))),
         Metric("batches_rejected", "landing.batches", float(sum(1 for b in batches if not b.get("merged")))),
         *(Metric("layer_rows", layer, float(rows)) for layer, rows in layer_rows.items()),
-        *quarantine_metrics(reasons, received),
+        *quarantine_metrics(quarantined, received),
         Metric("duplicate_record_rate", "person_key", rate(duplicates, received)),
+        *cleaning_metrics(cleaned),
         *drift_metrics(unknown),
         Metric("expectations_failed", "persons_batch", float(expectations_failed)),
     ]

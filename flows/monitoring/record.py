@@ -64,15 +64,21 @@ def record_batch_quality(
     return len(metrics)
 
 
-def _warehouse_counts(warehouse: Warehouse, run_id: str) -> tuple[dict[str, int], int, Any, Any]:
-    """Rows per layer, failed expectations and the largest null rate of the run, the last merge."""
+def _warehouse_counts(
+    warehouse: Warehouse, run_id: str
+) -> tuple[dict[str, int], dict[str, int], int, Any, Any]:
+    """Persons per reason the run quarantined first, rows per layer, failed expectations and the largest
+    null rate of the run, the last merge."""
     with warehouse.cursor() as cursor:
+        reasons = cursor.execute(warehouse.sql("monitoring/select_run_quarantine"), run_id=run_id)
         layers = cursor.execute(warehouse.sql("monitoring/select_layer_rows"), run_id=run_id)
         failed, max_null = cursor.execute(
             warehouse.sql("monitoring/select_run_batch_summary"), run_id=run_id
         )[0]
         (last_merged,) = cursor.execute(warehouse.sql("monitoring/select_last_merged_at"))[0]
-    return {str(layer): int(rows) for layer, rows in layers}, int(failed or 0), max_null, last_merged
+    quarantined = {str(reason): int(records) for reason, records in reasons}
+    layer_rows = {str(layer): int(rows) for layer, rows in layers}
+    return quarantined, layer_rows, int(failed or 0), max_null, last_merged
 
 
 def announce_merge(run: RunContext, batch_id: str, persons: int) -> None:
@@ -93,13 +99,14 @@ def record_run_quality(
     """Record the run's metrics, check them against the thresholds, emit breach and failure events."""
     warehouse, run_id = run.warehouse, run.run_id
     now = utc_now()
-    layer_rows, failed, max_null, last_merged = _warehouse_counts(warehouse, run_id)
+    quarantined, layer_rows, failed, max_null, last_merged = _warehouse_counts(warehouse, run_id)
     layer_rows["reporting.total_persons"] = report.total_persons
     published = report.k_anonymity.get("persons")  # rows of analytics.fct_persons, as the report counted them
     if published is not None:
         layer_rows["analytics.fct_persons"] = published
     metrics = run_metrics(
         batches,
+        quarantined,
         layer_rows,
         failed,
         None if max_null is None else float(max_null),

@@ -1,6 +1,5 @@
 select
     quarantine_reason,
-    count(*) as records
-from reporting.rpt_quarantined
-group by quarantine_reason
+    records
+from reporting.rpt_quarantine_reasons
 order by quarantine_reason

@@ -3,7 +3,7 @@ select count(distinct named.person_key) as persons
 from (
     select person_key from staging.persons
     union all
-    select person_key from reporting.rpt_quarantined
+    select person_key from transform.quarantined
 ) as named
 where named.person_key in (
     select tombstones.person_key from staging.tombstones as tombstones

@@ -154,6 +154,82 @@ def test_dbt_build_publishes_only_k_anonymous_classes_and_exact_reports(engine: 
     assert sorted(row[-1] for row in engine.query(exact)) == [1, 2, 2, 3]
 
 
+# (person_key, reason, run, batch, minute loaded): what anonymisation held back, batch by batch
+QUARANTINED = [
+    ("k1", "birthday_unparseable", "r1", "b1", 1),
+    ("k1", "birthday_unparseable", "r2", "b2", 2),  # held back again by a later run: first by r1
+    ("k2", "not_a_record", "r2", "b2", 2),
+    ("k3", "country_invalid", "r2", "b2", 2),  # the same person published from another record: not counted
+    ("k4", "invalid_utf8", "r2", "b3", 2),  # in a rejected batch: not in the published state
+    ("k5", "country_invalid", "r0", "b0", 0),  # in a batch of a retired generation
+    ("k6", "country_invalid", "r1", "b1", 1),
+    ("k6", "address_missing", "r1", "b1", 1),  # two reasons: the first by name
+]
+BATCHES = [("r0", "b0", "merged", "g0"), ("r1", "b1", "merged", "g1"), ("r2", "b2", "merged", "g1"),
+           ("r2", "b3", "rejected", "g1")]  # fmt: skip
+
+
+def add_quarantine(engine: Engine) -> None:
+    """A serving and a retired generation, their batches and the records they held back."""
+    at = datetime(2026, 6, 15, 12, 0)
+    with engine.warehouse.cursor() as cursor:
+        for generation, status in (("g0", "retired"), ("g1", "serving")):
+            cursor.run(
+                "insert into staging.generations (generation_id, key_fingerprint, reference_date,"
+                " policy_version, status, run_id, created_at) values (?, ?, ?, ?, ?, ?, ?)",
+                [generation, "f" * 16, REFERENCE, "p", status, "r0", at],
+            )
+        for index, (run_id, batch_id, status, generation) in enumerate(BATCHES):
+            cursor.run(
+                "insert into landing.batches (run_id, batch_id, batch_index, status, persons, quarantined,"
+                " extracted, duplicates, loaded_at, generation_id) values (?, ?, ?, ?, 0, 0, 0, 0, ?, ?)",
+                [run_id, batch_id, index, status, at, generation],
+            )
+        for key, reason, run_id, batch_id, minute in QUARANTINED:
+            cursor.run(
+                "insert into landing.quarantined_persons (person_key, quarantine_reason, page_number,"
+                " record_index, page_seed, batch_id, run_id, loaded_at) values (?, ?, 0, 0, 1, ?, ?, ?)",
+                [key, reason, batch_id, run_id, at.replace(minute=minute)],
+            )
+        cursor.run(
+            "insert into staging.persons (person_key, gender, age_group, email_domain, country, country_code,"
+            " age_reference_date, batch_id, run_id, first_merged_at, updated_at)"
+            " values ('k3', 'male', '[41-50]', 'acme.com', 'France', 'FR', ?, 'b2', 'r2', ?, ?)",
+            [REFERENCE, at, at],
+        )
+
+
+def test_one_relation_holds_the_quarantine_the_report_and_the_monitor_count(engine: Engine) -> None:
+    engine.add_persons(DESIGNED)
+    add_quarantine(engine)
+
+    build(engine)
+
+    held_back = engine.query(
+        "select person_key, quarantine_reason, first_quarantined_by_run from transform.quarantined"
+    )
+    assert sorted(held_back) == [
+        ("k1", "birthday_unparseable", "r1"),
+        ("k2", "not_a_record", "r2"),
+        ("k6", "address_missing", "r1"),
+    ]
+    reasons = engine.query("select quarantine_reason, records from reporting.rpt_quarantine_reasons")
+    assert sorted(reasons) == [("address_missing", 1), ("birthday_unparseable", 1), ("not_a_record", 1)]
+    warehouse = engine.warehouse
+    with warehouse.cursor() as cursor:
+        summary = cursor.execute(warehouse.sql("reporting/select_report_summary"))[0]
+        by_run = {
+            run_id: dict(cursor.execute(warehouse.sql("monitoring/select_run_quarantine"), run_id=run_id))
+            for run_id in ("r0", "r1", "r2")
+        }
+    assert summary[3] == 3  # the report's quarantined: the sum of the reasons
+    assert by_run == {
+        "r0": {},
+        "r1": {"address_missing": 1, "birthday_unparseable": 1},
+        "r2": {"not_a_record": 1},
+    }
+
+
 def protected_by_definition(
     persons: list[tuple[str, str, str, str, str]], regions: dict[str, str], k: int
 ) -> dict[str, tuple[str, str, str, str, str]]:

@@ -94,6 +94,7 @@ def test_a_batch_records_rows_quarantine_drift_columns_and_every_expectation() -
         persons_sha256="",
         reasons={"invalid_birthday": 1},
         unknown_fields={"ssn": 4},
+        cleaned={"country": 2},
     )
     batch = pa.table({"person_key": ["a", "b"]})
     outcomes = [("person_key_unique", True, 0), ("country_holds_no_email_address", False, 3)]
@@ -103,6 +104,7 @@ def test_a_batch_records_rows_quarantine_drift_columns_and_every_expectation() -
     assert values[("quarantine_rate", ALL)] == 0.25
     assert values[("duplicate_record_rate", "person_key")] == 0.25
     assert values[("unknown_field_records", "ssn")] == 4.0
+    assert values[("cleaned_values", "country")] == 2.0
     assert values[("expectation_success", "person_key_unique")] == 1.0
     assert values[("expectation_success", "country_holds_no_email_address")] == 0.0
     assert values[("expectation_unexpected", "country_holds_no_email_address")] == 3.0
@@ -111,13 +113,13 @@ def test_a_batch_records_rows_quarantine_drift_columns_and_every_expectation() -
 def test_a_run_sums_its_landed_batches_and_counts_the_rejected() -> None:
     batches = [
         {"batch_id": "b1", "merged": True, "extracted": 100, "duplicates": 2, "reasons": {"x": 4},
-         "unknown_fields": {"ssn": 100}},
+         "unknown_fields": {"ssn": 100}, "cleaned": {"country": 3}},
         {"batch_id": "b2", "merged": False, "extracted": 100, "duplicates": 0, "reasons": {"x": 1, "y": 1},
          "unknown_fields": {"ssn": 100, "middlename": 100}},
         {"batch_id": "b3", "requested": 100, "merged": False, "rejected": True},  # never landed
     ]  # fmt: skip
     k = {"k": 5, "smallest_class": 7, "suppressed_persons": None}
-    metrics = run_metrics(batches, {"staging.persons": 190}, 1, 0.0, 2.5, k)
+    metrics = run_metrics(batches, {"x": 5, "y": 1}, {"staging.persons": 190}, 1, 0.0, 2.5, k)
     values = {(m.metric, m.subject): m.value for m in metrics}
     assert {m.batch_id for m in metrics} == {None}
     assert values[("batches_merged", "landing.batches")] == 1.0
@@ -127,10 +129,25 @@ def test_a_run_sums_its_landed_batches_and_counts_the_rejected() -> None:
     assert values[("quarantined_records", "x")] == 5.0
     assert values[("duplicate_record_rate", "person_key")] == 0.01
     assert values[("schema_drift_fields", "source")] == 2.0
+    assert values[("cleaned_values", "country")] == 3.0
     assert values[("layer_rows", "staging.persons")] == 190.0
     assert values[("hours_since_last_merge", "staging.persons")] == 2.5
     assert values[("k_anonymity", "smallest_class")] == 7.0
     assert ("k_anonymity", "suppressed_persons") not in values  # unknown, not zero
+
+
+def test_a_runs_quarantine_is_what_the_report_counts_not_the_records_the_batches_held_back() -> None:
+    # 246 entries that are no records, each quarantined on its own: the report and the run agree, whatever
+    # the anonymiser's record counts said (they once collapsed into one key and read as 284 duplicates).
+    batches = [{"batch_id": "b1", "merged": True, "extracted": 2000, "duplicates": 0,
+                "reasons": {"birthday_unparseable": 158, "not_a_record": 1}}]  # fmt: skip
+    first_quarantined = {"birthday_unparseable": 158, "not_a_record": 246}
+    metrics = run_metrics(batches, first_quarantined, {}, 0, None, None, {})
+    values = {(m.metric, m.subject): m.value for m in metrics}
+    assert values[("quarantined_records", "not_a_record")] == 246.0
+    assert values[("quarantine_rate", ALL)] == (158 + 246) / 2000
+    later = run_metrics(batches, {}, {}, 0, None, None, {})  # the same persons, quarantined by an earlier run
+    assert {(m.metric, m.subject): m.value for m in later}[("quarantine_rate", ALL)] == 0.0
 
 
 def test_a_breach_is_a_run_metric_above_its_threshold() -> None:

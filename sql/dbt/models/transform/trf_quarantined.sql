@@ -1,5 +1,9 @@
 -- Records held back by anonymisation in the batches of the serving generation and never published since:
--- one row per person_key (the quarantine of the published state, at its one key and reference date).
+-- one row per person_key, with the run that first held it back. The one source of the report's quarantined
+-- and quarantine_reasons (through reporting.rpt_quarantine_reasons) and of a run's quarantine metrics.
+-- Not published: person level.
+{{ config(alias='quarantined') }}
+
 with
 
 serving as (
@@ -19,7 +23,9 @@ merged_batches as (
 quarantined as (
     select
         records.person_key,
-        records.quarantine_reason
+        records.quarantine_reason,
+        records.run_id,
+        records.loaded_at
     from {{ source('landing', 'quarantined_persons') }} as records
     inner join merged_batches
         on records.run_id = merged_batches.run_id and records.batch_id = merged_batches.batch_id
@@ -29,12 +35,25 @@ published as (
     select person_key from {{ source('staging', 'persons') }}
 ),
 
+held_back as (
+    select
+        quarantined.*,
+        row_number() over (
+            partition by quarantined.person_key
+            order by quarantined.loaded_at, quarantined.run_id
+        ) as arrival
+    from quarantined
+    where quarantined.person_key not in (select published.person_key from published)
+),
+
 final as (
     select
+        -- ids
         person_key,
-        min(quarantine_reason) as quarantine_reason
-    from quarantined
-    where person_key not in (select published.person_key from published)
+        -- attributes
+        min(quarantine_reason) as quarantine_reason,
+        max(case when arrival = 1 then run_id end) as first_quarantined_by_run
+    from held_back
     group by person_key
 )
 
