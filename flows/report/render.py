@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+from flows.anonymise.policy import FORMULA_START
 
 TOP_COUNTRIES = 3
 # How the published persons are protected (reporting.rpt_k_anonymity), recorded with every report.
@@ -67,7 +70,28 @@ def _markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
 
 def _cell(value: Any) -> str:
     text = "n/a" if value is None else (f"{value:.2f}" if isinstance(value, float) else str(value))
-    return text.replace("|", "\\|").replace("\n", " ")
+    return visible(text).replace("|", "\\|")
+
+
+def visible(text: str) -> str:
+    """`text` with control and format characters shown as their escapes (`\\x00`, `\\u202e`): one would break
+    a table or a terminal line, or hide in it."""
+    if text.isprintable():
+        return text
+    return "".join(
+        char.encode("unicode_escape").decode("ascii") if unicodedata.category(char) in ("Cc", "Cf") else char
+        for char in text
+    )
+
+
+def spreadsheet_cell(value: Any) -> Any:
+    """A CSV value a spreadsheet shows as written: control characters as their escapes (a bare CR would start
+    a row of its own), and text that would start a formula with a leading apostrophe (OWASP's advice on CSV
+    injection); numbers stay numbers."""
+    if not isinstance(value, str):
+        return value
+    text = visible(value)
+    return "'" + text if text.startswith(FORMULA_START) else text
 
 
 def accounting_of(
@@ -132,8 +156,8 @@ def render_markdown(report: Report, context: dict[str, Any] | None = None) -> st
 def _csv(headers: list[str], rows: list[list[Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(headers)
-    writer.writerows(rows)
+    writer.writerow([spreadsheet_cell(header) for header in headers])
+    writer.writerows([spreadsheet_cell(value) for value in row] for row in rows)
     return buffer.getvalue()
 
 
@@ -161,7 +185,8 @@ def render_summary(report: Report) -> str:
     """The short text printed at the end of a run."""
     share = "n/a" if report.gmail_germany_share_pct is None else f"{report.gmail_germany_share_pct:.2f}%"
     top = (
-        ", ".join(f"{row['country']} ({row['gmail_users']})" for row in report.top_gmail_countries) or "none"
+        ", ".join(f"{visible(row['country'])} ({row['gmail_users']})" for row in report.top_gmail_countries)
+        or "none"
     )
     groups = ", ".join(f"{row['age_group']}: {row['persons']}" for row in report.age_groups) or "none"
     counts = report.accounting

@@ -70,3 +70,44 @@ def test_summary_and_files(tmp_path: Path) -> None:
         "age_groups.csv",
         "quarantine_reasons.csv",
     }
+
+
+HOSTILE = Report(
+    total_persons=10,
+    gmail_germany_share_pct=None,
+    top_gmail_countries=[
+        {"country": "+cmd|' /C calc'!A0", "gmail_users": 3},
+        {"country": "=1+1", "gmail_users": 2},
+        {"country": "Germany\x00", "gmail_users": 2},
+        {"country": "Deutschland\u202e", "gmail_users": 1},
+    ],
+    gmail_over_60=-2,
+    age_groups=[{"age_group": "@SUM(A1)", "persons": 4}, {"age_group": "\t-1", "persons": 6}],
+    quarantined=1,
+    quarantine_reasons={"\r=cmd": 1},
+)
+
+
+def test_csv_cells_that_would_start_a_formula_are_text_and_numbers_stay_numbers() -> None:
+    files = render_csvs(HOSTILE)
+    for name, text in files.items():
+        for row in csv.reader(io.StringIO(text, newline="")):
+            for cell in row:
+                assert not cell.startswith(("=", "+", "@", "\t", "\r")), (name, cell)
+                assert not cell.startswith("-") or cell.lstrip("-").isdigit(), (name, cell)  # -2 is a number
+    countries = list(csv.reader(io.StringIO(files["top_gmail_countries.csv"], newline="")))
+    assert countries[1] == ["1", "'+cmd|' /C calc'!A0", "3"]
+    assert countries[2] == ["2", "'=1+1", "2"]
+    summary = dict(csv.reader(io.StringIO(files["summary.csv"], newline="")))
+    assert summary["gmail_over_60"] == "-2"
+    groups = list(csv.reader(io.StringIO(files["age_groups.csv"], newline="")))
+    assert groups[1:] == [["'@SUM(A1)", "4"], ["\\t-1", "6"]]
+    assert list(csv.reader(io.StringIO(files["quarantine_reasons.csv"], newline="")))[1] == ["\\r=cmd", "1"]
+    assert all("\x00" not in text and "\u202e" not in text for text in files.values())
+
+
+def test_markdown_and_stdout_show_control_and_format_characters_as_escapes() -> None:
+    for text in (render_markdown(HOSTILE), render_summary(HOSTILE)):
+        assert "\x00" not in text and "\u202e" not in text and "\r" not in text
+        assert "Germany\\x00" in text and "Deutschland\\u202e" in text
+    assert "| \\r=cmd | 1 |" in render_markdown(HOSTILE)
