@@ -189,15 +189,15 @@ class IngestWorker:
         )
         self._worker: Any = None
         self._lock = threading.Lock()
+        self._closed = False  # closed or aborted: never started again (a stop must not restart it)
 
     def start(self) -> None:
-        self._closed = False  # closed or aborted: never started again (a stop must not restart it)
         """Start the process and create the worker in it (idempotent); WorkerStopped once it was closed."""
         with self._lock:
-            if self._worker is None:
-                self._worker = self._remote.create()
             if self._closed:
                 raise WorkerStopped("the raw-data worker was stopped")
+            if self._worker is None:
+                self._worker = self._remote.create()
 
     def extract(
         self, handle: str, plan: BatchPlan, client_config: ClientConfig, query: PageQuery
@@ -243,14 +243,14 @@ class IngestWorker:
         """The worker process's id while it runs."""
         return self._remote.pid
 
-    def close(self) -> None:
-        """Stop the process (for good)."""
     def abort(self) -> None:
         """End the process at once and for good (a stop signal): a call in flight fails with WorkerStopped."""
         self._closed = True
         self._remote.kill()
 
+    def close(self) -> None:
+        """Stop the process (for good)."""
         with self._lock:
             self._worker = None
-        self._remote.close()
             self._closed = True
+        self._remote.close()
