@@ -25,10 +25,11 @@ import pyarrow.compute as pc
 from prefect import State, flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed
+from pydantic import Field
 
 from flows.generations import check_key
 from flows.landing.files import LandingStore, parquet_to_table, table_to_parquet
-from flows.parameters import ParameterError, resolve_parameters
+from flows.parameters import ParameterError, resolve_parameters, with_declared_parameters
 from flows.rawdata.identities import IdentityKeys
 from flows.run_context import RunContext, log_event
 from flows.runtime.alerts import notify_failure
@@ -214,8 +215,12 @@ def erase_persons(
 
 
 @flow(name="persons-forget", persist_result=False, on_failure=[notify_failure], on_crashed=[notify_failure])
+@with_declared_parameters()
 def persons_forget(
-    identity_file: str,
+    identity_file: str = Field(
+        description="a JSON-lines file the worker can read, one person a line: firstname, lastname, email, "
+        "phone, birthday (raw personal data: read in a process of its own, never copied or logged)"
+    ),
     data_dir: str | None = None,
     warehouse: str | None = None,
     landing_url: str | None = None,

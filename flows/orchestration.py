@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from prefect import flow, get_run_logger, task
@@ -21,8 +21,9 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
+from pydantic import Field
 
-from flows.parameters import ParameterError, resolve_parameters
+from flows.parameters import ParameterError, resolve_parameters, with_declared_parameters
 from flows.pipeline import run_pipeline
 from flows.runtime.alerts import notify_failure
 from flows.runtime.slots import warehouse_slot
@@ -57,11 +58,16 @@ def read_loaded_windows(
 
 
 @flow(name="persons-daily", persist_result=False, on_failure=[notify_failure], on_crashed=[notify_failure])
+@with_declared_parameters(persons_per_day="total")
 def persons_daily(
-    as_of: date | None = None,
+    as_of: date | None = Field(None, description="the last day to load (default: today in Berlin)"),
     persons_per_day: int | None = None,
-    first_day: date | None = None,
-    max_catch_up_days: int = 31,
+    first_day: date | None = Field(
+        None, description="the first day ever to load, where nothing was loaded yet (default: as_of)"
+    ),
+    max_catch_up_days: Annotated[int, Field(ge=1, le=3660)] = Field(
+        31, description="the most days one run catches up; the next run goes on from there"
+    ),
     api_url: str | None = None,
     data_dir: str | None = None,
     warehouse: str | None = None,
@@ -118,17 +124,26 @@ def plan_backfill(
 
 
 @flow(name="persons-backfill", persist_result=False, on_failure=[notify_failure], on_crashed=[notify_failure])
+@with_declared_parameters()
 def persons_backfill(
     birthday_start: date | None = None,
     birthday_end: date | None = None,
-    window_years: int = 10,
-    start_day: date | None = None,
-    end_day: date | None = None,
-    persons_per_window: int = 1000,
+    window_years: Annotated[int, Field(ge=1, le=200)] = Field(
+        10, description="years of birthdays per window (with birthday_start and birthday_end)"
+    ),
+    start_day: date | None = Field(None, description="first day of a range of daily windows (with end_day)"),
+    end_day: date | None = Field(None, description="last day of a range of daily windows (with start_day)"),
+    persons_per_window: Annotated[int, Field(ge=1, le=100_000_000)] = Field(
+        1000, description="persons each window's run extracts"
+    ),
     reference_date: date | None = None,
-    deployment: str = "persons-pipeline/adhoc",
-    force: bool = False,
-    timeout_s: float = 6 * 3600,
+    deployment: str = Field(
+        "persons-pipeline/adhoc", description="the deployment each window runs as (flow/deployment)"
+    ),
+    force: bool = Field(False, description="run windows that were loaded completely before, too"),
+    timeout_s: Annotated[float, Field(gt=0, le=7 * 86_400)] = Field(
+        6 * 3600, description="how long to wait for every window's run"
+    ),
     api_url: str | None = None,
     data_dir: str | None = None,
     warehouse: str | None = None,

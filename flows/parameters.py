@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_type_hints
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -47,12 +47,8 @@ class RunDefaults(BaseModel):
     data_dir: Path = Field(
         Path("data"), description="folder for landing files, warehouse, data docs and reports"
     )
-    warehouse: Literal["duckdb", "snowflake"] | None = Field(
-        None, description="warehouse engine (default: the environment's; duckdb locally)"
-    )
-    landing_url: str | None = Field(
-        None, description="folder or s3://bucket/prefix to land files in (default: the environment's)"
-    )
+    warehouse: Literal["duckdb", "snowflake"] | None = Field(None, description="warehouse engine")
+    landing_url: str | None = Field(None, description="folder or s3://bucket/prefix to land files in")
 
     @field_validator("api_url")
     @classmethod
@@ -83,6 +79,7 @@ class RunParameters(RunDefaults):
     )
     window: str | None = Field(
         None,
+        pattern=r"^(daily:\d{4}-\d{2}-\d{2}|birthdays:\d{4}-\d{2}-\d{2}\.\.\d{4}-\d{2}-\d{2})$",
         description="load one window and record it: daily:YYYY-MM-DD or birthdays:YYYY-MM-DD..YYYY-MM-DD "
         "(sets seed and dates unless given)",
     )
@@ -150,6 +147,16 @@ def window_defaults(key: object) -> dict[str, Any]:
     return {"seed": window.seed, "birthday_start": window.start, "birthday_end": window.end}
 
 
+# Parameters whose default depends on where the run happens: None in a flow run means the worker's setting
+# (PERSONS_<NAME>), so that one deployment serves every environment; what applies when that is unset too.
+ENVIRONMENT_BOUND = {
+    "api_url": DEFAULT_API_URL,
+    "data_dir": "./data",
+    "warehouse": "the environment's: duckdb locally, snowflake in dev and prod",
+    "landing_url": "the environment's: <data_dir>/landing locally, s3://persons-landing-<env>/persons",
+}
+
+
 def flow_annotation(name: str) -> Any:
     """A parameter's type as a flow or CLI takes it: optional (None = the setting), paths as text."""
     annotation = RunParameters.model_fields[name].annotation
@@ -158,14 +165,43 @@ def flow_annotation(name: str) -> Any:
     return members[0] | None if len(members) == 1 else annotation
 
 
+def flow_parameter(name: str, optional: bool = False) -> inspect.Parameter:
+    """One parameter of the flow's signature: its type with its bounds, its default and its help, so that
+    Prefect's parameter schema (the run form, and the API's check when a run is created) carries them;
+    `optional`: None by default whatever the declared default (the called flow's default then applies)."""
+    declared = RunParameters.model_fields[name]
+    kind = get_args(flow_annotation(name))[0]
+    optional = optional or name in ENVIRONMENT_BOUND
+    optional = optional or declared.default is None or declared.default_factory is not None
+    annotation: Any = (kind | None) if optional else kind
+    if declared.metadata:  # bounds and patterns travel in the type: Prefect's schema keeps them from there
+        annotation = Annotated[annotation, *declared.metadata]
+    default = None if optional else declared.default
+    description = declared.description or name
+    shown = declared.default if declared.default_factory is None and not declared.is_required() else None
+    if optional and name not in ENVIRONMENT_BOUND and shown is not None:
+        description += f" (default: {shown})"
+    if name in ENVIRONMENT_BOUND:
+        description += f" (default: the worker's PERSONS_{name.upper()}, else {ENVIRONMENT_BOUND[name]})"
+    return inspect.Parameter(
+        name,
+        inspect.Parameter.KEYWORD_ONLY,
+        default=Field(default, description=description),
+        annotation=annotation,
+    )
+
+
+def flow_defaults() -> dict[str, Any]:
+    """The flow's own defaults: what a deployment's run uses for a parameter it was not given."""
+    return {
+        name: parameter.default.default
+        for name, parameter in ((name, flow_parameter(name)) for name in PARAMETER_NAMES)
+    }
+
+
 def with_run_parameters(function: F) -> F:
     """Give a `**parameters` function the run parameters as its signature (what Prefect and its UI read)."""
-    parameters = [
-        inspect.Parameter(
-            name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=flow_annotation(name)
-        )
-        for name in PARAMETER_NAMES
-    ]
+    parameters = [flow_parameter(name) for name in PARAMETER_NAMES]
     function.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         parameters, return_annotation=dict[str, Any]
     )
@@ -174,3 +210,29 @@ def with_run_parameters(function: F) -> F:
         "return": dict[str, Any],
     }
     return function
+
+
+def with_declared_parameters(**declared_as: str) -> Callable[[F], F]:
+    """Give a flow's parameters that are run parameters (by name, or as `declared_as` maps them) the type,
+    bounds and help of their declaration, optional (None: the run's own default applies)."""
+
+    def decorate(function: F) -> F:
+        signature = inspect.signature(function)
+        hints = get_type_hints(function, include_extras=True)  # the module's own annotations, evaluated
+        parameters = []
+        for own in signature.parameters.values():
+            source = declared_as.get(own.name, own.name)
+            if source in PARAMETER_NAMES:
+                template = flow_parameter(source, optional=True)
+                own = own.replace(annotation=template.annotation, default=template.default)  # noqa: PLW2901
+            else:
+                own = own.replace(annotation=hints.get(own.name, own.annotation))  # noqa: PLW2901
+            parameters.append(own)
+        function.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        function.__annotations__ = {
+            **{parameter.name: parameter.annotation for parameter in parameters},
+            "return": signature.return_annotation,
+        }
+        return function
+
+    return decorate

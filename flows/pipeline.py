@@ -57,8 +57,10 @@ def persons_pipeline(**parameters: Any) -> dict[str, Any]:
 
 
 def run_pipeline(**parameters: Any) -> State[Any]:
-    """Run the flow in this process and return its final state (never raises for a failed run)."""
-    return cast(State[Any], persons_pipeline(**parameters, return_state=True))
+    """Run the flow in this process and return its final state (never raises for a failed run); a parameter
+    given as None is not given (the flow's default applies)."""
+    given = {name: value for name, value in parameters.items() if value is not None}
+    return cast(State[Any], persons_pipeline(**given, return_state=True))
 
 
 __all__ = ["FLOW_NAME", "PipelineFailed", "persons_pipeline", "run_pipeline"]

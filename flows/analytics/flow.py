@@ -7,9 +7,10 @@ from typing import Any
 
 from prefect import flow
 from prefect.runtime import flow_run
+from pydantic import Field
 
 from flows.analytics.stage import build_models, models_of_run
-from flows.parameters import resolve_parameters
+from flows.parameters import resolve_parameters, with_declared_parameters
 from flows.runtime.alerts import notify_failure
 from flows.runtime.slots import warehouse_slot
 from flows.settings import get_settings
@@ -20,8 +21,11 @@ FLOW_NAME = "persons-models"
 
 
 @flow(name=FLOW_NAME, on_failure=[notify_failure], on_crashed=[notify_failure], persist_result=False)
+@with_declared_parameters()
 def persons_models(
-    force: bool = False, warehouse: str | None = None, data_dir: str | None = None
+    force: bool = Field(False, description="build even if the models did not change since their last build"),
+    warehouse: str | None = None,
+    data_dir: str | None = None,
 ) -> dict[str, Any]:
     """dbt build of transform, analytics and reporting if the models changed (always with force)."""
     settings = get_settings()

@@ -36,10 +36,21 @@ def test_the_flow_signature_is_the_declaration() -> None:
 
     signature = inspect.signature(persons_pipeline.fn)
     assert tuple(signature.parameters) == PARAMETER_NAMES
-    assert all(parameter.default is None for parameter in signature.parameters.values())
     schema = persons_pipeline.parameters.model_dump()
     assert set(schema["properties"]) == set(PARAMETER_NAMES)
-    assert schema["properties"]["total"]["anyOf"][0]["type"] == "integer"
+    # Every parameter in the run form and the API's check: its type, default, help and bounds.
+    for name, declared in RunParameters.model_fields.items():
+        shown = schema["properties"][name]
+        assert shown["description"].startswith(declared.description or "-"), name
+        assert "default" in shown, name
+    total = schema["properties"]["total"]
+    bounds = (total["type"], total["default"], total["minimum"], total["maximum"])
+    assert bounds == ("integer", 30_000, 1, 10**8)
+    assert schema["properties"]["locale"]["pattern"] == RunDefaults.model_fields["locale"].metadata[0].pattern
+    warehouse = schema["properties"]["warehouse"]
+    assert warehouse["anyOf"][0]["enum"] == ["duckdb", "snowflake"] and warehouse["default"] is None
+    assert "the worker's PERSONS_WAREHOUSE" in warehouse["description"]
+    assert schema["properties"]["window"]["anyOf"][0]["pattern"].startswith("^(daily:")
 
 
 def test_every_configurable_default_is_a_setting_with_the_same_bounds() -> None:
