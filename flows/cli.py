@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from contextlib import suppress
 from datetime import date
 from pathlib import Path
 from typing import Any, NoReturn, get_args
@@ -287,6 +288,21 @@ def _one_line(exc: Exception) -> str:
     return str(exc).splitlines()[0]
 
 
+def exit_now(code: int) -> None:
+    """End the process now: what Prefect buffered (logs, events) is sent first, for a few seconds at most;
+    no thread the stop interrupted is waited for (one may wait for an import the signal cut short)."""
+    if "prefect" in sys.modules:
+        from prefect.events.worker import EventsWorker  # noqa: PLC0415 - only where Prefect ran
+        from prefect.logging.handlers import APILogWorker  # noqa: PLC0415
+
+        with suppress(Exception):
+            APILogWorker.drain_all(timeout=3)
+            EventsWorker.drain_all(timeout=3)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = build_parser().parse_args(argv)
@@ -306,7 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "run the same command again to complete it",
             file=sys.stderr,
         )
-        return 128 + stopped.value
+        exit_now(128 + stopped.value)
+        return 128 + stopped.value  # not reached
 
 
 if __name__ == "__main__":

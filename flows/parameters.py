@@ -147,13 +147,16 @@ def window_defaults(key: object) -> dict[str, Any]:
     return {"seed": window.seed, "birthday_start": window.start, "birthday_end": window.end}
 
 
-# Parameters whose default depends on where the run happens: None in a flow run means the worker's setting
-# (PERSONS_<NAME>), so that one deployment serves every environment; what applies when that is unset too.
-ENVIRONMENT_BOUND = {
-    "api_url": DEFAULT_API_URL,
-    "data_dir": "./data",
-    "warehouse": "the environment's: duckdb locally, snowflake in dev and prod",
-    "landing_url": "the environment's: <data_dir>/landing locally, s3://persons-landing-<env>/persons",
+# Parameters a flow run leaves unset (None) unless they are given, and what applies then: the worker's setting
+# (PERSONS_<NAME>), so that one deployment serves every environment, or what a window implies.
+UNSET_MEANS = {
+    "api_url": f"the worker's PERSONS_API_URL, else {DEFAULT_API_URL}",
+    "seed": "the window's own seed when a window is given, else the worker's PERSONS_SEED, else 42",
+    "data_dir": "the worker's PERSONS_DATA_DIR, else ./data",
+    "warehouse": "the worker's PERSONS_WAREHOUSE, else the environment's: duckdb locally, snowflake in dev "
+    "and prod",
+    "landing_url": "the worker's PERSONS_LANDING_URL, else the environment's: <data_dir>/landing locally, "
+    "s3://persons-landing-<env>/persons",
 }
 
 
@@ -171,7 +174,7 @@ def flow_parameter(name: str, optional: bool = False) -> inspect.Parameter:
     `optional`: None by default whatever the declared default (the called flow's default then applies)."""
     declared = RunParameters.model_fields[name]
     kind = get_args(flow_annotation(name))[0]
-    optional = optional or name in ENVIRONMENT_BOUND
+    optional = optional or name in UNSET_MEANS
     optional = optional or declared.default is None or declared.default_factory is not None
     annotation: Any = (kind | None) if optional else kind
     if declared.metadata:  # bounds and patterns travel in the type: Prefect's schema keeps them from there
@@ -179,10 +182,10 @@ def flow_parameter(name: str, optional: bool = False) -> inspect.Parameter:
     default = None if optional else declared.default
     description = declared.description or name
     shown = declared.default if declared.default_factory is None and not declared.is_required() else None
-    if optional and name not in ENVIRONMENT_BOUND and shown is not None:
+    if name in UNSET_MEANS:
+        description += f" (default: {UNSET_MEANS[name]})"
+    elif optional and shown is not None:
         description += f" (default: {shown})"
-    if name in ENVIRONMENT_BOUND:
-        description += f" (default: the worker's PERSONS_{name.upper()}, else {ENVIRONMENT_BOUND[name]})"
     return inspect.Parameter(
         name,
         inspect.Parameter.KEYWORD_ONLY,

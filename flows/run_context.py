@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from prefect import get_run_logger
 from prefect.runtime import flow_run
@@ -30,6 +31,8 @@ from flows.stages import registered_warehouse
 from flows.targets import Targets, make_landing_store, make_warehouse, resolve_targets
 from flows.warehouse import Warehouse
 from flows.warehouse.base import utc_now
+
+T = TypeVar("T")
 
 
 class PipelineFailed(RuntimeError):
@@ -122,7 +125,8 @@ class RunContext:
             return
         self.gate_closed = True
         if stop_requested():  # a stop signal: end now; the rerun's docs cover the batches again
-            self.gate.close()
+            if self.gate_ready.done() and self.gate_ready.exception() is None:
+                self.gate.close()  # one still being made (importing GX) is not waited for
             return
         try:
             with self.clock.measure("docs"):
@@ -145,6 +149,23 @@ class RunContext:
         if "raw_data_worker" not in self.resources:
             self.resources["raw_data_worker"] = self.worker.resources()
         self.worker.close()
+
+
+def in_background(function: Callable[..., T], *args: Any) -> Future[T]:
+    """`function(*args)` in a daemon thread: nothing waits for it at exit, so a stop signal that arrives
+    while it imports GX ends the run at once (an import the signal interrupted can leave its lock held)."""
+    future: Future[T] = Future()
+
+    def run() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(function(*args))
+        except BaseException as exc:  # handed to whoever waits for the result
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="gate-import", daemon=True).start()
+    return future
 
 
 def hold_back_abandoned_batches(run: RunContext) -> None:
@@ -187,7 +208,6 @@ def open_run(parameters: dict[str, Any]) -> Iterator[RunContext]:
             stop_on_signals(),  # SIGTERM/SIGINT: no retry, no new batch; the worker and dbt end at once
             ended_on_stop(worker.abort),
             warehouse_slot(targets, settings, data_dir, run_id),
-            ThreadPoolExecutor(1, thread_name_prefix="gate") as background,
             make_warehouse(
                 targets, data_dir, settings, params.pages_per_batch * params.page_size
             ) as warehouse,
@@ -203,7 +223,7 @@ def open_run(parameters: dict[str, Any]) -> Iterator[RunContext]:
                 store=store,
                 warehouse=warehouse,
                 worker=worker,
-                gate_ready=background.submit(
+                gate_ready=in_background(
                     open_gate, data_dir / "data_docs", run_id, settings.gate_process == "separate"
                 ),
             )

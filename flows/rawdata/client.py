@@ -369,6 +369,8 @@ class FakerApiClient:
 
     def _transport_problem(self, exc: httpx.TransportError) -> str:
         """What went wrong on the way, in words (an OS error's own text at most; never a payload)."""
+        if isinstance(exc, httpx.TimeoutException) and self._deadline_reached(0.0):
+            return "the run deadline (PERSONS_RUN_DEADLINE_S) passed during the request"
         if isinstance(exc, httpx.ConnectTimeout):
             return f"no connection within {self.config.timeout_s:g} s"
         if isinstance(exc, httpx.ConnectError):

@@ -110,20 +110,27 @@ class RemoteObject:
     def create(self, *args: Any) -> Any:
         """A new object in the process (its constructor runs there); returns its proxy."""
         self.start()
-        assert self._manager is not None
+        process, manager = self._process, self._manager
+        assert manager is not None
         try:
-            return getattr(self._manager, self._typeid)(*args)
-        except (EOFError, ConnectionError, BrokenPipeError):
-            self.close()
+            return getattr(manager, self._typeid)(*args)
+        except (EOFError, OSError):  # the process or its socket went away (another caller closed it)
+            self._close_if(process)
             raise RemoteProcessError(f"the {self._typeid} process stopped while starting") from None
 
     def call(self, proxy: Any, method: str, *args: Any) -> Any:
         """Call a method on a served object; a vanished process is reported as such."""
+        process = self._process
         try:
             return getattr(proxy, method)(*args)
-        except (EOFError, ConnectionError, BrokenPipeError):
-            self.close()
+        except (EOFError, ConnectionError, BrokenPipeError, FileNotFoundError):
+            self._close_if(process)
             raise RemoteProcessError(f"the {self._typeid} process stopped during {method}") from None
+
+    def _close_if(self, process: subprocess.Popen[bytes] | None) -> None:
+        """Close the process a call failed on, not one another caller has started since."""
+        if process is not None:
+            self.close(only=process)
 
     @property
     def pid(self) -> int | None:
@@ -137,9 +144,11 @@ class RemoteObject:
         if process is not None and process.poll() is None:
             process.kill()
 
-    def close(self) -> None:
-        """Stop the process and remove its socket."""
+    def close(self, only: subprocess.Popen[bytes] | None = None) -> None:
+        """Stop the process and remove its socket (with `only`: if it is still that process)."""
         with self._lock:
+            if only is not None and self._process is not only:
+                return
             process, folder = self._process, self._folder
             self._process = self._folder = self._manager = None
         if process is not None:
