@@ -44,11 +44,20 @@ def process_batches(run: RunContext, publication: Publication) -> tuple[list[dic
         page_size=run.params.page_size,
         warehouse=run.targets.warehouse,
     )
+    if not plans and publication.skipped_pages:
+        log_event(  # a run that asked only for persons already published: say so, and how to ask for more
+            logger,
+            "nothing_to_fetch",
+            run_id=run.run_id,
+            skipped_pages=publication.skipped_pages,
+            published=publication.skipped_persons,
+        )
     client_config = ClientConfig.from_settings(run.settings, run.params.api_url, run.deadline_at)
     ingest = ingest_batch.with_options(result_storage=result_storage(run.targets, run.store, run.data_dir))
 
     def submit(planned: PlannedBatch, refresh: bool = False) -> PrefectFuture[LandedBatch]:
-        runner = ingest.with_options(refresh_cache=True) if refresh else ingest
+        label = batch_label(planned.plan.index, len(plans))
+        runner = ingest.with_options(task_run_name=f"ingest-batch-{label}", refresh_cache=refresh)
         return runner.submit(
             planned.plan,
             client_config,
@@ -60,6 +69,7 @@ def process_batches(run: RunContext, publication: Publication) -> tuple[list[dic
             run.run_date,
             run.worker,
             publication.exclusions,
+            label,
         )
 
     progress = cast(
@@ -71,12 +81,14 @@ def process_batches(run: RunContext, publication: Publication) -> tuple[list[dic
     problems: list[str] = []
     pending: deque[tuple[PlannedBatch, PrefectFuture[LandedBatch]]] = deque()
     queue = deque(plans)
+    not_started: dict[str, int] = {}
     while queue or pending:
         while queue and len(pending) < run.settings.batches_in_flight:
             planned = queue.popleft()
             refusal = run.refusal()
             if refusal:
                 problems.append(f"batch {planned.plan.batch_id} not started: {refusal}")
+                not_started[refusal] = not_started.get(refusal, 0) + 1
                 continue
             pending.append((planned, submit(planned)))
         if not pending:
@@ -116,6 +128,7 @@ def process_batches(run: RunContext, publication: Publication) -> tuple[list[dic
                     "batch_ingest_failed",
                     run_id=run.run_id,
                     batch_id=plan.batch_id,
+                    **batch_position(plan.index, len(plans)),
                     error=str(exc),
                     level=logging.ERROR,
                 )
@@ -129,6 +142,7 @@ def process_batches(run: RunContext, publication: Publication) -> tuple[list[dic
             "batch_landed",
             run_id=run.run_id,
             batch_id=landed.batch_id,
+            **batch_position(plan.index, len(plans)),
             cached=not fresh,
             extracted=landed.extracted,
             persons=landed.persons,
@@ -152,7 +166,19 @@ def process_batches(run: RunContext, publication: Publication) -> tuple[list[dic
                 "cached": not fresh,
             }
         )
+    for reason, count in not_started.items():
+        log_event(logger, "batches_not_started", run_id=run.run_id, batches=count, reason=reason)
     return batches, problems
+
+
+def batch_label(index: int, batches: int) -> str:
+    """A batch as its task runs are named: `3-of-10` (the graph says which batch)."""
+    return f"{index + 1}-of-{batches}"
+
+
+def batch_position(index: int, batches: int) -> dict[str, int]:
+    """A batch's place in the run, as its events carry it (batch 3 of 10)."""
+    return {"batch_number": index + 1, "batches": batches}
 
 
 def _disk_full(run: RunContext, exc: Exception) -> str | None:
@@ -169,16 +195,22 @@ def publish_batch(
     """Load, validate and merge one batch inside a transaction; 'merged' or a one-line reason it was not."""
     logger = get_run_logger()
     started = time.perf_counter()
+    total = len(publication.batches)
+    label, position = batch_label(planned.plan.index, total), batch_position(planned.plan.index, total)
     try:
         with transaction() as txn:
             txn.set("run_id", run.run_id)
             txn.set("batch_id", landed.batch_id)
             with run.clock.measure("load"):
-                load_batch(run.warehouse, run.store, landed, run.run_id, publication.generation)
+                load_batch.with_options(task_run_name=f"load-batch-{label}")(
+                    run.warehouse, run.store, landed, run.run_id, publication.generation
+                )
             with run.clock.measure("validate"):
-                validate_batch(run.warehouse, run.gate, landed, run.run_id)
+                validate_batch.with_options(task_run_name=f"validate-batch-{label}")(
+                    run.warehouse, run.gate, landed, run.run_id
+                )
             with run.clock.measure("merge"):
-                merged = merge_batch(
+                merged = merge_batch.with_options(task_run_name=f"merge-batch-{label}")(
                     run.warehouse, landed, run.run_id, publication.generation, planned.published
                 )
     except BatchRejected as rejected:
@@ -187,6 +219,7 @@ def publish_batch(
             "batch_rejected",
             run_id=run.run_id,
             batch_id=landed.batch_id,
+            **position,
             failed_expectations=",".join(rejected.failed),
             data_docs=rejected.docs,
             level=logging.ERROR,
@@ -201,6 +234,7 @@ def publish_batch(
             "batch_not_merged",
             run_id=run.run_id,
             batch_id=landed.batch_id,
+            **position,
             error=reason,
             level=logging.ERROR,
         )
@@ -210,7 +244,10 @@ def publish_batch(
         "batch_merged",
         run_id=run.run_id,
         batch_id=landed.batch_id,
+        **position,
         persons=landed.persons,
+        quarantined=landed.quarantined,
+        duplicates=landed.duplicates,
         inserted=merged.inserted,
         staging_rows=merged.staging_rows,
         publish_s=time.perf_counter() - started,

@@ -1,26 +1,38 @@
-"""`persons-pipeline`: run the flow (`run`), re-key (`rekey`), erase (`forget`), build the dbt models."""
+"""persons-pipeline: extract persons from the Faker API, anonymise, land, validate, publish and report.
+
+Commands: run (one run of the pipeline), rekey (re-key the published state), forget (erase persons, GDPR Art.
+17), build-models (the dbt layers above staging), status (what the warehouse publishes now), history (the last
+runs), serve (the run's pages over http), server (the local Prefect server), completion (a shell's
+completion script).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import sys
-from collections.abc import Sequence
-from contextlib import suppress
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import asdict
 from datetime import date
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, NoReturn, get_args
+from typing import Any, Literal, NoReturn, get_args, get_origin
 
 from pydantic import ValidationError
 
 from flows.parameters import (
     PARAMETER_NAMES,
+    UNSET_MEANS,
     ParameterError,
     RunDefaults,
     RunParameters,
     flow_annotation,
     resolve_parameters,
 )
+from flows.runtime.docs_server import DEFAULT_PORT as DEFAULT_DOCS_PORT
 from flows.runtime.preflight import EnvironmentProblem, check_data_dir, keep_files_private
 from flows.runtime.server import (
     LocalServerError,
@@ -30,6 +42,7 @@ from flows.runtime.server import (
     stop_server,
 )
 from flows.runtime.stopping import stop_on_signals, stop_signal
+from flows.runtime.terminal import LOG_FORMATS, LogFormat, configure_terminal
 from flows.settings import PipelineSettings, get_settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -51,13 +64,27 @@ def iso_date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date in YYYY-MM-DD form") from None
 
 
-def add_parameter_options(parser: argparse.ArgumentParser, defaults: RunDefaults) -> None:
+def add_parameter_options(
+    parser: argparse.ArgumentParser, defaults: RunDefaults, skip: tuple[str, ...] = ()
+) -> None:
     """One `--name` option per run parameter, typed and explained by its declaration."""
     for name, declared in RunParameters.model_fields.items():
+        if name in skip:
+            continue
         base = flow_annotation(name)
         kind = next(member for member in get_args(base) if member is not type(None))
         default = getattr(defaults, name, None)
         shown = f" (default {default})" if default is not None else ""
+        if default is None and name in UNSET_MEANS:
+            shown = f" (default: {UNSET_MEANS[name]})"
+        if get_origin(kind) is Literal:
+            parser.add_argument(
+                "--" + name.replace("_", "-"),
+                dest=name,
+                choices=get_args(kind),
+                help=f"{declared.description}{shown}",
+            )
+            continue
         if kind is bool:
             parser.add_argument(
                 "--" + name.replace("_", "-"),
@@ -77,22 +104,46 @@ def add_parameter_options(parser: argparse.ArgumentParser, defaults: RunDefaults
     parser.add_argument("--batch-size", dest="page_size", type=int, help="deprecated alias of --page-size")
 
 
+def add_output_options(parser: argparse.ArgumentParser) -> None:
+    """How a command that runs a flow shows its progress (flows.runtime.terminal)."""
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="text: progress and one line per batch (default); verbose: every log line as Prefect prints "
+        "it; json: every log line as a JSON object",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        dest="log_format",
+        action="store_const",
+        const="verbose",
+        help="--log-format verbose",
+    )
+
+
+def add_place_options(parser: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
+    """The options that say which warehouse and data folder a command works on."""
+    for name in names:
+        declared = RunParameters.model_fields[name]
+        kind = get_args(flow_annotation(name))[0]
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            choices=get_args(kind) if get_origin(kind) is Literal else None,
+            help=f"{declared.description} (default: {UNSET_MEANS[name]})",
+        )
+
+
 def build_parser() -> OneLineParser:
-    """The command line: `run` (every flow parameter is an option) and `build-models`."""
-    parser = OneLineParser(prog="persons-pipeline", description=__doc__)
+    """The command line (`run`'s options are the flow's parameters, generated from their declaration)."""
+    parser = OneLineParser(
+        prog="persons-pipeline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
-    run = commands.add_parser(
-        "run", help="run the pipeline flow once", description="Run the pipeline flow once."
-    )
-    add_parameter_options(run, _help_defaults())
-    rekey = commands.add_parser(
-        "rekey",
-        help="reload the published state under the current key into a new generation",
-        description="Re-key: PERSONS_HMAC_SECRET is the new key, PERSONS_PREVIOUS_HMAC_SECRET the one "
-        "staging holds. Every published page is fetched again, keyed and published into a new generation, "
-        "which replaces the old one in one transaction when it is complete (run options apply).",
-    )
-    add_parameter_options(rekey, _help_defaults())
+    _run_commands(commands)
     forget = commands.add_parser(
         "forget",
         help="erase persons (GDPR Art. 17) from every layer and the landed files",
@@ -101,34 +152,175 @@ def build_parser() -> OneLineParser:
         "tombstones keep them from being loaded again. Prints counts only.",
     )
     forget.add_argument("--identity-file", required=True, type=Path, help="JSON lines, one person each")
-    for name in ("data_dir", "warehouse", "landing_url"):
-        forget.add_argument(
-            "--" + name.replace("_", "-"), dest=name, help=RunParameters.model_fields[name].description
-        )
-    server = commands.add_parser(
-        "server",
-        help="the local Prefect server runs use when PREFECT_API_URL is not set",
-        description="The local Prefect server (started on demand by `run`, reused by later runs).",
-    )
-    server.add_argument("action", choices=["status", "start", "stop"], help="show, start or stop it")
+    add_place_options(forget, ("data_dir", "warehouse", "landing_url"))
+    add_output_options(forget)
     models = commands.add_parser(
         "build-models",
         help="build the dbt models above staging (transform, analytics, reporting) if they changed",
         description="dbt build of the models above staging and their docs, if they changed.",
     )
     models.add_argument("--force", action="store_true", help="build even if the models did not change")
-    models.add_argument("--warehouse", choices=["duckdb", "snowflake"], help="the warehouse engine")
-    models.add_argument("--data-dir", help="root folder of the warehouse file, the docs and dbt's output")
+    add_place_options(models, ("warehouse", "data_dir"))
+    add_output_options(models)
+    _reading_commands(commands)
+    server = commands.add_parser(
+        "server",
+        help="the local Prefect server runs use when PREFECT_API_URL is not set",
+        description="The local Prefect server (started on demand by `run`, reused by later runs).",
+    )
+    server.add_argument("action", choices=["status", "start", "stop"], help="show, start or stop it")
+    completion = commands.add_parser(
+        "completion",
+        help="print the shell's completion script",
+        description="Print a completion script: e.g. `persons-pipeline completion bash > "
+        "~/.local/share/bash-completion/completions/persons-pipeline`, or add "
+        '`eval "$(persons-pipeline completion zsh)"` to ~/.zshrc.',
+    )
+    completion.add_argument("shell", choices=["bash", "zsh", "tcsh"], help="the shell")
     return parser
+
+
+def _run_commands(commands: Any) -> None:
+    """`run` and `rekey`: every flow parameter is an option."""
+    run = commands.add_parser(
+        "run", help="run the pipeline once", description="Run the pipeline once (each option is a parameter)."
+    )
+    add_parameter_options(run, _help_defaults())
+    add_output_options(run)
+    rekey = commands.add_parser(
+        "rekey",
+        help="reload the published state under the current key into a new generation",
+        description="Re-key: PERSONS_HMAC_SECRET is the new key, PERSONS_PREVIOUS_HMAC_SECRET the one "
+        "staging holds. Every published page is fetched again, keyed and published into a new generation, "
+        "which replaces the old one in one transaction when it is complete (the run's options apply).",
+    )
+    add_parameter_options(rekey, _help_defaults(), skip=("rekey",))
+    add_output_options(rekey)
+
+
+def _reading_commands(commands: Any) -> None:
+    """`status`, `history` and `serve`: they read what runs made, and change nothing."""
+    status = commands.add_parser(
+        "status",
+        help="what the warehouse publishes now: key, reference date, persons, freshness, the last runs",
+        description="The published state (generation, key fingerprint, reference date, persons), its "
+        "freshness, the persons held back, and the last runs with their verdicts (read-only; no Prefect).",
+    )
+    history = commands.add_parser(
+        "history",
+        help="the last runs: verdict, batches, persons, quarantined",
+        description="The last runs on the warehouse, newest first (read-only; no Prefect).",
+    )
+    history.add_argument("-n", "--runs", type=int, default=10, help="how many runs (default 10)")
+    for reader in (status, history):
+        add_place_options(reader, ("data_dir", "warehouse"))
+        reader.add_argument("--json", action="store_true", help="as one JSON document")
+    serve = commands.add_parser(
+        "serve",
+        help="serve the run pages (report pages, data docs, dbt docs) over http on 127.0.0.1",
+        description="Serve the data folder's reports/ and data_docs/ read-only on 127.0.0.1 (the Prefect "
+        "UI's artifact links open there; a run landing in a local folder starts one in the background).",
+    )
+    add_place_options(serve, ("data_dir",))
+    serve.add_argument("--port", type=int, default=DEFAULT_DOCS_PORT, help=f"(default {DEFAULT_DOCS_PORT})")
+    serve.add_argument("--stop", action="store_true", help="stop the one runs started in the background")
+
+
+@contextmanager
+def terminal(log_format: LogFormat) -> Iterator[None]:
+    """The console chosen for a command that runs a flow (once Prefect is imported), closed after it."""
+    handler = configure_terminal(log_format)
+    try:
+        yield
+    finally:
+        if handler is not None:
+            handler.close()
+
+
+def package_version() -> str:
+    """The installed pipeline's version."""
+    try:
+        return version("persons-pipeline")
+    except PackageNotFoundError:  # run from a checkout that was not installed
+        return "unknown"
+
+
+def status_command(args: argparse.Namespace) -> int:
+    """`status` / `history`: read the warehouse (no Prefect); exit 1 if it cannot be read."""
+    from flows.status import read_history, read_status, render_history, render_status  # noqa: PLC0415
+    from flows.targets import make_warehouse, resolve_targets  # noqa: PLC0415
+
+    try:
+        settings = get_settings()
+        params = resolve_parameters(settings, data_dir=args.data_dir, warehouse=args.warehouse)
+        targets = resolve_targets(settings, params)
+        looking = settings.model_copy(update={"duckdb_lock_timeout_s": 0})
+        with make_warehouse(targets, params.data_dir.resolve(), looking, read_only=True) as warehouse:
+            if args.command == "history":
+                runs = read_history(warehouse, args.runs)
+                document: Any = [{**asdict(run), "verdict": run.verdict} for run in runs]
+                text = render_history(runs)
+            else:
+                status = read_status(warehouse, settings.monitor_freshness_hours)
+                document, text = status.to_dict(), render_status(status)
+    except (ParameterError, ValueError, EnvironmentProblem) as exc:
+        return _refused(args.command, exc)
+    except Exception as exc:  # the warehouse in use by a run, or unreachable
+        print(f"persons-pipeline {args.command}: error: {_reading_problem(exc)}", file=sys.stderr)
+        return EXIT_FAILED
+    print(json.dumps(document, indent=2) if args.json else text)
+    return EXIT_OK
+
+
+def _reading_problem(exc: Exception) -> str:
+    """Why the warehouse could not be read, in one line."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if "lock" in text.lower():
+        return f"the warehouse is being written by a run right now; try again when it ends ({text})"
+    return f"the warehouse cannot be read ({type(exc).__name__}: {text})"
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    """`serve`: the data folder's pages over http until Ctrl-C (or stop the background one)."""
+    from flows.runtime.docs_server import serve, stop_docs_server  # noqa: PLC0415
+
+    data_dir = Path(args.data_dir or get_settings().data_dir).resolve()
+    if args.stop:
+        stopped = stop_docs_server(data_dir)
+        print(f"stopped: {stopped.url} (pid {stopped.pid})" if stopped else "not running")
+        return EXIT_OK
+    try:
+        server = serve(data_dir, args.port)
+    except OSError as exc:
+        print(f"persons-pipeline serve: error: port {args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILED
+    port = server.server_address[1]
+    print(f"serving {data_dir}/reports and data_docs at http://127.0.0.1:{port}/ (Ctrl-C stops)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return EXIT_OK
+
+
+def completion_command(args: argparse.Namespace) -> int:
+    """`completion <shell>`: the completion script, generated from this parser (shtab)."""
+    import shtab  # noqa: PLC0415 - only for this command
+
+    print(shtab.complete(build_parser(), shell=args.shell))
+    return EXIT_OK
 
 
 def build_models_command(args: argparse.Namespace) -> int:
     """Run the models flow; exit code 1 if a model or test failed."""
     from flows.analytics.flow import persons_models  # noqa: PLC0415 - Prefect import only when needed
 
-    state = persons_models(
-        force=args.force, warehouse=args.warehouse, data_dir=args.data_dir, return_state=True
-    )
+    with terminal(args.log_format):
+        state = persons_models(
+            force=args.force, warehouse=args.warehouse, data_dir=args.data_dir, return_state=True
+        )
     if state.is_completed():
         print(f"models: {state.result()}")
         return EXIT_OK
@@ -157,7 +349,8 @@ def run_command(args: argparse.Namespace) -> int:
             return failed
         from flows.erasure import forget_command  # noqa: PLC0415 - Prefect only once its API is chosen
 
-        return forget_command(args)
+        with terminal(args.log_format):
+            return forget_command(args)
     if args.command == "rekey":
         args.rekey = True
     try:
@@ -180,10 +373,12 @@ def run_command(args: argparse.Namespace) -> int:
 
     from flows.pipeline import run_pipeline  # noqa: PLC0415 - Prefect import only once parameters are valid
 
-    state = run_pipeline(**flow_arguments(params))
+    with terminal(args.log_format):
+        state = run_pipeline(**flow_arguments(params))
     if state.is_completed():
         return EXIT_OK
     message = " ".join((state.message or "").split())  # one line, whatever the exception text held
+    message = re.sub(r"^Flow run encountered an exception: (PipelineFailed: )?", "", message)
     print(f"persons-pipeline run: {(state.name or 'failed').lower()}: {message}", file=sys.stderr)
     return EXIT_FAILED
 
@@ -303,12 +498,25 @@ def exit_now(code: int) -> None:
     os._exit(code)
 
 
+READING_COMMANDS = {"server", "status", "history", "serve", "completion"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = build_parser().parse_args(argv)
     keep_files_private()
-    if args.command == "server":
-        return server_command(args)
+    # A pipeline of personal data reports no usage to vendors, and their banners are not the run's output.
+    for switch in ("DO_NOT_TRACK", "PREFECT_SERVER_ANALYTICS_ENABLED", "GX_ANALYTICS_ENABLED"):
+        os.environ.setdefault(switch, "1" if switch == "DO_NOT_TRACK" else "false")
+    if args.command in READING_COMMANDS:
+        handler = {
+            "server": server_command,
+            "status": status_command,
+            "history": status_command,
+            "serve": serve_command,
+            "completion": completion_command,
+        }[args.command]
+        return handler(args)
     try:
         with stop_on_signals():  # SIGTERM or Ctrl-C: the run ends at once (flows.runtime.stopping)
             if args.command == "build-models":

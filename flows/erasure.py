@@ -195,7 +195,12 @@ def rewrite_pending_erasures(run: RunContext) -> None:
         )
 
 
-@task(name="erase-persons", cache_policy=NO_CACHE, persist_result=False)
+@task(
+    name="erase-persons",
+    task_run_name="erase-persons",  # one of its kind per run: no random suffix
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
 def erase_persons(
     identity_file: str, data_dir: str | None, warehouse: str | None, landing_url: str | None
 ) -> ErasureOutcome:

@@ -38,6 +38,7 @@ FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 @task(
     name="read-high-watermark",
+    task_run_name="read-high-watermark",  # one of its kind per run: no random suffix
     cache_policy=NO_CACHE,
     persist_result=False,
     retries=2,

@@ -122,15 +122,20 @@ def ingest_batch(
     run_date: date,
     worker: IngestWorker,
     exclusions: Exclusions,
+    label: str = "",
 ) -> LandedBatch:
-    """Extract, anonymise and land one batch; cached, so a rerun does not refetch what already landed."""
+    """Extract, anonymise and land one batch; cached, so a rerun does not refetch what already landed.
+    (`label`, e.g. 3-of-10, names its task runs; it is not part of the cache key.)"""
+    extract = extract_pages.with_options(task_run_name=f"extract-pages-{label or plan.batch_id}")
+    anonymise = anonymise_pages.with_options(task_run_name=f"anonymise-batch-{label or plan.batch_id}")
+    land = land_batch.with_options(task_run_name=f"land-batch-{label or plan.batch_id}")
     for attempt in (1, 2):  # a raw-data worker that died mid-batch took the batch with it: start over once
         handle = f"{run_id}/{plan.batch_id}/{uuid4().hex}"
         try:
-            extracted = extract_pages(worker, handle, plan, client_config, query)
-            anonymised = anonymise_pages(worker, handle, secret, reference_date, exclusions)
+            extracted = extract(worker, handle, plan, client_config, query)
+            anonymised = anonymise(worker, handle, secret, reference_date, exclusions)
             started = time.perf_counter()
-            landed = land_batch(worker, handle, store, plan, run_id, run_date)
+            landed = land(worker, handle, store, plan, run_id, run_date)
             break
         except WorkerStopped:
             if attempt == 2 or stop_requested():
@@ -160,6 +165,7 @@ def ingest_batch(
 
 @task(
     name="migrate-warehouse",
+    task_run_name="migrate-warehouse",  # one of its kind per run: no random suffix
     cache_policy=NO_CACHE,
     persist_result=False,
     retries=2,
@@ -247,6 +253,7 @@ def merge_batch(
 
 @task(
     name="build-report",
+    task_run_name="build-report",  # one of its kind per run: no random suffix
     cache_policy=NO_CACHE,
     persist_result=False,
     retries=2,

@@ -75,9 +75,13 @@ def duckdb_memory_limit(settings: PipelineSettings, rows_per_batch: int) -> str:
 
 
 def make_warehouse(
-    targets: Targets, data_dir: Path, settings: PipelineSettings, rows_per_batch: int = 200_000
+    targets: Targets,
+    data_dir: Path,
+    settings: PipelineSettings,
+    rows_per_batch: int = 200_000,
+    read_only: bool = False,
 ) -> Warehouse:
-    """The warehouse adapter for the run."""
+    """The warehouse adapter for the run (`read_only`: for a reader such as `persons-pipeline status`)."""
     if targets.warehouse == "snowflake":
         from flows.warehouse.snowflake_warehouse import SnowflakeWarehouse  # noqa: PLC0415
 
@@ -90,6 +94,7 @@ def make_warehouse(
         threads=settings.duckdb_threads,
         memory_limit=duckdb_memory_limit(settings, rows_per_batch),
         report_memory_limit=settings.duckdb_report_memory_limit,
+        read_only=read_only,
     )
 
 

@@ -37,15 +37,31 @@ def chromium() -> str:
     return found
 
 
-def _run(page: Path, *options: str) -> subprocess.CompletedProcess[bytes]:
+def _run(page: Path | str, *options: str, budget_ms: int = BUDGET_MS) -> subprocess.CompletedProcess[bytes]:
+    """Chromium on a file (by its path) or a URL on 127.0.0.1."""
+    address = page if isinstance(page, str) else page.resolve().as_uri()
     with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
         return subprocess.run(
-            [chromium(), *FLAGS, f"--user-data-dir={profile}", f"--virtual-time-budget={BUDGET_MS}", *options,
-             page.resolve().as_uri()],
+            [chromium(), *FLAGS, f"--user-data-dir={profile}", f"--virtual-time-budget={budget_ms}", *options,
+             address],
             capture_output=True,
             timeout=TIMEOUT_S,
             check=True,
         )  # fmt: skip
+
+
+def dump_dom_url(url: str, budget_ms: int = BUDGET_MS) -> str:
+    """The DOM of a page served on 127.0.0.1, after its scripts ran."""
+    return _run(url, "--dump-dom", budget_ms=budget_ms).stdout.decode("utf-8")
+
+
+def screenshot_url(
+    url: str, folder: Path, size: tuple[int, int] = (1200, 900), budget_ms: int = BUDGET_MS
+) -> bytes:
+    """A PNG of a page served on 127.0.0.1."""
+    target = folder / f"page-{size[0]}x{size[1]}.png"
+    _run(url, f"--screenshot={target}", f"--window-size={size[0]},{size[1]}", budget_ms=budget_ms)
+    return target.read_bytes()
 
 
 def dump_dom(page: Path) -> str:

@@ -119,6 +119,7 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
         PREFECT_HOME=str(server_home),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PREFECT_LOGGING_LEVEL="WARNING",
+        PREFECT_UI_API_URL=f"http://127.0.0.1:{port}/api",  # the UI's API (Prefect assumes port 4200)
     )
     command = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     with running(command, server_home / "server.log", env) as process:

@@ -196,7 +196,8 @@ def _start(home: Path, port: int, start_timeout_s: float) -> ServerState:
     with log_path.open("ab") as log:
         process = subprocess.Popen(  # noqa: S603 - Prefect's own command, our arguments
             [*_prefect_command(), "server", "start", "--host", "127.0.0.1", "--port", str(chosen)],
-            env=server_environment(home),
+            # The UI calls the API here: by default Prefect assumes port 4200, whatever port it serves on.
+            env={**server_environment(home), "PREFECT_UI_API_URL": f"http://127.0.0.1:{chosen}/api"},
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -106,8 +106,10 @@ class DuckDBWarehouse(Warehouse):
         threads: int = 2,
         memory_limit: str = "512MB",
         report_memory_limit: str | None = None,
+        read_only: bool = False,
     ) -> None:
         self.path = path
+        self.read_only = read_only  # a reader (status, history): never creates the file, never blocks others
         self.lock_timeout_s = lock_timeout_s
         self.threads = threads
         self.memory_limit = memory_limit
@@ -192,11 +194,13 @@ class DuckDBWarehouse(Warehouse):
             reraise=True,
         )
         existed = self.path.exists()
+        if self.read_only and not existed:
+            raise EnvironmentProblem(f"there is no warehouse at {self.path} yet: a run creates it")
         try:
-            connection = retrying(duckdb.connect, str(self.path), config=config)
+            connection = retrying(duckdb.connect, str(self.path), read_only=self.read_only, config=config)
         except duckdb.Error as exc:
             raise (damage_of(self.path, exc) or exc) from None
-        if not existed or self.path.stat().st_mode & 0o077:
+        if not self.read_only and (not existed or self.path.stat().st_mode & 0o077):
             self.path.chmod(0o600)  # personal data, even anonymised: the owner's alone (as the landed files)
         return connection
 

@@ -1,0 +1,168 @@
+"""What a person touches: the terminal (progress, one line per batch, no traceback for a refusal, JSON logs),
+the run form's parameters and the API's check of them, runs told apart by tags and task names, and the
+commands that say what the warehouse holds (status, history)."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import pty
+import re
+import struct
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from faker_twin.server import FakerTwin, TwinFaults
+
+from tests.browser import colours, dump_dom_url, screenshot_url
+from tests.conftest import PrefectServer
+from tests.integration.conftest import REFERENCE_DATE
+
+SCRIPT = Path(sys.executable).parent / "persons-pipeline"
+ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
+
+def cli_in_terminal(arguments: list[str], columns: int = 140, timeout_s: float = 600) -> str:
+    """The console script in a pseudo-terminal (as a person runs it): all it showed, escapes removed."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    process = subprocess.Popen([str(SCRIPT), *arguments], stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    chunks, deadline = [], time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the terminal closes when the process ends
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    assert process.wait(timeout=60) == 0, b"".join(chunks).decode(errors="replace")[-4000:]
+    return ANSI.sub("", b"".join(chunks).decode(errors="replace")).replace("\r\n", "\n")
+
+
+def cli(arguments: list[str]) -> subprocess.CompletedProcess[str]:
+    """The console script with its output captured (not a terminal)."""
+    return subprocess.run([str(SCRIPT), *arguments], capture_output=True, text=True, timeout=600, check=False)
+
+
+def run_arguments(twin_url: str, data_dir: Path, *extra: str) -> list[str]:
+    return [
+        "run", "--api-url", twin_url, "--data-dir", str(data_dir), "--reference-date", str(REFERENCE_DATE),
+        "--total", "4000", "--page-size", "500", "--pages-per-batch", "2", *extra,
+    ]  # fmt: skip
+
+
+def test_a_terminal_shows_progress_and_one_line_per_batch_and_the_report_last(
+    twin: FakerTwin, tmp_path: Path
+) -> None:
+    shown = cli_in_terminal(run_arguments(twin.url, tmp_path / "data"))
+    lines = [line.strip() for line in shown.replace("\r", "\n").split("\n") if line.strip()]
+    assert any(re.search(r"batches .*━.* \d/4 .*persons", line) for line in lines)  # the live display
+    logged = [line for line in lines if not line.startswith("batches ")]
+    for number in range(1, 5):
+        about = [line for line in logged if f"batch {number} of 4" in line]
+        assert len(about) == 1 and "merged: 1,000 persons" in about[0], about
+    assert not [line for line in logged if "Task run" in line or "Traceback" in line or "event=" in line]
+    assert len(logged) <= 25, "\n".join(logged)
+    assert logged[-1].startswith("report page: "), logged[-3:]
+    assert "Prefect collects anonymous usage data" not in shown
+
+
+def test_a_rejected_batch_is_one_verdict_without_a_traceback_and_json_logs_are_json(
+    tmp_path: Path, prefect_client: PrefectServer
+) -> None:
+    with FakerTwin(
+        faults=TwinFaults(pii_country_rate=0.01)
+    ) as shifted:  # emails in country: the gate says no
+        done = cli(run_arguments(shifted.url, tmp_path / "data"))
+        as_json = cli(run_arguments(shifted.url, tmp_path / "json", "--log-format", "json"))
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr + done.stdout
+    rejected = [line for line in done.stderr.splitlines() if re.match(r"\S+ batch \d of 4 rejected by", line)]
+    assert len(rejected) == 4 and "failed country_looks_like_a_name" in rejected[0], done.stderr[-3000:]
+    assert (
+        done.stderr.strip().splitlines()[-1].startswith("persons-pipeline run: failed: 4 batch(es) were not")
+    )
+    documents = [json.loads(line) for line in as_json.stderr.splitlines() if line.startswith("{")]
+    events = {document.get("event") for document in documents}
+    assert {"run_planned", "batch_rejected", "run_finished"} <= events
+    assert all({"time", "level", "logger", "message"} <= set(document) for document in documents)
+
+
+def test_runs_are_tagged_and_their_task_runs_say_the_batch(
+    twin: FakerTwin, tmp_path: Path, prefect_client: PrefectServer
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    done = cli(run_arguments(twin.url, tmp_path / "data", "--log-format", "json"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_id = next(
+        json.loads(line)["flow_run_id"] for line in done.stderr.splitlines() if "flow_run_id" in line
+    )
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(run_id)
+        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+    assert {"env:local", "warehouse:duckdb", f"data-dir:{(tmp_path / 'data').resolve()}"} <= set(run.tags)
+    names = {task.name for task in tasks}
+    for stage in (
+        "extract-pages",
+        "anonymise-batch",
+        "land-batch",
+        "load-batch",
+        "validate-batch",
+        "merge-batch",
+    ):
+        assert {f"{stage}-{number}-of-4" for number in range(1, 5)} <= names, sorted(names)
+    assert {"migrate-warehouse", "build-report", "build-models"} <= names
+
+
+def test_status_and_history_tell_what_the_warehouse_publishes(twin: FakerTwin, tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    assert cli(run_arguments(twin.url, data_dir)).returncode == 0
+    status = cli(["status", "--data-dir", str(data_dir)])
+    assert status.returncode == 0, status.stderr
+    assert "4,000 persons published" in status.stdout and "reference date 2026-06-15" in status.stdout
+    assert re.search(r"published\s+4/4\s+4,000", status.stdout)
+    document = json.loads(cli(["status", "--data-dir", str(data_dir), "--json"]).stdout)
+    assert document["persons"] == 4000 and document["fresh"] is True and document["open_quarantine"] == 0
+    assert document["runs"][0]["verdict"] == "published" and document["runs"][0]["persons"] == 4000
+    history = json.loads(cli(["history", "--data-dir", str(data_dir), "-n", "5", "--json"]).stdout)
+    assert [run["merged_batches"] for run in history] == [4]
+    missing = cli(["status", "--data-dir", str(tmp_path / "nothing-here")])
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "no warehouse" in missing.stderr
+
+
+def test_the_run_form_shows_every_parameter_and_the_api_refuses_a_bad_one(
+    prefect_client: PrefectServer, tmp_path: Path
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    from flows.parameters import RunParameters
+    from flows.pipeline import persons_pipeline
+
+    deployment_id = persons_pipeline.to_deployment(name="form-test", enforce_parameter_schema=True).apply()
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment(deployment_id)
+        properties: dict[str, Any] = deployment.parameter_openapi_schema["properties"]
+        for name, declared in RunParameters.model_fields.items():
+            assert properties[name]["description"].startswith(declared.description or "-")
+            assert "default" in properties[name]
+        assert (properties["total"]["minimum"], properties["total"]["default"]) == (1, 30_000)
+        with pytest.raises(PrefectHTTPStatusError, match=r"total.*-5 is less than the minimum of 1"):
+            client.create_flow_run_from_deployment(deployment_id, parameters={"total": -5})
+    form = f"{prefect_client.api_url.removesuffix('/api')}/deployments/deployment/{deployment_id}/run"
+    dom = dump_dom_url(form, budget_ms=15000)
+    for text in ("persons to extract in one run", "persons per API request", "Faker locale", "re-key"):
+        assert text in dom, text
+    picture = screenshot_url(form, tmp_path, size=(1400, 2400), budget_ms=15000)
+    assert colours(picture) > 50
