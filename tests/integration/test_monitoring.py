@@ -247,7 +247,17 @@ def test_a_crashed_run_notifies_through_the_automation_once(monitored: Monitored
     """SIGTERM in the middle of a run: Prefect reports it Crashed, the automation's Crashed branch alerts,
     and the flow's own hook (it has a webhook) leaves the alert to it."""
     with FakerTwin() as twin:
-        command = [str(SCRIPT), "run", "--api-url", twin.url, "--total", "300000", "--seed", "503"]
+        command = [
+            str(SCRIPT),
+            "run",
+            "--verbose",
+            "--api-url",
+            twin.url,
+            "--total",
+            "300000",
+            "--seed",
+            "503",
+        ]
         command += ["--data-dir", str(tmp_path / "data"), "--reference-date", str(REFERENCE_DATE)]
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         assert process.stderr is not None
