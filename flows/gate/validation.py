@@ -12,15 +12,22 @@ import logging
 import os
 import threading
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import unquote, urlparse
 
+import orjson
 import pyarrow as pa
 
+from flows.gate.docs_home import RUN_SUMMARY
+from flows.gate.docs_home import write_docs_home as write_docs_home  # noqa: PLC0414 - re-exported
 from flows.gate.offline_docs import make_docs_offline
 
 SUITE_NAME = "persons_batch"
+# What GX's pages call the data asset: the warehouse table the batch is read from (`Warehouse.read_batch`).
+DATA_ASSET = "landing.persons"
 # GX's own switches (usage statistics off), all a gate in a process of its own needs of our environment.
 GX_SWITCHES = ("GX_ANALYTICS_ENABLED",)
 SITE_NAME = "persons_pipeline"
@@ -87,6 +94,20 @@ def expectation_label(config: Any) -> str:
     return f"{config.type}({column})" if column else str(config.type)
 
 
+def expectation_description(item: dict[str, Any]) -> str | None:
+    """What GX's pages show for an expectation of the suite file: the name the CLI prints, then its note.
+
+    GX renders a description instead of its own template (which shows a raw regex), as HTML and as a
+    template (`$` escaped). None without a name (GX's own text then).
+    """
+    meta = item.get("meta") or {}
+    if not meta.get("name"):
+        return None
+    notes = (meta.get("notes") or {}).get("content") or []
+    text = f"{meta['name']}: {' '.join(notes)}" if notes else str(meta["name"])
+    return html.escape(text, quote=False).replace("$", "$$")  # GX puts it into the page as it is
+
+
 class ValidationGate:
     """One GX ephemeral context per run, used by one thread at a time; docs under <docs_root>/<run_id>/."""
 
@@ -100,6 +121,7 @@ class ValidationGate:
         self._gx = gx
         self._lock = threading.Lock()
         self.run_id = run_id
+        self.validated: list[dict[str, Any]] = []  # per batch: verdict, failed names, page (the docs index)
         self.docs_dir = (docs_root / run_id).resolve()
         self.context = gx.get_context(mode="ephemeral")
         self.context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
@@ -120,7 +142,10 @@ class ValidationGate:
             meta=definition.get("meta", {}),
             expectations=[
                 ExpectationConfiguration(
-                    type=item["type"], kwargs=item["kwargs"], meta=item.get("meta")
+                    type=item["type"],
+                    kwargs=item["kwargs"],
+                    meta=item.get("meta"),
+                    description=expectation_description(item),
                 ).to_domain_obj()
                 for item in definition["expectations"]
             ],
@@ -147,10 +172,15 @@ class ValidationGate:
         return own_resources()
 
     def build_docs(self) -> Path:
-        """Render the run's data docs (an index, one page per validated batch; offline); return the index."""
+        """Render the run's data docs (an index, one page per validated batch; offline) and its summary for
+        the index of all runs; return the index. A run that validated nothing gets no site."""
         with self._lock:
+            if not self.validated:
+                return self.index_path
             self.context.build_data_docs(site_names=[SITE_NAME])
             offline = make_docs_offline(self.docs_dir)  # GX's pages load CDN assets: vendored copies instead
+            summary = {"run_id": self.run_id, "data_asset": DATA_ASSET, "batches": self.validated}
+            (self.docs_dir / RUN_SUMMARY).write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
         for url in offline.dropped:
             _run_logger().warning("event=docs_asset_not_vendored run_id=%s url=%s", self.run_id, url)
         return self.index_path
@@ -197,31 +227,34 @@ class ValidationGate:
                 for item in validation.results
             )
             urls = self.context.get_docs_sites_urls(resource_identifier=identifier, site_names=[SITE_NAME])
+            self._name_data_asset(identifier, validation, batch_id)
+            self.validated.append(self._summary(identifier, validation, batch_id, failed))
         page = urls[0]["site_url"] if urls and urls[0].get("site_url") else self.index_path.as_uri()
         statistics = dict(validation.statistics)
         return GateResult(
             batch_id, bool(validation.success), failed, statistics, str(page), unexpected, outcomes
         )
 
+    def _name_data_asset(self, identifier: Any, validation: Any, batch_id: str) -> None:
+        """Name the data asset on the batch's page (a dataframe batch has none: GX would show `None`)."""
+        validation.meta.setdefault("batch_spec", {})["data_asset_name"] = f"{DATA_ASSET}, batch {batch_id}"
+        self.context.validation_results_store.set(identifier, validation)
 
-def write_docs_home(docs_root: Path) -> Path:
-    """`<docs_root>/index.html`: every run's data docs, newest first (names and links only)."""
-    docs_root.mkdir(parents=True, exist_ok=True)
-    runs = sorted(
-        (path for path in docs_root.iterdir() if (path / "index.html").is_file()),
-        key=lambda path: (path / "index.html").stat().st_mtime,
-        reverse=True,
-    )
-    items = "\n".join(
-        f'<li><a href="{html.escape(run.name)}/index.html">{html.escape(run.name)}</a></li>' for run in runs
-    )
-    home = docs_root / "index.html"
-    home.write_text(
-        "<!doctype html><html><head><meta charset='utf-8'><title>Persons pipeline data docs</title></head>"
-        f"<body><h1>Validation runs</h1><ul>\n{items}\n</ul></body></html>\n",
-        encoding="utf-8",
-    )
-    return home
+    def _summary(self, identifier: Any, validation: Any, batch_id: str, failed: list[str]) -> dict[str, Any]:
+        """One batch's line of the run's summary: verdict, counts and names only, its page in the site."""
+        urls = self.context.get_docs_sites_urls(
+            resource_identifier=identifier, site_names=[SITE_NAME], only_if_exists=False
+        )
+        url = urls[0].get("site_url") if urls else None
+        page = Path(unquote(urlparse(url).path)) if url else None
+        return {
+            "batch_id": batch_id,
+            "validated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "passed": bool(validation.success),
+            "evaluated": int(validation.statistics.get("evaluated_expectations") or 0),
+            "failed": failed,
+            "page": page.relative_to(self.docs_dir).as_posix() if page else None,
+        }
 
 
 def _run_logger() -> Any:

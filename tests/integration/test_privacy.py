@@ -134,6 +134,8 @@ def test_no_raw_personal_value_reaches_disk_logs_results_or_docs(
     assert len(events_files) == 2 and all(cell_sources(path) == {"jsonl"} for path in events_files)
     assert len(list(lineage.folder.glob("event-*.json"))) == 4  # the bodies as the receiver got them
     assert first.data_dir / "data_docs" / "dbt" / "index.html" in scanned
+    assert first.data_dir / "data_docs" / "index.html" in scanned  # the validation index across runs
+    assert [path for path in scanned if path.name == "validation_summary.json"]  # each run's summary for it
     for run_id in (first.report["run"]["run_id"], second_run_id(second)):  # the report pages and their charts
         assert {"report.html", "age_groups.png", "age_groups.svg", "quality_trend.png"} <= {
             path.name for path in scanned if path.parent == first.data_dir / "reports" / run_id
