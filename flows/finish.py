@@ -23,8 +23,8 @@ from flows.generations import Publication
 from flows.landing.files import write_manifest
 from flows.monitoring.metrics import Breach
 from flows.monitoring.record import record_run_quality
-from flows.report.page import PAGE_NAME, publish_report_page, write_report_page
-from flows.report.render import Report, render_json, render_summary, summary_rows, write_report_files
+from flows.report.page import PAGE_NAME, Links, publish_report_page, write_report_page
+from flows.report.render import Report, answer_rows, render_json, render_summary, write_report_files
 from flows.run_context import PipelineFailed, RunContext, log_event
 from flows.runtime.preflight import is_disk_full
 from flows.runtime.remote import own_resources
@@ -90,15 +90,14 @@ def _finish(
     logger = get_run_logger()
     with run.clock.measure("report"):
         report = build_report(run.warehouse)
-        if run.gate.index_path.exists():
-            docs_folder = run.gate.docs_dir  # its pages use the assets all runs share: those first, once
+        docs_folder = run.gate.docs_dir
+        docs_index: str | None = None  # a run that validated no batch has no validation pages to point to
+        if run.gate.index_path.exists():  # its pages use the assets all runs share: those first, once
             run.store.upload_folder(shared_vendor(docs_folder), f"data_docs/{SHARED_VENDOR}", only_new=True)
-        else:
-            docs_folder = run.data_dir / "data_docs"
-        docs_location = run.store.upload_folder(docs_folder, f"data_docs/{docs_folder.name}")
-        docs_index = f"{docs_location}/index.html"
+            docs_index = f"{run.store.upload_folder(docs_folder, f'data_docs/{docs_folder.name}')}/index.html"
         context = {
             "run_id": run.run_id,
+            "started_at": run.started_at.isoformat(timespec="seconds"),
             "reference_date": report.reference_date,
             "key_fingerprint": report.key_fingerprint,
             "generation_id": publication.generation.generation_id,
@@ -111,12 +110,16 @@ def _finish(
         report_dir = run.data_dir / "reports" / run.run_id
         with report_folder(report_dir) as folder:  # whole or not at all: a run killed here leaves none
             write_report_files(report, folder, context)
-            write_report_page(  # the charts: persons, Gmail countries, Gmail in Germany, quality over runs
+            write_report_page(  # the answers, their charts, quality, protection, metadata; problems first
                 report,
                 run.warehouse.read_quality_trend(run.settings.report_trend_runs),
                 folder,
                 context,
-                docs_link=os.path.relpath(docs_folder / "index.html", report_dir),  # the same in S3
+                Links(  # relative: the same in S3
+                    os.path.relpath(docs_folder / "index.html", report_dir) if docs_index else None,
+                    os.path.relpath(docs_folder.parent / "index.html", report_dir),
+                ),
+                problems,
             )
         reports_location = run.store.upload_folder(report_dir, f"reports/{run.run_id}")
         _publish_artifacts(report, docs_index, run.run_id)
@@ -157,7 +160,8 @@ def _finish(
     breaches = record_run_quality(run, batches, problems, report)  # monitoring.*, breach and merge events
     print(render_summary(report))
     print(breaches_line(breaches))
-    print(f"data docs: {docs_index}")
+    if docs_index:
+        print(f"data docs: {docs_index}")
     print(f"report:    {report_dir}")
     print(f"report page: {reports_location}/{PAGE_NAME}")
     log_event(
@@ -177,7 +181,7 @@ def _finish(
         raise PipelineFailed(
             f"{len(problems)} batch(es) were not published: "
             + "; ".join(problems)
-            + f"; data docs: {docs_index}"
+            + (f"; data docs: {docs_index}" if docs_index else "")
         )
     return {
         "run_id": run.run_id,
@@ -226,11 +230,11 @@ def report_folder(final: Path) -> Iterator[Path]:
         raise
 
 
-def _publish_artifacts(report: Report, docs_index: str, run_id: str) -> None:
+def _publish_artifacts(report: Report, docs_index: str | None, run_id: str) -> None:
     """Report tables and the data docs link as Prefect artifacts (aggregates only)."""
     create_table_artifact(
         key="persons-report",
-        table=[{"metric": name, "value": value} for name, value in summary_rows(report)],
+        table=answer_rows(report),  # in words, formatted as the report page shows them
         description=f"Persons report of run {run_id}",
     )
     create_table_artifact(
@@ -241,6 +245,8 @@ def _publish_artifacts(report: Report, docs_index: str, run_id: str) -> None:
     create_table_artifact(
         key="persons-age-groups", table=report.age_groups, description="Persons per age group"
     )
+    if docs_index is None:
+        return
     create_markdown_artifact(
         key="persons-data-docs",
         markdown=f"# Validation data docs\n\n[Run {run_id}]({_link(docs_index)})\n\n`{docs_index}`\n",

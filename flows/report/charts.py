@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from flows.report.render import Report
+from flows.report.render import Report, number, percent
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -72,7 +72,7 @@ def draw_age_groups(axes: Axes, report: Report) -> None:
         _no_data(axes, "no age group with at least k persons")
         return
     bars = axes.bar(groups, persons, color=COLOURS["main"])
-    axes.bar_label(bars, fontsize=8, padding=2)
+    axes.bar_label(bars, labels=[number(count) for count in persons], fontsize=8, padding=2)
     axes.set_ylabel("persons")
     axes.set_xlabel("age group at the reference date")
     axes.tick_params(axis="x", labelrotation=45, labelsize=8)
@@ -88,7 +88,7 @@ def draw_top_gmail_countries(axes: Axes, report: Report) -> None:
     bars = axes.barh([row["country"] for row in rows], [row["gmail_users"] for row in rows])
     for bar in bars:
         bar.set_color(COLOURS["accent"])
-    axes.bar_label(bars, fontsize=9, padding=3)
+    axes.bar_label(bars, labels=[number(row["gmail_users"]) for row in rows], fontsize=9, padding=3)
     axes.set_xlabel("Gmail users")
     axes.margins(x=0.15)
 
@@ -106,27 +106,33 @@ def draw_gmail_germany_share(axes: Axes, report: Report) -> None:
         counterclock=False,
         wedgeprops={"width": 0.35, "edgecolor": "white"},
     )
-    axes.text(0, 0, f"{share:.2f} %", ha="center", va="center", fontsize=16, color=COLOURS["text"])
+    axes.text(0, 0, percent(share), ha="center", va="center", fontsize=16, color=COLOURS["text"])
     axes.legend(["Gmail users in Germany", "all other persons"], loc="center left", bbox_to_anchor=(1.0, 0.5))
     axes.set_aspect("equal")
 
 
+TREND_MERGED = "batches merged (% of the run's batches)"
+# The anonymiser's record counts of every batch the run received, rejected ones included: not the report's
+# quarantined figure (persons held back from the published data).
+TREND_HELD_BACK = "records quarantined in the run (% of records it received)"
+
+
 def draw_quality_trend(axes: Axes, trend: Sequence[RunQuality]) -> None:
-    """Per run, oldest first: the share of batches merged and the share of records quarantined."""
+    """Per run, oldest first: the share of batches merged and the share of records held back by cleaning."""
     if not trend:
         _no_data(axes, "no run recorded yet")
         return
     positions = list(range(1, len(trend) + 1))
     merged = [float("nan") if run.merged_pct is None else run.merged_pct for run in trend]
     quarantined = [float("nan") if run.quarantined_pct is None else run.quarantined_pct for run in trend]
-    axes.plot(positions, merged, marker="o", color=COLOURS["main"], label="batches merged (%)")
-    axes.plot(positions, quarantined, marker="s", color=COLOURS["accent"], label="records quarantined (%)")
+    axes.plot(positions, merged, marker="o", color=COLOURS["main"], label=TREND_MERGED)
+    axes.plot(positions, quarantined, marker="s", color=COLOURS["accent"], label=TREND_HELD_BACK)
     labels = [f"{run.started_at[:16].replace('T', ' ')}\n{run.run_id[:8]}" for run in trend]
     axes.set_xticks(positions, labels, fontsize=7)
     axes.set_ylim(-5, 105)
     axes.set_ylabel("% of the run")
     axes.grid(axis="y", color="#e5e5e5")
-    axes.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=2, fontsize=8, frameon=False)
 
 
 CHARTS: tuple[tuple[str, str], ...] = (

@@ -6,6 +6,7 @@ import csv
 import io
 import unicodedata
 from dataclasses import asdict, dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,9 @@ import orjson
 from flows.anonymise.policy import FORMULA_START
 
 TOP_COUNTRIES = 3
+# The one rounding rule of every percentage the report shows: two decimals, half up, applied once where the
+# figure enters the report (Report), so that the page, the artifacts, stdout and report.json agree.
+PERCENT_DECIMALS = 2
 # How the published persons are protected (reporting.rpt_k_anonymity), recorded with every report.
 K_ANONYMITY_FIELDS = (
     "k",
@@ -43,9 +47,34 @@ class Report:
     accounting: dict[str, int] = field(default_factory=dict)
     k_anonymity: dict[str, int | None] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # frozen: the rounded share replaces the exact one before anyone reads it
+        object.__setattr__(self, "gmail_germany_share_pct", round_percent(self.gmail_germany_share_pct))
+
     def to_dict(self) -> dict[str, Any]:
         """The report's JSON shape (keys are part of the contract)."""
         return asdict(self)
+
+
+def round_percent(value: float | None) -> float | None:
+    """A percentage rounded by the report's one rule: PERCENT_DECIMALS decimals, half up (as written)."""
+    if value is None:
+        return None
+    exact = Decimal(
+        repr(float(value))
+    )  # the shortest text of the float: 2.675 rounds up, as a reader expects
+    return float(exact.quantize(Decimal(1).scaleb(-PERCENT_DECIMALS), rounding=ROUND_HALF_UP))
+
+
+def percent(value: float | None) -> str:
+    """A percentage as every rendering writes it (`1.24%`, `n/a`), rounded by the one rule."""
+    rounded = round_percent(value)
+    return "n/a" if rounded is None else f"{rounded:.{PERCENT_DECIMALS}f}%"
+
+
+def number(value: int | None) -> str:
+    """A count with thousands separators (`30,000`), `n/a` if unknown."""
+    return "n/a" if value is None else f"{value:,}"
 
 
 def protection_counts(row: tuple[Any, ...]) -> dict[str, int | None]:
@@ -124,6 +153,27 @@ def summary_rows(report: Report) -> list[list[Any]]:
     ]
 
 
+def answer_rows(report: Report) -> list[dict[str, str]]:
+    """The four answers and the figures beside them in words, formatted as the report page shows them."""
+    top = ", ".join(
+        f"{visible(row['country'])} ({number(row['gmail_users'])})" for row in report.top_gmail_countries
+    )
+    counts = report.accounting
+    return [
+        {"figure": "Persons published", "value": number(report.total_persons)},
+        {
+            "figure": "Gmail users in Germany, share of all persons",
+            "value": percent(report.gmail_germany_share_pct),
+        },
+        {"figure": f"Top {TOP_COUNTRIES} Gmail countries (Gmail users)", "value": top or "none"},
+        {"figure": "Gmail users older than 60", "value": number(report.gmail_over_60)},
+        {"figure": "Records requested", "value": number(counts.get("requested"))},
+        {"figure": "Persons quarantined (held back, not published)", "value": number(report.quarantined)},
+        {"figure": "Batches rejected (not published)", "value": number(report.rejected_batches)},
+        {"figure": "Reference date of every age", "value": report.reference_date or "n/a"},
+    ]
+
+
 def render_markdown(report: Report, context: dict[str, Any] | None = None) -> str:
     """A human-readable report."""
     parts = ["# Persons report", ""]
@@ -183,7 +233,7 @@ def render_csvs(report: Report) -> dict[str, str]:
 
 def render_summary(report: Report) -> str:
     """The short text printed at the end of a run."""
-    share = "n/a" if report.gmail_germany_share_pct is None else f"{report.gmail_germany_share_pct:.2f}%"
+    share = percent(report.gmail_germany_share_pct)
     top = (
         ", ".join(f"{visible(row['country'])} ({row['gmail_users']})" for row in report.top_gmail_countries)
         or "none"

@@ -39,7 +39,7 @@ def test_report_matches_an_independent_model_of_the_served_pages(
     model = expected.report()
     for key in EXACT_KEYS:
         assert report[key] == model[key], key
-    assert report["gmail_germany_share_pct"] == pytest.approx(model["gmail_germany_share_pct"])
+    assert report["gmail_germany_share_pct"] == pytest.approx(model["gmail_germany_share_pct"], abs=0.005)
     assert staging_keys(run) == set(expected.persons)
     assert report["quarantine_reasons"] == dict(
         sorted(Counter(r for k, r in expected.quarantined.items() if k not in expected.persons).items())

@@ -7,8 +7,13 @@ import io
 import json
 from pathlib import Path
 
+import pytest
+
 from flows.report.render import (
     Report,
+    answer_rows,
+    number,
+    percent,
     render_csvs,
     render_json,
     render_markdown,
@@ -111,3 +116,41 @@ def test_markdown_and_stdout_show_control_and_format_characters_as_escapes() -> 
         assert "\x00" not in text and "\u202e" not in text and "\r" not in text
         assert "Germany\\x00" in text and "Deutschland\\u202e" in text
     assert "| \\r=cmd | 1 |" in render_markdown(HOSTILE)
+
+
+@pytest.mark.parametrize(
+    ("exact", "shown"),
+    [(1.2425, 1.24), (2.675, 2.68), (0.005, 0.01), (12.5, 12.5), (100.0, 100.0), (None, None)],
+)
+def test_the_share_is_rounded_once_half_up_where_the_report_is_made(
+    exact: float | None, shown: float | None
+) -> None:
+    report = Report(**{**REPORT.to_dict(), "gmail_germany_share_pct": exact})
+    assert report.gmail_germany_share_pct == shown
+    assert json.loads(render_json(report))["gmail_germany_share_pct"] == shown
+
+
+def test_one_rounding_rule_in_json_stdout_and_the_artifact_rows() -> None:
+    report = Report(**{**REPORT.to_dict(), "gmail_germany_share_pct": 100 * 373 / 30020})  # 1.24250499...
+    assert json.loads(render_json(report))["gmail_germany_share_pct"] == 1.24
+    assert "Gmail users in Germany:        1.24% of all persons" in render_summary(report)
+    rows = {row["figure"]: row["value"] for row in answer_rows(report)}
+    assert rows["Gmail users in Germany, share of all persons"] == "1.24%"
+
+
+def test_the_artifact_rows_are_the_answers_in_words() -> None:
+    report = Report(**{**REPORT.to_dict(), "total_persons": 30000, "gmail_over_60": 1187})
+    rows = answer_rows(report)
+    assert [row["figure"] for row in rows[:4]] == [
+        "Persons published",
+        "Gmail users in Germany, share of all persons",
+        "Top 3 Gmail countries (Gmail users)",
+        "Gmail users older than 60",
+    ]
+    assert [row["value"] for row in rows[:4]] == ["30,000", "12.50%", "Germany (3), A|B (1)", "1,187"]
+    assert all("_" not in row["figure"] for row in rows)
+
+
+def test_numbers_and_percentages_in_words() -> None:
+    assert (number(30000), number(0), number(None)) == ("30,000", "0", "n/a")
+    assert (percent(1.2425), percent(7.0), percent(None)) == ("1.24%", "7.00%", "n/a")

@@ -11,7 +11,7 @@ from PIL import Image
 
 from flows.gate.offline_docs import html_references, is_external
 from flows.report.charts import CHARTS, FIGURE_SIZE, PNG_DPI, RunQuality, render_charts
-from flows.report.page import PAGE_NAME, render_page, report_page_markdown, write_report_page
+from flows.report.page import PAGE_NAME, Links, render_page, report_page_markdown, write_report_page
 from flows.report.render import Report
 
 REPORT = Report(
@@ -74,7 +74,7 @@ def test_the_charts_carry_the_reports_figures_as_text(charts: list) -> None:
         country = row["country"].replace("'", "&#x27;")
         assert country in by_name["top_gmail_countries"] or row["country"] in by_name["top_gmail_countries"]
         assert f">{row['gmail_users']}<" in by_name["top_gmail_countries"]
-    assert "2.75 %" in by_name["gmail_germany_share"]
+    assert "2.75%" in by_name["gmail_germany_share"]
     assert "run-bbbb" in by_name["quality_trend"] and "2026-06-15 10:00" in by_name["quality_trend"]
 
 
@@ -93,7 +93,7 @@ def test_a_report_without_figures_still_renders() -> None:
 
 def test_the_page_is_self_contained(charts: list) -> None:
     page = render_page(
-        REPORT, TREND, charts, {"run_id": "run-bbbbbbbb"}, "../../data_docs/run-bbbbbbbb/index.html"
+        REPORT, TREND, charts, {"run_id": "run-bbbbbbbb"}, Links("../../data_docs/run-bbbbbbbb/index.html")
     )
     assert page.count("<svg") == 4 and "<script" not in page
     assert not re.search(r"https?://", page)  # no URL at all, not even an SVG namespace
@@ -126,3 +126,128 @@ def test_the_artifact_links_the_page_and_the_charts() -> None:
     assert "(file:///data/reports/r1/age_groups.png)" in local
     remote = report_page_markdown("s3://bucket/persons/reports/r1", "r1")
     assert "(s3://bucket/persons/reports/r1/report.html)" in remote
+
+
+FULL = Report(
+    **{
+        **REPORT.to_dict(),
+        "total_persons": 30000,
+        "gmail_germany_share_pct": 1.2425,
+        "gmail_over_60": 1187,
+        "age_groups": [
+            {"age_group": "[91-100]", "persons": 23000},
+            {"age_group": "[101-110]", "persons": 2000},
+            {"age_group": "[111-120]", "persons": 3000},
+            {"age_group": "[121-130]", "persons": 2000},
+        ],
+        "quarantined": 421,
+        "quarantine_reasons": {"birthday_in_future": 300, "country_invalid": 121},
+        "rejected_batches": 1,
+        "accounting": {
+            "requested": 31500,
+            "received": 30500,
+            "published": 30000,
+            "quarantined": 421,
+            "rejected": 1000,
+            "erased": 0,
+            "duplicates": 79,
+        },
+        "k_anonymity": {
+            "k": 5,
+            "persons": 30000,
+            "exact_persons": 1272,
+            "generalised_persons": 28728,
+            "suppressed_persons": 0,
+            "classes": 727,
+            "smallest_class": 5,
+        },
+    }
+)
+CONTEXT = {
+    "run_id": "run-bbbbbbbb",
+    "started_at": "2026-06-15T10:00:00+00:00",
+    "reference_date": "2026-06-15",
+    "key_fingerprint": "0123456789abcdef",
+}
+PROBLEM = "batch b00001-3f2a rejected by the validation gate (failed: country_holds_no_email_address)"
+
+
+def _positions(page: str, *markers: str) -> list[int]:
+    return [page.index(marker) for marker in markers]
+
+
+def test_the_answers_come_first_then_quality_protection_and_metadata_last(charts: list) -> None:
+    page = render_page(FULL, TREND, charts, CONTEXT)
+    order = _positions(
+        page,
+        'id="answers"',
+        'id="gmail_germany_share"',
+        'id="top_gmail_countries"',
+        'id="age_groups"',
+        'id="quality"',
+        'id="quality_trend"',
+        'id="k_anonymity"',
+        'id="metadata"',
+    )
+    assert order == sorted(order)
+    answers = page[page.index('id="answers"') : page.index('id="gmail_germany_share"')]
+    assert "30,000</span>persons are published" in answers  # in words, with thousands separators
+    assert "1.24%</span>of all persons are Gmail users in Germany" in answers  # rounded once: 1.2425
+    assert "1,187</span>Gmail users are older than 60" in answers
+    assert [
+        answers.index(row["country"].replace("'", "&#x27;")) for row in FULL.top_gmail_countries
+    ] == sorted(answers.index(row["country"].replace("'", "&#x27;")) for row in FULL.top_gmail_countries)
+    assert "failure" not in page and 'role="alert"' not in page  # a run that published everything
+
+
+def test_metadata_states_each_fact_once_in_words(charts: list) -> None:
+    page = render_page(FULL, TREND, charts, CONTEXT)
+    assert page.count("0123456789abcdef") == 1 and "key_fingerprint" not in page
+    assert "reference_date" not in page and "snake_case" not in page
+    assert "2026-06-15 10:00 UTC" in page  # when the run started, in words, at the top
+    for word in ("records_", "gmail_germany_share_pct", "rejected_batches", "total_persons"):
+        assert word not in page.replace('id="gmail_germany_share"', ""), word
+
+
+def test_a_failed_run_opens_with_a_banner_naming_the_batches_and_reasons(charts: list) -> None:
+    page = render_page(FULL, TREND, charts, CONTEXT, Links("../../data_docs/r/index.html"), [PROBLEM])
+    banner = page[page.index('id="failure"') : page.index("</section>", page.index('id="failure"'))]
+    assert page.index('id="failure"') < page.index('id="answers"')
+    assert "This run failed: 1 batch not published" in banner
+    assert "<td>b00001-3f2a</td>" in banner
+    assert "rejected by the validation gate (failed: country_holds_no_email_address)" in banner
+    assert 'href="../../data_docs/r/index.html"' in banner
+    lead = page[: page.index('id="failure"')]
+    assert "this run failed" in lead
+
+
+def test_quarantined_persons_and_the_trends_quarantined_records_are_told_apart(charts: list) -> None:
+    page = render_page(FULL, TREND, charts, CONTEXT)
+    quality = page[page.index('id="quality"') : page.index('id="k_anonymity"')]
+    assert "421 persons are quarantined" in quality
+    assert "quarantined (persons held back, not published)" in quality
+    assert "records quarantined, % of received" in quality  # the trend's figure: records per run
+    assert "the persons quarantined above are counted once" in quality
+    assert "<td>birthday_in_future</td>" in quality and "1,000" in quality  # reasons; rejected records
+
+
+def test_k_anonymity_has_its_own_section(charts: list) -> None:
+    page = render_page(FULL, TREND, charts, CONTEXT)
+    section = page[page.index('id="k_anonymity"') : page.index('id="metadata"')]
+    assert "5-anonymous" in section
+    assert '<td class="number">28,728</td>' in section and '<td class="number">727</td>' in section
+
+
+def test_a_caveat_where_persons_are_older_than_anyone_lives(charts: list) -> None:
+    page = render_page(FULL, TREND, charts, CONTEXT)
+    caveat = page[page.index('id="age_caveat"') : page.index("</p>", page.index('id="age_caveat"'))]
+    assert "5,000 persons (16.67% of all persons) are older than 110" in caveat
+    assert page.index('id="age_caveat"') < page.index('id="gmail_germany_share"')  # with the answers
+    assert 'id="age_caveat"' not in render_page(REPORT, TREND, charts, CONTEXT)  # ages up to 40: none
+
+
+def test_every_percentage_is_shown_by_the_one_rule(charts: list) -> None:
+    page = render_page(FULL, TREND, charts, CONTEXT)
+    shown = set(re.findall(r"\b\d+\.\d+%", page))
+    assert shown and all(re.fullmatch(r"\d+\.\d{2}%", figure) for figure in shown)
+    assert "1.2425" not in page and "1.24%" in page
