@@ -76,3 +76,39 @@ def test_help_lists_every_flow_parameter() -> None:
         "--report-json",
     ):
         assert option in done.stdout
+
+
+def test_version_completion_and_help_say_what_there_is(capsys: pytest.CaptureFixture[str]) -> None:
+    from flows.cli import build_parser, main
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--version"])
+    assert capsys.readouterr().out.startswith("persons-pipeline ")
+    assert main(["completion", "bash"]) == 0
+    script = capsys.readouterr().out
+    assert "persons-pipeline" in script and "--page-size" in script and "status" in script
+    help_text = build_parser().format_help()
+    for command in ("run", "rekey", "forget", "build-models", "status", "history", "serve", "server"):
+        assert command in help_text, command
+    commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    run_help, rekey_help = commands["run"].format_help(), commands["rekey"].format_help()
+    assert "{duckdb,snowflake}" in run_help and "--log-format" in run_help
+    assert "--rekey" in run_help and "--rekey" not in rekey_help  # rekey does not offer itself
+
+
+def test_status_and_history_render_counts_in_words() -> None:
+    from flows.status import RunOutcome, Status, render_status
+
+    runs = [
+        RunOutcome("r2", "2026-06-15T06:00:00", "2026-06-15T06:01:00", 3, 2, 1, 0, 200_000, 12),
+        RunOutcome("r1", "2026-06-14T06:00:00", "2026-06-14T06:01:00", 2, 2, 0, 0, 200_000, 3),
+    ]
+    status = Status("/d/warehouse.duckdb", "g-1", "ce50", "2026-06-15", 400_000, 15, "2026-06-15T06:01:00",
+                    1.5, 26.0, runs)  # fmt: skip
+    shown = render_status(status)
+    assert "400,000 persons published (generation g-1, reference date 2026-06-15, key ce50)" in shown
+    assert "fresh" in shown and "15 persons held back" in shown
+    assert [run.verdict for run in runs] == ["failed", "published"]
+    assert "2/3, 1 rejected" in shown
+    document = status.to_dict()
+    assert document["fresh"] is True and document["runs"][0]["verdict"] == "failed"
