@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
+from uuid import UUID
 
 from prefect import get_run_logger
+from prefect.client.orchestration import get_client
 from prefect.runtime import flow_run
 from pydantic import SecretStr
 
@@ -151,6 +153,24 @@ class RunContext:
         self.worker.close()
 
 
+def run_tags(targets: Targets, data_dir: Path) -> list[str]:
+    """What tells a run apart in the Prefect UI's Runs list: its environment, warehouse and data folder."""
+    return [f"env:{targets.environment}", f"warehouse:{targets.warehouse}", f"data-dir:{data_dir}"]
+
+
+def tag_run(run_id: str, targets: Targets, data_dir: Path) -> None:
+    """Add the run's tags to its flow run (a run started from the CLI or by a deployment alike)."""
+    current = flow_run.get_id()
+    if current is None:
+        return
+    tags = sorted({*flow_run.get_tags(), *run_tags(targets, data_dir)})
+    try:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(flow_run_id=UUID(str(current)), tags=tags)
+    except Exception as exc:  # tags help finding a run; their absence must not fail it
+        log_event(get_run_logger(), "run_not_tagged", run_id=run_id, error=type(exc).__name__)
+
+
 def in_background(function: Callable[..., T], *args: Any) -> Future[T]:
     """`function(*args)` in a daemon thread: nothing waits for it at exit, so a stop signal that arrives
     while it imports GX ends the run at once (an import the signal interrupted can leave its lock held)."""
@@ -227,6 +247,7 @@ def open_run(parameters: dict[str, Any]) -> Iterator[RunContext]:
                     open_gate, data_dir / "data_docs", run_id, settings.gate_process == "separate"
                 ),
             )
+            tag_run(run_id, targets, data_dir)
             get_run_logger().info(
                 "run %s: environment %s, warehouse %s (%s), landing %s",
                 run_id,
