@@ -32,7 +32,7 @@ from flows.parameters import (
     flow_annotation,
     resolve_parameters,
 )
-from flows.runtime.docs_server import DEFAULT_PORT as DEFAULT_DOCS_PORT
+from flows.runtime.docs_server import stop_docs_server
 from flows.runtime.preflight import EnvironmentProblem, check_data_dir, keep_files_private
 from flows.runtime.server import (
     LocalServerError,
@@ -218,12 +218,13 @@ def _reading_commands(commands: Any) -> None:
     serve = commands.add_parser(
         "serve",
         help="serve the run pages (report pages, data docs, dbt docs) over http on 127.0.0.1",
-        description="Serve the data folder's reports/ and data_docs/ read-only on 127.0.0.1 (the Prefect "
-        "UI's artifact links open there; a run landing in a local folder starts one in the background).",
+        description="Serve the data folder's reports/ and data_docs/ read-only on 127.0.0.1, in the "
+        "background (one server for all your data folders; a run landing in a local folder starts it too, so "
+        "the Prefect UI's artifact links open).",
     )
     add_place_options(serve, ("data_dir",))
-    serve.add_argument("--port", type=int, default=DEFAULT_DOCS_PORT, help=f"(default {DEFAULT_DOCS_PORT})")
-    serve.add_argument("--stop", action="store_true", help="stop the one runs started in the background")
+    serve.add_argument("--port", type=int, help="its port (default: PERSONS_PAGES_SERVER_PORT, 8765)")
+    serve.add_argument("--stop", action="store_true", help="stop it")
 
 
 @contextmanager
@@ -281,27 +282,30 @@ def _reading_problem(exc: Exception) -> str:
 
 
 def serve_command(args: argparse.Namespace) -> int:
-    """`serve`: the data folder's pages over http until Ctrl-C (or stop the background one)."""
-    from flows.runtime.docs_server import serve, stop_docs_server  # noqa: PLC0415
+    """`serve`: the data folder's pages over http (the server starts in the background, or runs already)."""
+    from flows.runtime.docs_server import (  # noqa: PLC0415
+        ensure_docs_server,
+        register_folder,
+        stop_docs_server,
+    )
 
-    data_dir = Path(args.data_dir or get_settings().data_dir).resolve()
+    settings = get_settings()
+    home = settings.pages_server_home
     if args.stop:
-        stopped = stop_docs_server(data_dir)
+        stopped = stop_docs_server(home)
         print(f"stopped: {stopped.url} (pid {stopped.pid})" if stopped else "not running")
         return EXIT_OK
+    data_dir = Path(args.data_dir or settings.data_dir).resolve()
+    identifier = register_folder(home, data_dir)
     try:
-        server = serve(data_dir, args.port)
-    except OSError as exc:
-        print(f"persons-pipeline serve: error: port {args.port}: {exc.strerror or exc}", file=sys.stderr)
+        server = ensure_docs_server(home, args.port if args.port is not None else settings.pages_server_port)
+    except RuntimeError as exc:
+        print(f"persons-pipeline serve: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    port = server.server_address[1]
-    print(f"serving {data_dir}/reports and data_docs at http://127.0.0.1:{port}/ (Ctrl-C stops)")
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    print(f"serving {data_dir} (read-only, 127.0.0.1; stop it with `persons-pipeline serve --stop`):")
+    print(f"  data docs:    {server.url}/{identifier}/data_docs/index.html")
+    print(f"  model docs:   {server.url}/{identifier}/data_docs/dbt/index.html")
+    print(f"  report pages: {server.url}/{identifier}/reports/<run id>/report.html")
     return EXIT_OK
 
 
@@ -457,6 +461,9 @@ def server_command(args: argparse.Namespace) -> int:
         elif args.action == "stop":
             stopped = stop_server(home)
             print(f"stopped: {stopped.url} (pid {stopped.pid})" if stopped else "not running")
+            pages = stop_docs_server(settings.pages_server_home)  # the pages server goes with it
+            if pages:
+                print(f"stopped the pages server: {pages.url} (pid {pages.pid})")
         else:
             found = running_server(home)
             print(f"running: {found.url} (pid {found.pid}, home {home})" if found else "not running")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from prefect import get_run_logger
@@ -26,6 +26,7 @@ from flows.monitoring.record import record_run_quality
 from flows.report.page import PAGE_NAME, Links, publish_report_page, write_report_page
 from flows.report.render import Report, answer_rows, render_json, render_summary, write_report_files
 from flows.run_context import PipelineFailed, RunContext, log_event
+from flows.runtime.docs_server import ensure_docs_server, register_folder
 from flows.runtime.preflight import is_disk_full
 from flows.runtime.remote import own_resources
 from flows.stages import build_report
@@ -122,8 +123,9 @@ def _finish(
                 problems,
             )
         reports_location = run.store.upload_folder(report_dir, f"reports/{run.run_id}")
-        _publish_artifacts(report, docs_index, run.run_id)
-        publish_report_page(reports_location, run.run_id)
+        link = browser_links(run)
+        _publish_artifacts(report, docs_index, run.run_id, link)
+        publish_report_page(reports_location, run.run_id, report, link)
     wall = round(time.perf_counter() - run.started, 3)
     if run.params.report_json:
         run.params.report_json.parent.mkdir(parents=True, exist_ok=True)
@@ -161,9 +163,8 @@ def _finish(
     print(render_summary(report))
     print(breaches_line(breaches))
     if docs_index:
-        print(f"data docs: {docs_index}")
-    print(f"report:    {report_dir}")
-    print(f"report page: {reports_location}/{PAGE_NAME}")
+        print(f"data docs:   {link(docs_index)}")
+    print(f"report page: {link(f'{reports_location}/{PAGE_NAME}')}")  # the last line: where to look
     log_event(
         logger,
         "run_finished",
@@ -230,7 +231,29 @@ def report_folder(final: Path) -> Iterator[Path]:
         raise
 
 
-def _publish_artifacts(report: Report, docs_index: str | None, run_id: str) -> None:
+def browser_links(run: RunContext) -> Callable[[str], str]:
+    """How a browser opens the run's pages from the Prefect UI: a presigned link in S3; locally the pages
+    server's http address (a browser refuses file:// links from a web page), else the file."""
+    if run.targets.lands_in_s3 and hasattr(run.store, "browser_link"):
+        return cast(Callable[[str], str], run.store.browser_link)
+    server = None
+    if run.settings.pages_server:
+        try:
+            register_folder(run.settings.pages_server_home, run.data_dir)
+            server = ensure_docs_server(run.settings.pages_server_home, run.settings.pages_server_port)
+        except Exception as exc:  # the pages stay where they are; only their links are files then
+            log_event(get_run_logger(), "pages_server_unavailable", error=type(exc).__name__)
+
+    def link(location: str) -> str:
+        served = server.link(Path(location)) if server is not None and location.startswith("/") else None
+        return served or (Path(location).as_uri() if location.startswith("/") else location)
+
+    return link
+
+
+def _publish_artifacts(
+    report: Report, docs_index: str | None, run_id: str, link: Callable[[str], str]
+) -> None:
     """Report tables and the data docs link as Prefect artifacts (aggregates only)."""
     create_table_artifact(
         key="persons-report",
@@ -249,11 +272,6 @@ def _publish_artifacts(report: Report, docs_index: str | None, run_id: str) -> N
         return
     create_markdown_artifact(
         key="persons-data-docs",
-        markdown=f"# Validation data docs\n\n[Run {run_id}]({_link(docs_index)})\n\n`{docs_index}`\n",
+        markdown=f"# Validation data docs\n\n[Run {run_id}]({link(docs_index)})\n\n`{docs_index}`\n",
         description="Great Expectations data docs of this run",
     )
-
-
-def _link(location: str) -> str:
-    """A clickable form of a file path or s3:// URL."""
-    return Path(location).as_uri() if location.startswith("/") else location

@@ -148,6 +148,18 @@ class PipelineSettings(RunDefaults, BaseSettings):  # type: ignore[misc]  # two 
         300.0, ge=5, le=3600, description="How long a run waits for the local Prefect server to start."
     )
 
+    # --- the pages runs make (report pages, data docs, dbt docs) over http (flows/runtime/docs_server.py) ---
+    pages_server: bool = Field(
+        True,
+        description="Serve the run's pages read-only on 127.0.0.1 (one server per user, started by the first "
+        "run landing in a local folder) so that the Prefect UI's links open them.",
+    )
+    pages_server_home: Path = Field(
+        Path.home() / ".persons-pipeline" / "pages-server",
+        description="Home of that server: its state and the data folders it may show.",
+    )
+    pages_server_port: int = Field(8765, ge=0, le=65535, description="Its port (0, or taken: a free one).")
+
     min_free_disk_mib: float = Field(
         64.0, ge=0, le=10_000_000, description="Free space a run needs on the data folder's disk to start."
     )

@@ -21,6 +21,8 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 # The tests key their offline data with the demo key, asked for explicitly as the quickstart does.
 os.environ.setdefault("PERSONS_ALLOW_DEMO_SECRET", "true")
+# No background pages server per test run (tests that follow links start one of their own, then stop it).
+os.environ.setdefault("PERSONS_PAGES_SERVER", "false")
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

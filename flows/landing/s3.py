@@ -17,6 +17,9 @@ from prefect_aws.client_parameters import AwsClientParameters
 
 from flows.settings import PipelineSettings
 
+# How long a link in a Prefect artifact to a page in the bucket stays valid: S3's longest for a signature.
+PRESIGNED_LINK_S = 7 * 24 * 3600
+
 
 class S3LandingStore:
     """Objects under s3://<bucket>/<prefix>/, keys relative to the prefix."""
@@ -82,6 +85,19 @@ class S3LandingStore:
     def uri(self, key: str) -> str:
         """s3:// URL of the object."""
         return f"s3://{self.bucket.bucket_name}/{self._key(key)}"
+
+    def browser_link(self, location: str, expires_s: int = PRESIGNED_LINK_S) -> str:
+        """An https link a browser can open for an s3:// location of this bucket (presigned, it expires)."""
+        parts = urlsplit(location)
+        client = self.bucket.credentials.get_s3_client()
+        return cast(
+            str,
+            client.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": parts.netloc, "Key": parts.path.lstrip("/")},
+                ExpiresIn=expires_s,
+            ),
+        )
 
     def upload_folder(self, folder: Path, key_prefix: str, only_new: bool = False) -> str:
         """Upload every file under `folder` to <prefix>/<key_prefix>/... (with `only_new`, only those not

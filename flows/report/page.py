@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from flows.report.charts import CHARTS, TREND_HELD_BACK, TREND_MERGED, Chart, RunQuality, render_charts
-from flows.report.render import TOP_COUNTRIES, Report, number, percent, visible
+from flows.report.render import TOP_COUNTRIES, Report, answer_rows, number, percent, visible
 
 PAGE_NAME = "report.html"
 # Older than this at the reference date is beyond any documented human life: the source's data, flagged.
@@ -406,24 +406,34 @@ def write_report_page(
     return [page, *written]
 
 
-def report_page_markdown(reports_location: str, run_id: str) -> str:
-    """The artifact's text: a link to the page and to each PNG wherever the report folder was uploaded."""
+def _file_link(location: str) -> str:
+    """A clickable form of a file path (an s3:// URL stays as it is)."""
+    return Path(location).as_uri() if location.startswith("/") else location
 
-    def link(location: str) -> str:  # a clickable form of a file path or an s3:// URL
-        return Path(location).as_uri() if location.startswith("/") else location
 
+def report_page_markdown(
+    reports_location: str, run_id: str, report: Report, link: Callable[[str], str] = _file_link
+) -> str:
+    """The artifact's text: the answers in words (the UI shows them without opening anything), then links to
+    the page and each PNG, made by `link` (the pages server's http address, a presigned S3 link, a file)."""
     page = f"{reports_location}/{PAGE_NAME}"
+    answers = "\n".join(f"| {row['figure']} | {row['value']} |" for row in answer_rows(report))
     images = "\n".join(f"- [{title}]({link(f'{reports_location}/{name}.png')})" for name, title in CHARTS)
-    heading = f"# Persons report\n\n[Report page of run {run_id}]({link(page)})\n\n`{page}`"
-    return f"{heading}\n\nCharts (PNG):\n{images}\n"
+    return (
+        f"# Persons report\n\n| answer | value |\n|---|---|\n{answers}\n\n"
+        f"[Report page of run {run_id}]({link(page)})\n\nCharts (PNG):\n{images}\n"
+    )
 
 
-def publish_report_page(reports_location: str, run_id: str) -> None:
-    """The Prefect artifact that links the run's report page (uploaded beside the data docs)."""
+def publish_report_page(
+    reports_location: str, run_id: str, report: Report, link: Callable[[str], str] = _file_link
+) -> None:
+    """The Prefect artifact with the answers and links to the run's report page (uploaded beside the docs)."""
     from prefect.artifacts import create_markdown_artifact  # noqa: PLC0415 - only in a flow run
 
     create_markdown_artifact(
         key="persons-report-page",
-        markdown=report_page_markdown(reports_location, run_id),
-        description="Report page of this run: age groups, Gmail countries, Gmail in Germany, quality trend",
+        markdown=report_page_markdown(reports_location, run_id, report, link),
+        description="The run's answers, and its report page: age groups, Gmail countries, Gmail in Germany, "
+        "quality",
     )

@@ -1,10 +1,12 @@
-"""The pages a run makes, over http: a read-only server of a data folder's reports and docs on 127.0.0.1.
+"""The pages runs make, over http: one read-only server per user on 127.0.0.1 for every data folder's
+reports and docs.
 
-A browser refuses `file://` links from a web page (the Prefect UI's artifacts), so the report page, the
-validation docs and the dbt docs are served here: `persons-pipeline serve` in the foreground, or started
-detached by a run that lands in a local folder (one per data folder, reused by later runs, like the local
-Prefect server). It serves `reports/` and `data_docs/` only, read-only, without directory listings, and
-nothing outside the data folder.
+A browser refuses `file://` links from a web page (the Prefect UI's artifacts), so the report pages, the
+validation docs and the dbt docs are served here. A run that lands in a local folder registers its data
+folder and starts the server if it is not running (detached, reused by later runs, like the local Prefect
+server; `persons-pipeline server stop` stops both); `persons-pipeline serve` runs it in the foreground.
+Each data folder is served under a path of its own (`/<folder id>/reports/...`, `/<folder id>/data_docs/...`):
+only registered folders, only those two sub-folders, read-only, without directory listings.
 
 This module never imports Prefect: it runs as its own small process.
 """
@@ -13,11 +15,15 @@ from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import json
 import os
 import posixpath
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from http import HTTPStatus
@@ -32,18 +38,46 @@ from flows.runtime.environment import child_environment
 from flows.runtime.server import process_alive, process_start_time
 
 SERVED = ("reports", "data_docs")  # the only folders of a data folder the server shows
-STATE_FILE = ".docs-server.json"
 HEALTH = "/__health"
-DEFAULT_PORT = 8765
+STATE_FILE = "server.json"
+FOLDERS_FILE = "folders.json"
+
+
+def folder_id(data_dir: Path) -> str:
+    """The path a data folder is served under: a digest of its absolute path (no path is shown)."""
+    return hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:12]
+
+
+def registered_folders(home: Path) -> dict[str, str]:
+    """The data folders the server may show, by their id."""
+    try:
+        folders = json.loads((home / FOLDERS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(key): str(value) for key, value in folders.items()} if isinstance(folders, dict) else {}
+
+
+def register_folder(home: Path, data_dir: Path) -> str:
+    """Let the server show a data folder's pages; its id."""
+    home.mkdir(parents=True, exist_ok=True)
+    folders = registered_folders(home)
+    identifier = folder_id(data_dir)
+    if folders.get(identifier) != str(data_dir.resolve()):
+        folders[identifier] = str(data_dir.resolve())
+        handle, temporary = tempfile.mkstemp(dir=home, prefix=".folders-")
+        with os.fdopen(handle, "w") as stream:
+            json.dump(folders, stream)
+        os.replace(temporary, home / FOLDERS_FILE)  # whole or not at all: a server reads it any time
+    return identifier
 
 
 @dataclass(frozen=True)
 class DocsServer:
-    """A running docs server of one data folder."""
+    """The running server."""
 
     pid: int
     port: int
-    data_dir: str
+    home: str
     process_start: str | None = None
 
     @property
@@ -52,28 +86,32 @@ class DocsServer:
         return f"http://127.0.0.1:{self.port}"
 
     def link(self, path: Path) -> str | None:
-        """The http address of a file under the data folder's served folders; None for anything else."""
-        try:
-            relative = path.resolve().relative_to(Path(self.data_dir))
-        except ValueError:
-            return None
-        served = bool(relative.parts) and relative.parts[0] in SERVED
-        return f"{self.url}/{relative.as_posix()}" if served else None
+        """The http address of a file in a registered data folder's served folders; None for anything else."""
+        resolved = path.resolve()
+        for identifier, folder in registered_folders(Path(self.home)).items():
+            if resolved.is_relative_to(folder):
+                relative = resolved.relative_to(folder)
+                if relative.parts and relative.parts[0] in SERVED:
+                    return f"{self.url}/{identifier}/{relative.as_posix()}"
+        return None
 
 
 class ReadOnlyHandler(SimpleHTTPRequestHandler):
-    """GET and HEAD of files under reports/ and data_docs/; no listing, nothing else."""
+    """GET and HEAD of files under a registered folder's reports/ and data_docs/; no listing, nothing else."""
+
+    home: Path
 
     def translate_path(self, path: str) -> str:
-        """The file a URL names; a path that does not exist (404) for anything outside the served folders."""
+        """The file a URL names; a path that does not exist (404) for anything the server does not show."""
         parts = [part for part in posixpath.normpath(unquote(urlsplit(path).path)).split("/") if part]
-        if not parts or parts[0] not in SERVED or any(part in {".", ".."} for part in parts):
-            return str(Path(self.directory) / ".not-served")
-        target = Path(self.directory, *parts)
+        folder = registered_folders(self.home).get(parts[0]) if parts else None
+        if folder is None or len(parts) < 2 or parts[1] not in SERVED or ".." in parts:
+            return str(self.home / ".not-served")
+        target = Path(folder, *parts[1:])
         if target.is_dir():
             target = target / "index.html"
         resolved = target.resolve()
-        return str(resolved) if resolved.is_relative_to(Path(self.directory).resolve()) else "/.not-served"
+        return str(resolved) if resolved.is_relative_to(Path(folder).resolve()) else "/.not-served"
 
     def do_GET(self) -> None:
         if self.path == HEALTH:
@@ -93,24 +131,19 @@ class ReadOnlyHandler(SimpleHTTPRequestHandler):
         super().end_headers()
 
     def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: the pages' paths are the run's ids, but nothing needs logging here."""
+        """Quiet: nothing here needs logging."""
 
 
-def serve(data_dir: Path, port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:
-    """A server of the data folder's pages (not started: `serve_forever` it)."""
-    handler = functools.partial(ReadOnlyHandler, directory=str(data_dir.resolve()))
-    return ThreadingHTTPServer((host, port), handler)
+def serve(home: Path, port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:
+    """A server of the registered folders' pages (not started: `serve_forever` it)."""
+    handler = type("Handler", (ReadOnlyHandler,), {"home": home})
+    return ThreadingHTTPServer((host, port), functools.partial(handler, directory=str(home)))
 
 
-def state_path(data_dir: Path) -> Path:
-    """Where the data folder's docs server is recorded."""
-    return data_dir / STATE_FILE
-
-
-def running_docs_server(data_dir: Path) -> DocsServer | None:
-    """The data folder's docs server if it runs and answers."""
+def running_docs_server(home: Path) -> DocsServer | None:
+    """The server if it runs and answers."""
     try:
-        found = DocsServer(**json.loads(state_path(data_dir).read_text()))
+        found = DocsServer(**json.loads((home / STATE_FILE).read_text()))
     except (OSError, ValueError, TypeError):
         return None
     if not process_alive(found.pid, found.process_start):
@@ -122,16 +155,16 @@ def running_docs_server(data_dir: Path) -> DocsServer | None:
     return found if answered else None
 
 
-def ensure_docs_server(data_dir: Path, port: int = DEFAULT_PORT, start_timeout_s: float = 30) -> DocsServer:
-    """The data folder's docs server, started detached unless it runs (a free port if `port` is taken)."""
-    data_dir = data_dir.resolve()
-    found = running_docs_server(data_dir)
+def ensure_docs_server(home: Path, port: int, start_timeout_s: float = 30) -> DocsServer:
+    """The running server, started detached if it is not (a free port if `port` is taken)."""
+    home = home.resolve()
+    found = running_docs_server(home)
     if found is not None:
         return found
+    home.mkdir(parents=True, exist_ok=True)
     chosen = port if port and _free(port) else 0
-    command = [sys.executable, "-m", "flows.runtime.docs_server", "--data-dir", str(data_dir)]
     process = subprocess.Popen(  # noqa: S603 - our own module, by our own interpreter
-        [*command, "--port", str(chosen), "--state-file"],
+        [sys.executable, "-m", "flows.runtime.docs_server", "--home", str(home), "--port", str(chosen)],
         env=child_environment(),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
@@ -141,46 +174,42 @@ def ensure_docs_server(data_dir: Path, port: int = DEFAULT_PORT, start_timeout_s
     )
     deadline = time.monotonic() + start_timeout_s
     while time.monotonic() < deadline and process.poll() is None:
-        found = running_docs_server(data_dir)
+        found = running_docs_server(home)
         if found is not None and found.pid == process.pid:
             return found
         time.sleep(0.1)
     process.kill()
-    raise RuntimeError(f"the docs server of {data_dir} did not start within {start_timeout_s:.0f} s")
+    raise RuntimeError(f"the pages server (home {home}) did not start within {start_timeout_s:.0f} s")
 
 
-def stop_docs_server(data_dir: Path) -> DocsServer | None:
-    """Stop the data folder's docs server, if one runs; what was stopped."""
-    found = running_docs_server(data_dir.resolve())
+def stop_docs_server(home: Path) -> DocsServer | None:
+    """Stop the server, if one runs; what was stopped."""
+    found = running_docs_server(home.resolve())
     if found is not None:
-        os.kill(found.pid, 15)
-    state_path(data_dir.resolve()).unlink(missing_ok=True)
+        os.kill(found.pid, signal.SIGTERM)
+    (home / STATE_FILE).unlink(missing_ok=True)
     return found
 
 
 def _free(port: int) -> bool:
-    import socket  # noqa: PLC0415
-
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) != 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m flows.runtime.docs_server`: serve a data folder until stopped."""
+    """`python -m flows.runtime.docs_server`: serve the registered folders until stopped."""
     parser = argparse.ArgumentParser(prog="docs-server")
-    parser.add_argument("--data-dir", type=Path, required=True)
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
-    parser.add_argument("--state-file", action="store_true", help="record the server in the data folder")
+    parser.add_argument("--home", type=Path, required=True)
+    parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
-    server = serve(args.data_dir, args.port)
-    if args.state_file:
-        port = int(server.server_address[1])
-        state = DocsServer(os.getpid(), port, str(args.data_dir.resolve()), process_start_time(os.getpid()))
-        state_path(args.data_dir).write_text(json.dumps(asdict(state)))
+    server = serve(args.home, args.port)
+    state = DocsServer(
+        os.getpid(), int(server.server_address[1]), str(args.home.resolve()), process_start_time(os.getpid())
+    )
+    (args.home / STATE_FILE).write_text(json.dumps(asdict(state)))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     finally:
         server.server_close()
     return 0

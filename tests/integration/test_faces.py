@@ -166,3 +166,44 @@ def test_the_run_form_shows_every_parameter_and_the_api_refuses_a_bad_one(
         assert text in dom, text
     picture = screenshot_url(form, tmp_path, size=(1400, 2400), budget_ms=15000)
     assert colours(picture) > 50
+
+
+def test_the_artifacts_carry_the_answers_and_links_that_open_over_http(
+    twin: FakerTwin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_pipeline: Any
+) -> None:
+    import httpx
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    from flows.runtime.docs_server import stop_docs_server
+    from flows.settings import get_settings
+
+    home = tmp_path / "pages-server"
+    monkeypatch.setenv("PERSONS_PAGES_SERVER", "true")
+    monkeypatch.setenv("PERSONS_PAGES_SERVER_HOME", str(home))
+    monkeypatch.setenv("PERSONS_PAGES_SERVER_PORT", "0")
+    get_settings.cache_clear()
+    try:
+        run = run_pipeline(twin.url, total=2000)
+        assert run.state.is_completed(), run.state.message
+        with get_client(sync_client=True) as client:
+            artifacts = client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[run.state.state_details.flow_run_id])
+                )
+            )
+        by_key = {artifact.key: str(artifact.data) for artifact in artifacts}
+        page = by_key["persons-report-page"]
+        assert "| Persons published | 2,000 |" in page  # the answer, without opening anything
+        links = re.findall(r"\((http://127\.0\.0\.1:\d+/[^)]+)\)", page + by_key["persons-data-docs"])
+        assert any(link.endswith("/report.html") for link in links) and len(links) >= 5
+        for link in links:
+            assert httpx.get(link, timeout=10).status_code == 200, link
+        report_page = next(link for link in links if link.endswith("/report.html"))
+        assert "Gmail" in dump_dom_url(report_page)
+        base = report_page.split("/reports/")[0]
+        assert httpx.get(f"{base}/warehouse.duckdb", timeout=10).status_code == 404  # only pages are served
+        assert httpx.get(f"{base}/reports/", timeout=10).status_code in {404}  # no listing
+    finally:
+        stop_docs_server(home)
+        get_settings.cache_clear()

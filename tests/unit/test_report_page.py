@@ -121,11 +121,22 @@ def test_the_page_and_charts_are_written_beside_the_report(tmp_path: Path) -> No
 
 
 def test_the_artifact_links_the_page_and_the_charts() -> None:
-    local = report_page_markdown("/data/reports/r1", "r1")
+    local = report_page_markdown("/data/reports/r1", "r1", REPORT)
     assert "(file:///data/reports/r1/report.html)" in local
     assert "(file:///data/reports/r1/age_groups.png)" in local
-    remote = report_page_markdown("s3://bucket/persons/reports/r1", "r1")
+    remote = report_page_markdown("s3://bucket/persons/reports/r1", "r1", REPORT)
     assert "(s3://bucket/persons/reports/r1/report.html)" in remote
+
+
+def test_the_artifact_carries_the_answers_and_links_that_open() -> None:
+    served = report_page_markdown(
+        "/data/reports/r1",
+        "r1",
+        REPORT,
+        lambda location: location.replace("/data", "http://127.0.0.1:8765/x"),
+    )
+    assert "| Persons published |" in served and "| Gmail users older than 60 |" in served
+    assert "(http://127.0.0.1:8765/x/reports/r1/report.html)" in served
 
 
 FULL = Report(
