@@ -31,10 +31,15 @@ base() {
 build() {
     base
     echo "image: building $IMAGE"
-    buildah bud --isolation chroot --layers --quiet \
+    # Docker's image format: the OCI format has no HEALTHCHECK, and buildah would drop the Dockerfile's.
+    buildah bud --isolation chroot --layers --quiet --format docker \
         --build-arg "BASE_IMAGE=$BASE_IMAGE" \
         -v "$CA_BUNDLE:$CA_BUNDLE:ro" \
         -t "$IMAGE" .
+    local healthcheck
+    healthcheck="$(buildah inspect --type image --format '{{if .Docker.Config.Healthcheck}}{{.Docker.Config.Healthcheck.Test}}{{end}}' "$IMAGE")"
+    [ -n "$healthcheck" ] || { echo "image: $IMAGE lost the Dockerfile's HEALTHCHECK" >&2; exit 1; }
+    echo "image: healthcheck $healthcheck"
 }
 
 run_test() {
