@@ -28,7 +28,7 @@ WORKFLOWS := $(wildcard .github/workflows/*.yml)
 # The CDK's jsii runtime runs on this machine's Node.js 20 (end of life for jsii, still working): no banner.
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 .PHONY: help install run server-status server-stop test test-unit test-integration test-platform lint lint-code lint-workflows lint-infra format bench lock vendor \
-	clean deploy deploy-plan worker image image-test infra infra-deploy infra-outputs smoke
+	clean deploy undeploy deploy-plan worker image image-test infra infra-deploy infra-outputs smoke
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -129,8 +129,13 @@ format: $(DEV_STAMP) ## apply ruff and sqlfluff fixes
 bench: $(DEV_STAMP) ## benchmark 30k and 1M persons against the twin, with the naive baseline (prints figures)
 	$(BIN)/python -m bench.run $(ARGS)
 
-deploy: $(RUNTIME_STAMP) ## create the work pool if missing and deploy prefect.yaml (ENV=local|dev|prod; needs PREFECT_API_URL)
-	$(BIN)/python deployments/deploy.py --env $(ENV)
+# deploy, undeploy and worker print their own few lines (no echo of the command); Prefect's output of a deploy
+# goes to the log file its last line names.
+deploy: $(RUNTIME_STAMP) ## create or update ENV's work pool, deploy prefect.yaml, build the models (ENV=local|dev|prod; needs PREFECT_API_URL)
+	@$(BIN)/python deployments/deploy.py --env $(ENV)
+
+undeploy: $(RUNTIME_STAMP) ## delete ENV's deployments and automations, and the local pool if make deploy created it
+	@$(BIN)/python deployments/undeploy.py --env $(ENV)
 
 deploy-plan: | $(RUNTIME_STAMP) ## print ENV's work pool and the values make deploy would use (no API call)
 	$(BIN)/python deployments/deploy.py --env $(ENV) --dry-run
@@ -138,8 +143,8 @@ deploy-plan: | $(RUNTIME_STAMP) ## print ENV's work pool and the values make dep
 smoke: $(RUNTIME_STAMP) ## run the adhoc deployment for 3,000 persons and wait for it (needs PREFECT_API_URL)
 	$(BIN)/prefect deployment run persons-pipeline/adhoc --param total=3000 --watch --watch-timeout 1800
 
-worker: $(RUNTIME_STAMP) ## start a process worker on the local pool (needs PREFECT_API_URL)
-	$(BIN)/prefect worker start --pool persons-local --type process
+worker: $(RUNTIME_STAMP) ## a process worker on ENV's pool; locally it also starts the Faker twin its runs use (needs PREFECT_API_URL)
+	@$(BIN)/python deployments/worker.py --env $(ENV) $(ARGS)
 
 image: ## build the image with buildah (no Docker engine needed)
 	scripts/image.sh build
