@@ -230,12 +230,11 @@ def _reading_commands(commands: Any) -> None:
 @contextmanager
 def terminal(log_format: LogFormat) -> Iterator[None]:
     """The console chosen for a command that runs a flow (once Prefect is imported), closed after it."""
-    handler = configure_terminal(log_format)
+    console = configure_terminal(log_format)
     try:
         yield
     finally:
-        if handler is not None:
-            handler.close()
+        console.close()
 
 
 def package_version() -> str:

@@ -280,21 +280,35 @@ def json_record(record: logging.LogRecord) -> dict[str, Any]:
     return document
 
 
-def configure_terminal(log_format: LogFormat, stream: TextIO | None = None) -> logging.Handler | None:
+class Terminal:
+    """The console a command uses while it runs; `close` puts Prefect's console back."""
+
+    def __init__(self, handler: logging.Handler | None, replaced: list[logging.Handler]) -> None:
+        self.handler, self._replaced = handler, replaced
+
+    def close(self) -> None:
+        """End the progress display and restore the console as it was."""
+        root = logging.getLogger()
+        if self.handler is not None:
+            self.handler.close()
+            root.removeHandler(self.handler)
+        for handler in self._replaced:
+            root.addHandler(handler)
+
+
+def configure_terminal(log_format: LogFormat, stream: TextIO | None = None) -> Terminal:
     """Put the chosen console in place of Prefect's (the API's handler stays); call once Prefect is imported.
-    Returns the handler to close at the end (None for `verbose`: Prefect's console is kept)."""
+    `verbose` keeps Prefect's console as it is."""
     logging.getLogger("great_expectations").setLevel(logging.WARNING)  # its INFO lines are not the run's
     if log_format == "verbose":
-        return None
+        return Terminal(None, [])
     target = stream or sys.stderr
     handler: logging.Handler = (
         JsonLogHandler(target) if log_format == "json" else QuietConsoleHandler(target, target.isatty())
     )
     root = logging.getLogger()
-    for existing in list(root.handlers):
-        if type(existing).__name__ == "PrefectConsoleHandler":
-            root.removeHandler(existing)
+    replaced = [existing for existing in root.handlers if type(existing).__name__ == "PrefectConsoleHandler"]
+    for existing in replaced:
+        root.removeHandler(existing)
     root.addHandler(handler)
-    for name in ("prefect.flow_runs", "prefect.task_runs"):  # they reach the console through the root
-        logging.getLogger(name).setLevel(logging.NOTSET)
-    return handler
+    return Terminal(handler, replaced)

@@ -43,6 +43,7 @@ def test_no_raw_personal_value_reaches_disk_logs_results_or_docs(
     lineage: LineageReceiver,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     # The person_key secret is a marker stored in (moto's) Secrets Manager: it must not be found either.
     marker = f"leak-marker-secret-{uuid.uuid4().hex}"
@@ -103,6 +104,29 @@ def test_no_raw_personal_value_reaches_disk_logs_results_or_docs(
         if finding.how != "bytes" or finding.path != warehouse_file
     }
     assert where == {"duckdb:staging.tombstones.person_key"}  # a forgotten key: only its tombstone
+
+    # What people read besides the files: status and history, and a run's log lines as JSON (the third run).
+    outputs = first.data_dir / "command-outputs"
+    outputs.mkdir()
+    monkeypatch.setenv("PERSONS_LINEAGE_ENABLED", "false")  # the lineage checks below count two runs' events
+    get_settings.cache_clear()
+    twin.reset()
+    twin.set_faults(noisy)
+    third = ["run", "--api-url", twin.url, "--data-dir", str(first.data_dir), "--total", "500"]
+    third += ["--page-size", "500", "--seed", "103", "--reference-date", str(REFERENCE_DATE)]
+    place = ["--data-dir", str(first.data_dir)]
+    commands = {
+        "run-json-log": [*third, "--log-format", "json"],
+        "status-json": ["status", *place, "--json"],
+        "history-json": ["history", *place, "--json"],
+        "status": ["status", *place],
+    }
+    for name, command in commands.items():
+        assert main(command) == 0
+        shown = capsys.readouterr()
+        (outputs / f"{name}.txt").write_text(shown.out + shown.err)
+    records += expected_from_served(twin.served(), noisy, REFERENCE_DATE, marker.encode()).raw_records
+    assert '"event": "batch_merged"' in (outputs / "run-json-log.txt").read_text()
 
     needles = Needles.from_records(records)
     assert len(needles.substrings) > 5000 and len(needles.values) > 500
