@@ -190,7 +190,20 @@ def _finish(
         "data_docs": docs_index,
         "report_dir": reports_location,
         "manifest": run.store.uri(manifest_key),
+        "message": run_message(publication, batches, link(f"{reports_location}/{PAGE_NAME}")),
     }
+
+
+def run_message(publication: Publication, batches: list[dict[str, Any]], report_page: str) -> str:
+    """What a completed run did, in one line (its final state's message)."""
+    if not publication.batches and publication.skipped_pages:
+        return (
+            f"nothing new to fetch: all {publication.skipped_pages:,} pages of this run were published "
+            f"before ({publication.skipped_persons:,} persons); ask for more with a larger total, or for "
+            f"other persons with another seed; report page: {report_page}"
+        )
+    persons = sum(int(batch.get("persons", 0)) for batch in batches if batch.get("merged"))
+    return f"published {persons:,} new persons in {len(batches)} batch(es); report page: {report_page}"
 
 
 def breaches_line(breaches: Sequence[Breach]) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 from prefect import State, flow
+from prefect.states import Completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.analytics.stage import build_models, models_of_run
@@ -53,7 +54,9 @@ def persons_pipeline(**parameters: Any) -> dict[str, Any]:
             with run.clock.measure("models"), full_disk_verdict(run, batches, problems, "the models"):
                 built = build_models(run.warehouse, models, run.store, run.data_dir, run.run_id)
             run.models_built = bool(built["built"])
-            return finish_run(run, batches, problems, publication)
+            outcome = finish_run(run, batches, problems, publication)
+            # The run's final state says what it did in one line (the Prefect UI shows it beside the run).
+            return cast(dict[str, Any], Completed(message=outcome["message"], data=outcome))
 
 
 def run_pipeline(**parameters: Any) -> State[Any]:

@@ -207,3 +207,16 @@ def test_the_artifacts_carry_the_answers_and_links_that_open_over_http(
     finally:
         stop_docs_server(home)
         get_settings.cache_clear()
+
+
+def test_a_run_with_nothing_new_to_fetch_says_so_and_how_to_ask_for_more(
+    twin: FakerTwin, run_pipeline: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = run_pipeline(twin.url, total=1000)
+    assert first.state.is_completed() and first.state.message.startswith("published 1,000 new persons")
+    again = run_pipeline(twin.url, data_dir=first.data_dir, total=1000)
+    assert again.state.is_completed()
+    said = "nothing new to fetch: all 1 pages of this run were published before"
+    assert again.state.message.startswith(said)
+    assert "a larger total" in again.state.message and "another seed" in again.state.message
+    assert any("event=nothing_to_fetch" in record.getMessage() for record in caplog.records)
