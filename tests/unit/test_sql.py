@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import sqlglot
 
@@ -44,6 +46,28 @@ def test_migrations_are_versioned_and_ordered() -> None:
         (m.version_label for m in migrations), key=lambda label: tuple(int(p) for p in label.split("."))
     )
     assert migrations[0].script.name == "migrations/V1_0__create_layer_schemas.sql"
+
+
+def test_the_run_trend_counts_are_integers_and_its_rates_doubles(tmp_path: Path) -> None:
+    import duckdb
+
+    from flows.warehouse.duckdb_warehouse import DuckDBWarehouse
+
+    with DuckDBWarehouse(tmp_path / "warehouse.duckdb") as warehouse:
+        warehouse.migrate()
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as connection:
+        types = dict(
+            connection.execute(
+                "select column_name, data_type from duckdb_columns() where table_name = 'run_trend'"
+            ).fetchall()
+        )
+    rates = {"quarantine_rate", "duplicate_record_rate", "max_null_rate", "hours_since_last_merge"}
+    rates |= {"quarantine_rate_change"}
+    assert {name for name, kind in types.items() if kind == "DOUBLE"} == rates
+    assert {name for name, kind in types.items() if kind == "BIGINT"} == set(types) - rates - {
+        "run_id",
+        "measured_at",
+    }
 
 
 def all_sql_files() -> list[str]:
