@@ -27,6 +27,8 @@ from flows.landing.files import LandingStore
 from flows.settings import PipelineSettings
 from flows.warehouse import Warehouse
 
+DOCS_FOLDER = "data_docs/dbt"  # under the data folder, and under the landing store's prefix in S3
+
 
 @dataclass
 class ModelBuild:
@@ -75,7 +77,12 @@ def models_of_run(
             build.process.close()
 
 
-@task(name="build-models", cache_policy=NO_CACHE, persist_result=False)
+@task(
+    name="build-models",
+    task_run_name="build-models",  # one of its kind per run: no random suffix
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
 def build_models(
     warehouse: Warehouse, build: ModelBuild, store: LandingStore, data_dir: Path, run_id: str
 ) -> dict[str, Any]:
@@ -83,7 +90,8 @@ def build_models(
     logger = get_run_logger()
     if build.process is None:
         logger.info("event=models_current fingerprint=%s", build.fingerprint[:12])
-        return {"built": False, "fingerprint": build.fingerprint}
+        build.docs = dbt_docs_location(data_dir, store)  # the last build's docs: current, as the views are
+        return {"built": False, "fingerprint": build.fingerprint, "docs": build.docs}
     started = time.perf_counter()
     parse = build.process.ready()  # before releasing the warehouse: parsing needs no connection
     with warehouse.released():
@@ -122,10 +130,23 @@ def publish_docs(target_path: Path, data_dir: Path, store: LandingStore) -> str 
     page = target_path / "static_index.html"
     if not page.exists():
         return None
-    folder = data_dir / "data_docs" / "dbt"
+    folder = data_dir / DOCS_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(page, folder / "index.html")
-    return f"{store.upload_folder(folder, 'data_docs/dbt')}/index.html"
+    return f"{store.upload_folder(folder, DOCS_FOLDER)}/index.html"
+
+
+def dbt_docs_location(data_dir: Path, store: LandingStore) -> str | None:
+    """Where the dbt docs of the warehouse's models are (the last build's page), None if never built here.
+
+    A run that did not build them points at the same page: the models are views, so the page describes
+    what the warehouse shows. In S3 it is the page the last build uploaded, else the local file.
+    """
+    key = f"{DOCS_FOLDER}/index.html"
+    if store.exists(key):
+        return store.uri(key)
+    page = data_dir / key
+    return str(page) if page.is_file() else None
 
 
 def _publish_results(results: BuildResults, run_id: str) -> None:

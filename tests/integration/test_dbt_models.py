@@ -20,6 +20,14 @@ from flows.landing.files import LocalLandingStore
 from flows.settings import get_settings
 from flows.warehouse import Warehouse
 from tests.conftest import SnowflakeServer
+from tests.published import (
+    ANSWER_SQL,
+    PUBLISHED,
+    TOP_N,
+    assert_reproduces,
+    published_answers,
+    relations_read,
+)
 
 # (persons, gender, age_group, country, country_code, email_domain) -> how each group must be published
 DESIGNED = [
@@ -115,14 +123,14 @@ def test_dbt_build_publishes_only_k_anonymous_classes_and_exact_reports(engine: 
     assert outcome["built"] is True
     assert engine.query("select * from reporting.rpt_k_anonymity") == [(5, 34, 26, 5, 3, 3, 5)]
     classes = engine.query(
-        "select gender, age_group, country_key, email_domain, count(*) from analytics.fct_persons"
-        " group by gender, age_group, country_key, email_domain order by 5 desc"
+        "select gender, age_group, country_code, region, email_domain, count(*) from analytics.fct_persons"
+        " group by gender, age_group, country_code, region, email_domain order by 6 desc"
     )
     assert classes == [
-        ("female", "[31-40]", "DE", "gmail.com", 20),
-        ("male", "[41-50]", "FR", "acme.com", 6),
-        ("male", "[41-50]", "Europe", "other", 5),
-        ("*", "*", "*", "*", 3),
+        ("female", "[31-40]", "DE", "Europe", "gmail.com", 20),
+        ("male", "[41-50]", "FR", "Europe", "acme.com", 6),
+        ("male", "[41-50]", None, "Europe", "other", 5),  # Belgium and the Netherlands: their region only
+        ("*", "*", "*", "*", "*", 3),
     ]
     # exact figures, computed before suppression; groups of fewer than k persons are withheld
     assert engine.query("select total_persons from reporting.rpt_total_persons") == [(34,)]
@@ -134,15 +142,16 @@ def test_dbt_build_publishes_only_k_anonymous_classes_and_exact_reports(engine: 
         ("Germany", 20)
     ]
     assert engine.query("select gmail_over_60 from reporting.rpt_gmail_over_60") == [(0,)]
-    regions = dict(engine.query("select country_key, region from analytics.dim_country"))
-    assert regions == {"DE": "Europe", "FR": "Europe", "Europe": "Europe", "*": "*"}
+    countries = engine.query("select country_code, country_name, region from analytics.dim_country")
+    assert sorted(countries) == [("*", "*", "*"), ("DE", "Germany", "Europe"), ("FR", "France", "Europe")]
     docs = engine.data_dir / "data_docs" / "dbt" / "index.html"
     assert outcome["docs"] == f"{docs.parent}/index.html"
     assert "fct_persons" in docs.read_text(encoding="utf-8")
 
     # views: new persons are published at once, still k-anonymous, without another build
     engine.add_persons([(1, "female", "[31-40]", "Germany", "DE", "gmail.com")])
-    assert build(engine)["built"] is False
+    current = build(engine)
+    assert current["built"] is False and current["docs"] == outcome["docs"]  # where the docs are, still
     assert engine.query("select persons, smallest_class from reporting.rpt_k_anonymity") == [(35, 5)]
     builds = engine.query("select status, tests from landing.model_builds")
     assert len(builds) == 1 and builds[0][0] == "success" and builds[0][1] >= 30
@@ -150,8 +159,81 @@ def test_dbt_build_publishes_only_k_anonymous_classes_and_exact_reports(engine: 
     # the k-anonymity test can fail: pointed at the exact (unpublished) quasi-identifiers, it finds them
     compiled = next((engine.data_dir / "dbt").rglob("compiled/**/k_anonymous_fct_persons_*.sql")).read_text()
     exact = compiled.replace("fct_persons", "persons").replace("analytics", "transform")
-    exact = exact.replace("country_key", "country_code")
     assert sorted(row[-1] for row in engine.query(exact)) == [1, 2, 2, 3]
+
+
+def test_the_published_layers_reproduce_every_report_answer(engine: Engine) -> None:
+    engine.add_persons(DESIGNED)
+    add_quarantine(engine)
+    build(engine)
+
+    # exact counts per country and age group, a group under k withheld; a Gmail count under k is null
+    countries = engine.query(
+        "select country, country_code, persons, gmail_users from analytics.agg_persons_by_country"
+    )
+    assert sorted(countries) == [("France", "FR", 7, None), ("Germany", "DE", 20, 20)]  # k3 is French too
+    groups = engine.query("select age_group, persons, gmail_users from analytics.agg_persons_by_age_group")
+    assert sorted(groups) == [("[31-40]", 20, 20), ("[41-50]", 12, None)]
+    totals = engine.query("select * from analytics.agg_person_totals")
+    assert totals == [(35, 21, 20, 0)]  # persons, Gmail users, of them in Germany, over 60
+
+    for sql in ANSWER_SQL.values():
+        assert {name.split(".")[0] for name in relations_read(sql)} <= set(PUBLISHED), sql
+    answers = published_answers(engine.query)
+    assert_reproduces(answers, engine.warehouse.read_report(top_n=TOP_N).to_dict())
+    assert answers["top_gmail_countries"] == [{"country": "Germany", "gmail_users": 20}]
+    assert answers["quarantined"] == 3
+
+
+LAYERS = ("landing", "staging", "monitoring", "transform", "analytics", "reporting")
+
+
+def test_every_relation_and_column_carries_its_description_as_a_comment(engine: Engine) -> None:
+    engine.add_persons(DESIGNED)
+    build(engine)
+
+    if engine.warehouse.dialect == "duckdb":
+        relations = engine.query(
+            "select schema_name, table_name, comment from duckdb_tables() union all"
+            " select schema_name, view_name, comment from duckdb_views() where not internal"
+        )
+        columns = engine.query("select schema_name, table_name, column_name, comment from duckdb_columns()")
+    else:  # fakesnow keeps the comments of tables; those of views and columns it accepts and drops
+        relations = engine.query(
+            "select lower(table_schema), lower(table_name), comment from information_schema.tables"
+        )
+        columns = []
+    ours = [row for row in relations if row[0] in LAYERS]
+    assert len(ours) >= (16 + 18 if engine.warehouse.dialect == "duckdb" else 16)
+    assert [row[:2] for row in ours if not row[-1]] == []
+    assert [row[:3] for row in columns if row[0] in LAYERS and not row[-1]] == []
+    comments = {(schema, name): comment for schema, name, comment in ours}
+    assert comments[("landing", "batches")].startswith("The audit trail of write-audit-publish")  # a source
+    assert comments[("transform", "age_groups")].startswith("transform.age_groups - the ten-year")  # a seed
+    if engine.warehouse.dialect == "duckdb":
+        assert comments[("analytics", "fct_persons")].startswith("analytics.fct_persons - one row per person")
+
+
+def test_the_run_trend_counts_are_integers(engine: Engine) -> None:
+    at = datetime(2026, 6, 15, 12, 0)
+    with engine.warehouse.cursor() as cursor:
+        for metric, subject, value in (
+            ("batches_merged", "landing.batches", 2.0),
+            ("layer_rows", "reporting.total_persons", 1500.0),
+            ("quarantine_rate", "all", 0.25),
+        ):
+            cursor.run(
+                "insert into monitoring.metrics (run_id, batch_id, metric, subject, metric_value,"
+                " measured_at) values ('r1', null, ?, ?, ?, ?)",
+                [metric, subject, value, at],
+            )
+
+    (row,) = engine.query(
+        "select batches_merged, published_persons, breaches, quarantine_rate from monitoring.run_trend"
+    )
+
+    assert row == (2, 1500, 0, 0.25)
+    assert [type(value) for value in row] == [int, int, int, float]
 
 
 # (person_key, reason, run, batch, minute loaded): what anonymisation held back, batch by batch
@@ -308,8 +390,8 @@ def test_the_protected_persons_match_the_rule_counted_person_by_person(engine: E
     persons = engine.query(
         "select person_key, gender, age_group, country_code, email_domain from transform.persons"
     )
-    published = engine.query(
-        "select person_key, gender, age_group, country_key, email_domain, protection"
+    published = engine.query(  # the country's code, or its region where it was generalised
+        "select person_key, gender, age_group, coalesce(country_code, region), email_domain, protection"
         " from analytics.fct_persons"
     )
     expected = protected_by_definition(persons, regions, k=5)

@@ -1,4 +1,4 @@
-"""The dbt project's bookkeeping: fingerprints, generated profiles, run results, and seeds kept in step."""
+"""The dbt project's bookkeeping: fingerprints, profiles, results, docs, seeds and sources kept in step."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from pathlib import Path
 import yaml
 
 from flows.analytics.project import (
+    DBT_DUCKDB_SETTINGS,
+    PROFILE,
     SNOWFLAKE_PASSWORD_VARIABLE,
     duckdb_target,
     fingerprint,
@@ -16,7 +18,9 @@ from flows.analytics.project import (
     snowflake_target,
 )
 from flows.analytics.results import parse_results
+from flows.analytics.stage import dbt_docs_location
 from flows.anonymise.transform import AGE_GROUPS, MAX_AGE, age_group
+from flows.landing.files import LocalLandingStore
 from flows.settings import PipelineSettings
 
 TWIN_COUNTRIES = Path(__file__).resolve().parents[2] / "twin" / "faker_twin" / "data" / "countries.csv"
@@ -149,3 +153,78 @@ def test_the_dbt_process_imports_neither_prefect_nor_the_pipeline() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_the_committed_profile_reads_the_environment_like_the_generated_one(tmp_path: Path) -> None:
+    """`cd sql/dbt && dbt ls` finds profiles.yml there: the run's profile and engines, no literal setting."""
+    committed = yaml.safe_load((project_dir() / "profiles.yml").read_text())
+    outputs = committed[PROFILE]["outputs"]
+    assert committed[PROFILE]["target"] == "duckdb"
+    generated = {
+        "duckdb": duckdb_target(tmp_path / "warehouse.duckdb", 2, "256MB"),
+        "snowflake": snowflake_target({"account": "a", "user": "u", "database": "d", "warehouse": "w"}, 2),
+    }
+    assert set(outputs) == set(generated)
+    for engine, target in generated.items():
+        assert (
+            outputs[engine]["type"] == target.fields["type"]
+            and outputs[engine]["schema"] == target.fields["schema"]
+        )
+    assert outputs["duckdb"]["settings"] == DBT_DUCKDB_SETTINGS
+    assert "env_var('PERSONS_DUCKDB_PATH'" in outputs["duckdb"]["path"]
+    snowflake = outputs["snowflake"]
+    assert snowflake["password"] == "{{ env_var('" + SNOWFLAKE_PASSWORD_VARIABLE + "', '') }}"
+    for name in ("account", "user", "database", "warehouse"):
+        assert snowflake[name] == "{{ env_var('SNOWFLAKE_" + name.upper() + "', '') }}"
+
+
+def test_the_dbt_docs_location_is_known_to_a_run_that_built_nothing(tmp_path: Path) -> None:
+    data_dir, store = tmp_path / "data", LocalLandingStore(tmp_path / "data" / "landing")
+    assert dbt_docs_location(data_dir, store) is None  # never built here
+    page = data_dir / "data_docs" / "dbt" / "index.html"
+    page.parent.mkdir(parents=True)
+    page.write_text("<html></html>")
+    assert dbt_docs_location(data_dir, store) == str(page)  # the last build's page (the views are current)
+    uploaded = LocalLandingStore(tmp_path / "bucket")
+    uploaded.write_bytes("data_docs/dbt/index.html", b"<html></html>")
+    assert dbt_docs_location(tmp_path / "fresh-worker", uploaded) == uploaded.uri("data_docs/dbt/index.html")
+
+
+def test_every_column_of_the_pipelines_own_tables_is_described_in_the_dbt_sources(tmp_path: Path) -> None:
+    """sources.yml describes every relation and column the migrations make (the warehouse's comments)."""
+    import duckdb
+
+    from flows.warehouse.duckdb_warehouse import DuckDBWarehouse
+
+    with DuckDBWarehouse(tmp_path / "warehouse.duckdb") as warehouse:
+        warehouse.migrate()
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as connection:
+        made = set(
+            connection.execute(
+                "select schema_name, table_name, column_name from duckdb_columns()"
+                " where schema_name in ('landing', 'staging', 'monitoring')"
+            ).fetchall()
+        )
+    sources = yaml.safe_load((project_dir() / "models" / "sources.yml").read_text())["sources"]
+    described = {
+        (source["name"], table["name"], column["name"])
+        for source in sources
+        for table in source["tables"]
+        if table.get("description")
+        for column in table.get("columns", [])
+        if column.get("description")
+    }
+    assert made - described == set()
+    assert described - made == set()  # nothing described that does not exist
+
+
+def test_no_description_holds_a_quote() -> None:
+    """fakesnow (the tests' Snowflake) writes a comment into its own SQL unescaped: a ' breaks it, and the
+    connector then retries without end; descriptions write values as `*`, not '*'."""
+    quoted = []
+    for path in sorted((project_dir()).rglob("*.yml")):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            text = line.replace("ref('", "").replace("')", "")
+            if "'" in text and not line.lstrip().startswith("#") and "env_var(" not in line:
+                quoted.append(f"{path.name}:{number}")
+    assert quoted == []

@@ -1,38 +1,33 @@
--- Every published country value: a country (code and name), a region where generalised, '*' if suppressed.
+-- Every country fct_persons shows by its code, with its name and region, and the '*' member of suppressed
+-- persons (a country generalised to its region has no code in fct_persons, only its region).
 with
 
 published as (
-    select distinct country_key from {{ ref('fct_persons') }}
+    select distinct country_code from {{ ref('fct_persons') }}
+    where country_code <> '*'
 ),
 
 countries as (
     select
         country_code,
-        min(country) as country
+        min(country) as country_name,
+        min(region) as region
     from {{ ref('trf_persons') }}
     group by country_code
 ),
 
-regions as (
-    select * from {{ ref('country_regions') }}
-),
-
 final as (
     select
-        published.country_key,
-        case
-            when published.country_key = '*' then '*'
-            else coalesce(countries.country, published.country_key)
-        end as country_name,
-        case
-            when published.country_key = '*' then '*'
-            when countries.country_code is null then published.country_key
-            else coalesce(regions.region, 'Other')
-        end as region,
-        countries.country_code is null and published.country_key <> '*' as is_region
+        published.country_code,
+        countries.country_name,
+        countries.region
     from published
-    left join countries on published.country_key = countries.country_code
-    left join regions on published.country_key = regions.country_code
+    inner join countries on published.country_code = countries.country_code
+    union all
+    select
+        '*' as country_code,
+        '*' as country_name,
+        '*' as region
 )
 
 select * from final

@@ -9,10 +9,11 @@ final as (
     select
         -- ids
         person_key,
-        -- dimension keys (the quasi-identifiers, generalised or suppressed)
+        -- dimension keys and the region (the quasi-identifiers, generalised or suppressed)
         gender,
         age_group,
-        country_key,
+        country_code,
+        region,
         email_domain,
         -- attributes
         protection,

@@ -7,19 +7,20 @@ grouped as (
     select
         gender,
         age_group,
-        country_key,
+        country_code,
+        region,
         email_domain,
         protection,
         count(*) as persons
     from {{ ref('fct_persons') }}
-    group by gender, age_group, country_key, email_domain, protection
+    group by gender, age_group, country_code, region, email_domain, protection
 ),
 
 classes as (
     select sum(persons) as class_size
     from grouped
     where protection <> 'suppressed'
-    group by gender, age_group, country_key, email_domain
+    group by gender, age_group, country_code, region, email_domain
 ),
 
 counted as (
@@ -33,12 +34,12 @@ counted as (
 
 final as (
     select
-        {{ var('k_anonymity') }} as k,
+        cast({{ var('k_anonymity') }} as bigint) as k,
         cast(coalesce(persons, 0) as bigint) as persons,
         cast(coalesce(exact_persons, 0) as bigint) as exact_persons,
         cast(coalesce(generalised_persons, 0) as bigint) as generalised_persons,
         cast(coalesce(suppressed_persons, 0) as bigint) as suppressed_persons,
-        (select count(*) from classes) as classes,
+        (select cast(count(*) as bigint) from classes) as classes,
         (select cast(min(classes.class_size) as bigint) from classes) as smallest_class
     from counted
 )

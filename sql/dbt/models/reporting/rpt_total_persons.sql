@@ -1,3 +1,3 @@
--- Every published person, counted before suppression (an exact figure).
-select count(*) as total_persons
-from {{ ref('trf_persons') }}
+-- Every published person, counted before suppression (an exact figure of analytics.agg_person_totals).
+select persons as total_persons
+from {{ ref('agg_person_totals') }}

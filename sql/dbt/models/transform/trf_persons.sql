@@ -1,4 +1,5 @@
--- Standardised persons: normalised country, Gmail flag and the age bounds of each age group (not published).
+-- Standardised persons: normalised country, its region, Gmail flag and the age bounds of each age group
+-- (not published).
 {{ config(alias='persons') }}
 
 with
@@ -9,6 +10,10 @@ staged as (
 
 age_groups as (
     select * from {{ ref('age_groups') }}
+),
+
+regions as (
+    select * from {{ ref('country_regions') }}
 ),
 
 final as (
@@ -24,6 +29,7 @@ final as (
         trim(staged.country) as country,
         lower(trim(staged.country)) as country_normalised,
         upper(trim(staged.country_code)) as country_code,
+        coalesce(regions.region, 'Other') as region,
         -- flags
         coalesce(lower(staged.email_domain) in {{ gmail_domains() }}, false) as is_gmail,
         -- dates and timestamps
@@ -32,6 +38,7 @@ final as (
         staged.updated_at
     from staged
     left join age_groups on staged.age_group = age_groups.age_group
+    left join regions on upper(trim(staged.country_code)) = regions.country_code
 )
 
 select * from final

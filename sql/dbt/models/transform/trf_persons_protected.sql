@@ -16,10 +16,6 @@
 
 with
 
-regions as (
-    select * from {{ ref('country_regions') }}
-),
-
 country_sizes as (
     select
         country_code,
@@ -41,10 +37,11 @@ combinations as (
         gender,
         age_group,
         country_code,
+        region,
         email_domain,
         count(*) as persons
     from {{ ref('trf_persons') }}
-    group by gender, age_group, country_code, email_domain
+    group by gender, age_group, country_code, region, email_domain
 ),
 
 rare_values as (
@@ -54,10 +51,10 @@ rare_values as (
         combinations.country_code,
         combinations.email_domain,
         combinations.persons,
-        coalesce(regions.region, 'Other') as region,
+        combinations.region,
         case
             when country_sizes.persons >= {{ k }} then combinations.country_code
-            else coalesce(regions.region, 'Other')
+            else combinations.region
         end as country_1,
         case
             when domain_sizes.persons >= {{ k }} then combinations.email_domain
@@ -66,7 +63,6 @@ rare_values as (
     from combinations
     inner join country_sizes on combinations.country_code = country_sizes.country_code
     inner join domain_sizes on combinations.email_domain = domain_sizes.email_domain
-    left join regions on combinations.country_code = regions.country_code
 ),
 
 small_countries as (
@@ -108,7 +104,12 @@ published as (
         -- published quasi-identifiers
         case when class_size >= {{ k }} then gender else '*' end as published_gender,
         case when class_size >= {{ k }} then age_group else '*' end as published_age_group,
-        case when class_size >= {{ k }} then country_2 else '*' end as country_key,
+        -- the country's code where it is kept, null where it became its region
+        case
+            when class_size < {{ k }} then '*'
+            when country_2 = country_code then country_code
+        end as published_country_code,
+        case when class_size >= {{ k }} then region else '*' end as published_region,
         case when class_size >= {{ k }} then domain_3 else '*' end as published_email_domain,
         -- how the persons of the combination are published
         case
@@ -127,7 +128,8 @@ final as (
         -- published quasi-identifiers
         published.published_gender as gender,
         published.published_age_group as age_group,
-        published.country_key,
+        published.published_country_code as country_code,
+        published.published_region as region,
         published.published_email_domain as email_domain,
         -- how the person is published
         published.protection,
