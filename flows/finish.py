@@ -17,6 +17,7 @@ from prefect.artifacts import (
     create_table_artifact,
 )
 
+from flows.analytics.stage import dbt_docs_location
 from flows.anonymise.transform import POLICY_VERSION
 from flows.gate.offline_docs import SHARED_VENDOR, shared_vendor
 from flows.generations import Publication
@@ -164,6 +165,8 @@ def _finish(
     print(breaches_line(breaches))
     if docs_index:
         print(f"data docs:   {link(docs_index)}")
+    if model_docs := dbt_docs_location(run.data_dir, run.store):  # the models, their columns, the lineage
+        print(f"model docs:  {link(model_docs)}")
     print(f"report page: {link(f'{reports_location}/{PAGE_NAME}')}")  # the last line: where to look
     log_event(
         logger,
