@@ -136,7 +136,7 @@ def test_a_failed_run_alerts_with_run_step_and_docs_but_no_personal_value(
     assert alert["flow"] == "persons-pipeline"
     assert alert["flow_run_id"] == str(run.state.state_details.flow_run_id)
     assert alert["flow_run"] in alert["text"]
-    assert "validate-batch" in alert["failed_steps"]
+    assert "validate-batch-1-of-1" in alert["failed_steps"]  # the step and its batch
     assert alert["data_docs"].endswith("index.html") and Path(alert["data_docs"]).is_file()
     assert "country_holds_no_email_address" in alert["message"]
     served = expected_from_served(twin.served(), faults, REFERENCE_DATE, OFFLINE_DEMO_SECRET.encode())
