@@ -28,8 +28,20 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 # The files that take minutes, longest first: `make test` hands whole files to its two workers in collection
 # order, and one of these started last would leave a worker running it alone at the end.
-LONGEST_FIRST = tuple(
-    f"integration/{name}.py" for name in ("test_image", "test_recovery", "test_monitoring", "test_operations")
+LONGEST_FIRST = tuple(  # measured with `make test ARGS=--durations=0`, longest first
+    f"integration/{name}.py"
+    for name in (
+        "test_recovery",
+        "test_stop_and_secrets",
+        "test_pipeline_flow",
+        "test_defensible_numbers",
+        "test_deployments",
+        "test_operations",
+        "test_dbt_models",
+        "test_faces",
+        "test_production_targets",
+        "test_image",
+    )
 )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -19,7 +20,7 @@ from flows.analytics.stage import build_models, models_of_run
 from flows.landing.files import LocalLandingStore
 from flows.settings import get_settings
 from flows.warehouse import Warehouse
-from tests.conftest import SnowflakeServer
+from tests.conftest import PrefectServer, SnowflakeServer
 from tests.published import (
     ANSWER_SQL,
     PUBLISHED,
@@ -77,30 +78,51 @@ class Engine:
                     )
 
 
-@pytest.fixture(params=["duckdb", "snowflake"])
-def engine(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Engine]:
-    if request.param == "duckdb":
+@contextmanager
+def open_engine(name: str, request: pytest.FixtureRequest, data_dir: Path) -> Iterator[Engine]:
+    """A migrated warehouse of the engine called name; Snowflake's settings only while it is opened."""
+    if name == "duckdb":
         from flows.warehouse.duckdb_warehouse import DuckDBWarehouse
 
-        warehouse: Warehouse = DuckDBWarehouse(tmp_path / "warehouse.duckdb", memory_limit="256MB")
+        warehouse: Warehouse = DuckDBWarehouse(data_dir / "warehouse.duckdb", memory_limit="256MB")
     else:
         from flows.warehouse.snowflake_warehouse import SnowflakeWarehouse, connection_arguments
 
         server: SnowflakeServer = request.getfixturevalue("snowflake_server")
-        for name, value in server.environment(f"PERSONS_D{uuid.uuid4().hex[:8].upper()}").items():
-            monkeypatch.setenv(name, value)
+        with pytest.MonkeyPatch.context() as patch:
+            for variable, value in server.environment(f"PERSONS_D{uuid.uuid4().hex[:8].upper()}").items():
+                patch.setenv(variable, value)
+            get_settings.cache_clear()
+            settings = get_settings()
+            warehouse = SnowflakeWarehouse(
+                connection_arguments(settings, settings.snowflake_database), create_database=True
+            )
+    get_settings.cache_clear()
+    try:
+        with warehouse:
+            warehouse.migrate()
+            yield Engine(warehouse, data_dir)
+    finally:
         get_settings.cache_clear()
-        settings = get_settings()
-        warehouse = SnowflakeWarehouse(
-            connection_arguments(settings, settings.snowflake_database), create_database=True
-        )
-    get_settings.cache_clear()
-    with warehouse:
-        warehouse.migrate()
-        yield Engine(warehouse, tmp_path)
-    get_settings.cache_clear()
+
+
+@pytest.fixture(params=["duckdb", "snowflake"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An empty migrated warehouse per test."""
+    with open_engine(request.param, request, tmp_path) as opened:
+        yield opened
+
+
+@pytest.fixture(scope="module", params=["duckdb", "snowflake"])
+def published(
+    request: pytest.FixtureRequest, prefect_client: PrefectServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Engine]:
+    """DESIGNED, the quarantine of add_quarantine, one build: shared by the tests that only read it."""
+    with open_engine(request.param, request, tmp_path_factory.mktemp(f"published-{request.param}")) as opened:
+        opened.add_persons(DESIGNED)
+        add_quarantine(opened)
+        build(opened)
+        yield opened
 
 
 def build(engine: Engine, force: bool = False) -> dict[str, Any]:
@@ -162,10 +184,8 @@ def test_dbt_build_publishes_only_k_anonymous_classes_and_exact_reports(engine: 
     assert sorted(row[-1] for row in engine.query(exact)) == [1, 2, 2, 3]
 
 
-def test_the_published_layers_reproduce_every_report_answer(engine: Engine) -> None:
-    engine.add_persons(DESIGNED)
-    add_quarantine(engine)
-    build(engine)
+def test_the_published_layers_reproduce_every_report_answer(published: Engine) -> None:
+    engine = published
 
     # exact counts per country and age group, a group under k withheld; a Gmail count under k is null
     countries = engine.query(
@@ -188,9 +208,8 @@ def test_the_published_layers_reproduce_every_report_answer(engine: Engine) -> N
 LAYERS = ("landing", "staging", "monitoring", "transform", "analytics", "reporting")
 
 
-def test_every_relation_and_column_carries_its_description_as_a_comment(engine: Engine) -> None:
-    engine.add_persons(DESIGNED)
-    build(engine)
+def test_every_relation_and_column_carries_its_description_as_a_comment(published: Engine) -> None:
+    engine = published
 
     if engine.warehouse.dialect == "duckdb":
         relations = engine.query(
@@ -281,11 +300,8 @@ def add_quarantine(engine: Engine) -> None:
         )
 
 
-def test_one_relation_holds_the_quarantine_the_report_and_the_monitor_count(engine: Engine) -> None:
-    engine.add_persons(DESIGNED)
-    add_quarantine(engine)
-
-    build(engine)
+def test_one_relation_holds_the_quarantine_the_report_and_the_monitor_count(published: Engine) -> None:
+    engine = published
 
     held_back = engine.query(
         "select person_key, quarantine_reason, first_quarantined_by_run from transform.quarantined"

@@ -14,6 +14,8 @@ import subprocess
 import sys
 import termios
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,10 +62,30 @@ def run_arguments(twin_url: str, data_dir: Path, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
+@dataclass(frozen=True)
+class TerminalRun:
+    """One run of the console script in a pseudo-terminal, shared by the tests that read what it left."""
+
+    twin_url: str
+    data_dir: Path
+    shown: str
+
+
+@pytest.fixture(scope="module")
+def terminal_run(
+    prefect_client: PrefectServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TerminalRun]:
+    """4,000 persons in 4 batches, run as a person runs it (a terminal, the default log format)."""
+    data_dir = tmp_path_factory.mktemp("faces") / "data"
+    with pytest.MonkeyPatch.context() as patch, FakerTwin() as twin:
+        patch.setenv("PERSONS_RATE_LIMIT_PER_S", "0")
+        yield TerminalRun(twin.url, data_dir, cli_in_terminal(run_arguments(twin.url, data_dir)))
+
+
 def test_a_terminal_shows_progress_and_one_line_per_batch_and_the_report_last(
-    twin: FakerTwin, tmp_path: Path
+    terminal_run: TerminalRun,
 ) -> None:
-    shown = cli_in_terminal(run_arguments(twin.url, tmp_path / "data"))
+    shown = terminal_run.shown
     lines = [line.strip() for line in shown.replace("\r", "\n").split("\n") if line.strip()]
     assert any(re.search(r"batches .*━.* \d/4 .*persons", line) for line in lines)  # the live display
     logged = [line for line in lines if not line.startswith("batches ")]
@@ -76,14 +98,11 @@ def test_a_terminal_shows_progress_and_one_line_per_batch_and_the_report_last(
     assert "Prefect collects anonymous usage data" not in shown
 
 
-def test_a_rejected_batch_is_one_verdict_without_a_traceback_and_json_logs_are_json(
-    tmp_path: Path, prefect_client: PrefectServer
-) -> None:
+def test_a_rejected_batch_is_one_verdict_without_a_traceback(tmp_path: Path) -> None:
     with FakerTwin(
         faults=TwinFaults(pii_country_rate=0.01)
     ) as shifted:  # emails in country: the gate says no
         done = cli(run_arguments(shifted.url, tmp_path / "data"))
-        as_json = cli(run_arguments(shifted.url, tmp_path / "json", "--log-format", "json"))
     assert done.returncode == 1
     assert "Traceback" not in done.stderr + done.stdout
     rejected = [line for line in done.stderr.splitlines() if re.match(r"\S+ batch \d of 4 rejected by", line)]
@@ -91,27 +110,20 @@ def test_a_rejected_batch_is_one_verdict_without_a_traceback_and_json_logs_are_j
     assert (
         done.stderr.strip().splitlines()[-1].startswith("persons-pipeline run: failed: 4 batch(es) were not")
     )
-    documents = [json.loads(line) for line in as_json.stderr.splitlines() if line.startswith("{")]
-    events = {document.get("event") for document in documents}
-    assert {"run_planned", "batch_rejected", "run_finished"} <= events
-    assert all({"time", "level", "logger", "message"} <= set(document) for document in documents)
 
 
-def test_runs_are_tagged_and_their_task_runs_say_the_batch(
-    twin: FakerTwin, tmp_path: Path, prefect_client: PrefectServer
-) -> None:
+def test_runs_are_tagged_and_their_task_runs_say_the_batch(terminal_run: TerminalRun) -> None:
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterTags
 
-    done = cli(run_arguments(twin.url, tmp_path / "data", "--log-format", "json"))
-    assert done.returncode == 0, done.stderr[-3000:]
-    run_id = next(
-        json.loads(line)["flow_run_id"] for line in done.stderr.splitlines() if "flow_run_id" in line
-    )
+    data_dir_tag = f"data-dir:{terminal_run.data_dir.resolve()}"
     with get_client(sync_client=True) as client:
-        run = client.read_flow_run(run_id)
-        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
-    assert {"env:local", "warehouse:duckdb", f"data-dir:{(tmp_path / 'data').resolve()}"} <= set(run.tags)
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[data_dir_tag]))
+        )
+        first = min(runs, key=lambda run: str(run.created))
+        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[first.id])))
+    assert {"env:local", "warehouse:duckdb", data_dir_tag} <= set(first.tags)
     names = {task.name for task in tasks}
     for stage in (
         "extract-pages",
@@ -125,9 +137,10 @@ def test_runs_are_tagged_and_their_task_runs_say_the_batch(
     assert {"migrate-warehouse", "build-report", "build-models"} <= names
 
 
-def test_status_and_history_tell_what_the_warehouse_publishes(twin: FakerTwin, tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
-    assert cli(run_arguments(twin.url, data_dir)).returncode == 0
+def test_status_and_history_tell_what_the_warehouse_publishes(
+    terminal_run: TerminalRun, tmp_path: Path
+) -> None:
+    data_dir = terminal_run.data_dir
     status = cli(["status", "--data-dir", str(data_dir)])
     assert status.returncode == 0, status.stderr
     assert "4,000 persons published" in status.stdout and "reference date 2026-06-15" in status.stdout
@@ -136,9 +149,26 @@ def test_status_and_history_tell_what_the_warehouse_publishes(twin: FakerTwin, t
     assert document["persons"] == 4000 and document["fresh"] is True and document["open_quarantine"] == 0
     assert document["runs"][0]["verdict"] == "published" and document["runs"][0]["persons"] == 4000
     history = json.loads(cli(["history", "--data-dir", str(data_dir), "-n", "5", "--json"]).stdout)
-    assert [run["merged_batches"] for run in history] == [4]
+    assert [run["merged_batches"] for run in history][-1] == 4
     missing = cli(["status", "--data-dir", str(tmp_path / "nothing-here")])
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "no warehouse" in missing.stderr
+
+
+def test_a_run_with_nothing_new_says_so_and_how_to_ask_for_more_and_json_logs_are_json(
+    terminal_run: TerminalRun,
+) -> None:
+    again = cli(run_arguments(terminal_run.twin_url, terminal_run.data_dir, "--log-format", "json"))
+    assert again.returncode == 0, again.stderr[-3000:]
+    documents = [json.loads(line) for line in again.stderr.splitlines() if line.startswith("{")]
+    assert documents and all(
+        {"time", "level", "logger", "message"} <= set(document) for document in documents
+    )
+    assert {"run_planned", "nothing_to_fetch", "run_finished"} <= {
+        document.get("event") for document in documents
+    }
+    said = "nothing new to fetch: all 8 pages of this run were published before"
+    told = next((line for line in again.stderr.splitlines() if said in line), "")  # the final state's message
+    assert "a larger total" in told and "another seed" in told, again.stderr[-3000:]
 
 
 def test_the_run_form_shows_every_parameter_and_the_api_refuses_a_bad_one(
@@ -207,16 +237,3 @@ def test_the_artifacts_carry_the_answers_and_links_that_open_over_http(
     finally:
         stop_docs_server(home)
         get_settings.cache_clear()
-
-
-def test_a_run_with_nothing_new_to_fetch_says_so_and_how_to_ask_for_more(
-    twin: FakerTwin, run_pipeline: Any, caplog: pytest.LogCaptureFixture
-) -> None:
-    first = run_pipeline(twin.url, total=1000)
-    assert first.state.is_completed() and first.state.message.startswith("published 1,000 new persons")
-    again = run_pipeline(twin.url, data_dir=first.data_dir, total=1000)
-    assert again.state.is_completed()
-    said = "nothing new to fetch: all 1 pages of this run were published before"
-    assert again.state.message.startswith(said)
-    assert "a larger total" in again.state.message and "another seed" in again.state.message
-    assert any("event=nothing_to_fetch" in record.getMessage() for record in caplog.records)
