@@ -47,8 +47,13 @@ class RunDefaults(BaseModel):
     data_dir: Path = Field(
         Path("data"), description="folder for landing files, warehouse, data docs and reports"
     )
-    warehouse: Literal["duckdb", "snowflake"] | None = Field(None, description="warehouse engine")
-    landing_url: str | None = Field(None, description="folder or s3://bucket/prefix to land files in")
+    warehouse: Literal["duckdb", "snowflake"] | None = Field(
+        None, description="warehouse engine (unset: the environment's, duckdb when local)"
+    )
+    landing_url: str | None = Field(
+        None,
+        description="folder or s3://bucket/prefix to land files in (unset: the environment's landing place)",
+    )
 
     @field_validator("api_url")
     @classmethod

@@ -31,7 +31,7 @@ class PipelineSettings(RunDefaults, BaseSettings):  # type: ignore[misc]  # two 
         hide_input_in_errors=True,  # an error must never quote a value: several settings are secrets
     )
 
-    # --- where to (the environment picks warehouse and landing place; flow parameters may override) ---
+    # --- where to: the environment picks the warehouse and the landing place; run parameters may override ---
     environment: Literal["local", "dev", "prod"] = Field(
         "local", description="local = DuckDB + folder; dev/prod = Snowflake + S3 with per-environment names."
     )
@@ -52,7 +52,13 @@ class PipelineSettings(RunDefaults, BaseSettings):  # type: ignore[misc]  # two 
     # --- the run parameters' defaults are inherited from RunDefaults (flows/parameters.py) ---
 
     # --- HTTP client ---
-    request_timeout_s: float = Field(15.0, gt=0, le=300, description="Per-request timeout.")
+    request_timeout_s: float = Field(
+        15.0,
+        gt=0,
+        le=300,
+        description="Longest one request may take as a whole: connect, send and every read of the answer "
+        "(a source that trickles its answer is cut there).",
+    )
     max_attempts: int = Field(10, ge=1, le=50, description="Attempts per page before the page fails.")
     backoff_initial_s: float = Field(0.25, ge=0, le=60, description="First retry delay (doubles, jittered).")
     backoff_max_s: float = Field(15.0, ge=0, le=600, description="Upper bound of one retry delay.")
@@ -73,7 +79,7 @@ class PipelineSettings(RunDefaults, BaseSettings):  # type: ignore[misc]  # two 
         "or in a process of its own.",
     )
 
-    # --- DuckDB (the embedded warehouse) ---
+    # --- DuckDB: the embedded warehouse ---
     duckdb_memory_limit: str = Field(
         "auto",
         pattern=rf"^(auto|{MEMORY_SIZE})$",
@@ -91,22 +97,56 @@ class PipelineSettings(RunDefaults, BaseSettings):  # type: ignore[misc]  # two 
     )
 
     # --- Snowflake: Snowflake's own environment names, so existing setups carry over ---
-    snowflake_account: str | None = Field(None, validation_alias=AliasChoices("SNOWFLAKE_ACCOUNT"))
-    snowflake_user: str | None = Field(None, validation_alias=AliasChoices("SNOWFLAKE_USER"))
-    snowflake_password: SecretStr | None = Field(None, validation_alias=AliasChoices("SNOWFLAKE_PASSWORD"))
+    snowflake_account: str | None = Field(
+        None,
+        validation_alias=AliasChoices("SNOWFLAKE_ACCOUNT"),
+        description="Account identifier (e.g. xy12345.eu-central-1).",
+    )
+    snowflake_user: str | None = Field(
+        None, validation_alias=AliasChoices("SNOWFLAKE_USER"), description="User the pipeline logs in as."
+    )
+    snowflake_password: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("SNOWFLAKE_PASSWORD"),
+        description="Password (or a key pair, or a block or AWS secret holding the password).",
+    )
     snowflake_private_key_path: Path | None = Field(
-        None, validation_alias=AliasChoices("SNOWFLAKE_PRIVATE_KEY_PATH")
+        None,
+        validation_alias=AliasChoices("SNOWFLAKE_PRIVATE_KEY_PATH"),
+        description="Private key file for key-pair authentication, instead of a password.",
     )
     snowflake_private_key_passphrase: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("SNOWFLAKE_PRIVATE_KEY_PASSPHRASE")
+        None,
+        validation_alias=AliasChoices("SNOWFLAKE_PRIVATE_KEY_PASSPHRASE"),
+        description="Passphrase of that private key.",
     )
-    snowflake_role: str | None = Field(None, validation_alias=AliasChoices("SNOWFLAKE_ROLE"))
-    snowflake_warehouse: str | None = Field(None, validation_alias=AliasChoices("SNOWFLAKE_WAREHOUSE"))
-    snowflake_database: str | None = Field(None, validation_alias=AliasChoices("SNOWFLAKE_DATABASE"))
-    snowflake_host: str | None = Field(None, validation_alias=AliasChoices("SNOWFLAKE_HOST"))
-    snowflake_port: int | None = Field(None, ge=1, le=65535, validation_alias=AliasChoices("SNOWFLAKE_PORT"))
+    snowflake_role: str | None = Field(
+        None, validation_alias=AliasChoices("SNOWFLAKE_ROLE"), description="Role the session uses."
+    )
+    snowflake_warehouse: str | None = Field(
+        None,
+        validation_alias=AliasChoices("SNOWFLAKE_WAREHOUSE"),
+        description="Virtual warehouse that runs the queries.",
+    )
+    snowflake_database: str | None = Field(
+        None,
+        validation_alias=AliasChoices("SNOWFLAKE_DATABASE"),
+        description="Database (unset: the environment's, PERSONS_DEV_/PROD_SNOWFLAKE_DATABASE).",
+    )
+    snowflake_host: str | None = Field(
+        None, validation_alias=AliasChoices("SNOWFLAKE_HOST"), description="Host of a non-default endpoint."
+    )
+    snowflake_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        validation_alias=AliasChoices("SNOWFLAKE_PORT"),
+        description="Port of a non-default endpoint.",
+    )
     snowflake_protocol: Literal["https", "http"] | None = Field(
-        None, validation_alias=AliasChoices("SNOWFLAKE_PROTOCOL")
+        None,
+        validation_alias=AliasChoices("SNOWFLAKE_PROTOCOL"),
+        description="Protocol of a non-default endpoint.",
     )
     snowflake_password_block: str | None = Field(
         None,
@@ -136,7 +176,7 @@ class PipelineSettings(RunDefaults, BaseSettings):  # type: ignore[misc]  # two 
         description="Lease of a run's warehouse slot, renewed while it runs; a dead run's slot ends with it.",
     )
 
-    # --- the Prefect runtime (used when PREFECT_API_URL is not set) ---
+    # --- the Prefect runtime: the local server, used when PREFECT_API_URL is not set ---
     prefect_server_home: Path = Field(
         Path.home() / ".persons-pipeline" / "prefect-server",
         description="PREFECT_HOME of the local Prefect server (its database; never a client's home).",
@@ -148,7 +188,7 @@ class PipelineSettings(RunDefaults, BaseSettings):  # type: ignore[misc]  # two 
         300.0, ge=5, le=3600, description="How long a run waits for the local Prefect server to start."
     )
 
-    # --- the pages runs make (report pages, data docs, dbt docs) over http (flows/runtime/docs_server.py) ---
+    # --- pages over http: the report pages, data docs and dbt docs, read-only on 127.0.0.1 ---
     pages_server: bool = Field(
         True,
         description="Serve the run's pages read-only on 127.0.0.1 (one server per user, started by the first "
@@ -160,11 +200,10 @@ class PipelineSettings(RunDefaults, BaseSettings):  # type: ignore[misc]  # two 
     )
     pages_server_port: int = Field(8765, ge=0, le=65535, description="Its port (0, or taken: a free one).")
 
+    # --- bounds of a run: time and disk ---
     min_free_disk_mib: float = Field(
         64.0, ge=0, le=10_000_000, description="Free space a run needs on the data folder's disk to start."
     )
-
-    # --- bounded time ---
     run_deadline_s: float = Field(
         21_600.0,
         ge=0,
@@ -172,7 +211,7 @@ class PipelineSettings(RunDefaults, BaseSettings):  # type: ignore[misc]  # two 
         description="Longest a run may take (0 = no limit); Retry-After waits count against it.",
     )
 
-    # --- the dbt layers above staging (sql/dbt) and what they publish ---
+    # --- dbt: the layers above staging (`sql/dbt`) and what they publish ---
     k_anonymity: int = Field(
         5,
         ge=2,
@@ -187,7 +226,7 @@ class PipelineSettings(RunDefaults, BaseSettings):  # type: ignore[misc]  # two 
         "closed then; the k-anonymity tests over a million persons need more than the run's 128MB).",
     )
 
-    # --- the report page (reports/<run_id>/report.html and its charts) ---
+    # --- the report page: `reports/<run_id>/report.html` and its charts ---
     report_trend_runs: int = Field(
         10, ge=1, le=200, description="Runs shown in the report page's quality trend (the latest ones)."
     )
@@ -200,7 +239,7 @@ class PipelineSettings(RunDefaults, BaseSettings):  # type: ignore[misc]  # two 
         None, description="Name of a Prefect Secret block holding the alert webhook URL (wins over the env)."
     )
 
-    # --- lineage: OpenLineage events of each run (flows/lineage) ---
+    # --- lineage: the OpenLineage events of each run (`flows/lineage`) ---
     lineage_enabled: bool = Field(True, description="Emit OpenLineage START and COMPLETE/FAIL run events.")
     lineage_url: str | None = Field(
         None, description="OpenLineage receiver (e.g. Marquez at http://host:5000) the events are posted to."
@@ -220,7 +259,7 @@ class PipelineSettings(RunDefaults, BaseSettings):  # type: ignore[misc]  # two 
         "them with dbt (counting a k-anonymous view computes it again: 19 s at 2,000,000 persons).",
     )
 
-    # --- monitoring: thresholds of the quality metrics (flows/monitoring); a breach emits a Prefect event ---
+    # --- monitoring: thresholds of the quality metrics; a breach emits a Prefect event ---
     monitor_max_quarantine_rate: float = Field(
         0.05, ge=0, le=1, description="Largest share of a run's received records that may be quarantined."
     )
