@@ -27,7 +27,7 @@ INFRA_SOURCES := $(wildcard deployments/infra/*.py) deployments/work-pools/ecs.j
 WORKFLOWS := $(wildcard .github/workflows/*.yml)
 # The CDK's jsii runtime runs on this machine's Node.js 20 (end of life for jsii, still working): no banner.
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
-.PHONY: help install run server-status server-stop test test-unit test-integration test-platform lint lint-code lint-workflows lint-infra format bench lock vendor \
+.PHONY: help install run server-status server-stop test test-unit test-integration test-platform lint lint-code lint-workflows lint-infra format bench lock vendor docs docs-serve \
 	clean deploy undeploy deploy-plan worker image image-test infra infra-deploy infra-outputs smoke
 
 help: ## list the targets
@@ -90,9 +90,9 @@ test-platform: $(DEV_STAMP) ## only the platform tests: the workflows under act,
 lint: lint-code lint-workflows lint-infra ## all the checks below
 
 lint-code: $(DEV_STAMP) ## ruff, mypy, sqlfluff (plain SQL; the dbt models with the jinja templater), hadolint
-	$(BIN)/ruff check flows twin tests bench deployments
-	$(BIN)/ruff format --check flows twin tests bench deployments
-	$(BIN)/mypy flows twin/faker_twin
+	$(BIN)/ruff check flows twin tests bench deployments docs/hooks
+	$(BIN)/ruff format --check flows twin tests bench deployments docs/hooks
+	$(BIN)/mypy flows twin/faker_twin docs/hooks
 	$(BIN)/sqlfluff lint sql
 	cd sql/dbt && $(CURDIR)/$(BIN)/sqlfluff lint models
 	$(BIN)/hadolint Dockerfile
@@ -158,6 +158,16 @@ image-test: $(RUNTIME_STAMP) ## build the image and run the pipeline inside it a
 vendor: $(RUNTIME_STAMP) ## re-fetch the data docs' assets from npm and verify them against the lock
 	$(BIN)/python scripts/vendor_docs_assets.py $(if $(UPDATE),--update)
 
+# The docs site: mkdocs-material, strict (a missing page, link or anchor fails), no web fonts (renders offline).
+# Material's notice about its successor is silenced: the build's output is the build's.
+DOCS_ENV := NO_MKDOCS_2_WARNING=1
+docs: $(DEV_STAMP) ## build the docs site from docs/ into site/ (offline, strict)
+	$(DOCS_ENV) $(BIN)/mkdocs build --quiet --strict
+	@echo "docs site: $(CURDIR)/site/index.html"
+
+docs-serve: $(DEV_STAMP) ## serve the docs site on 127.0.0.1:8000 with live reload
+	$(DOCS_ENV) $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+
 lock: | $(BIN)/python ## re-pin requirements*.txt from requirements*.in
 	$(BIN)/uv pip compile --quiet --no-header --python-version 3.11 requirements.in -o requirements.txt
 	$(BIN)/uv pip compile --quiet --no-header --python-version 3.11 requirements-dev.in -o requirements-dev.txt
@@ -165,4 +175,4 @@ lock: | $(BIN)/python ## re-pin requirements*.txt from requirements*.in
 	$(BIN)/uv pip compile --quiet --no-header --python-version 3.11 requirements-checkov.in -o requirements-checkov.txt
 
 clean: ## remove the virtual environment, local data and caches
-	rm -rf $(VENV) data .prefect-home .pytest_cache .mypy_cache .ruff_cache $(INFRA_OUT) sql/dbt/target sql/dbt/logs
+	rm -rf $(VENV) data .prefect-home .pytest_cache .mypy_cache .ruff_cache $(INFRA_OUT) sql/dbt/target sql/dbt/logs site

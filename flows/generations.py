@@ -125,7 +125,7 @@ def decide_generation(
             f"staging holds persons keyed with key {serving.key_fingerprint} (fingerprint), this run's key "
             f"is {key_fingerprint}: one key at a time. Run with the key staging holds, or re-key "
             "deliberately: PERSONS_PREVIOUS_HMAC_SECRET=<old key> PERSONS_HMAC_SECRET=<new key> "
-            "persons-pipeline rekey (README: Re-keying)"
+            "persons-pipeline rekey (docs/privacy.md: re-keying)"
         )
     if serving is None:
         return Generation(f"g-{uuid4().hex[:12]}", key_fingerprint, reference_date)

@@ -118,7 +118,7 @@ def test_forget_erases_from_the_warehouse_names_an_unreadable_file_and_rewrites_
     where = {
         finding.how
         for finding in scan([first.data_dir], Needles(substrings=forgotten))
-        if finding.how != "bytes" or finding.path != warehouse_file  # DuckDB's free blocks: see the README
+        if finding.how != "bytes" or finding.path != warehouse_file  # DuckDB's free blocks (docs/privacy.md)
     }
     assert where == {"duckdb:staging.tombstones.person_key"}  # every other landed file was rewritten
     parked.rename(corrupt)
