@@ -224,11 +224,11 @@ def test_a_run_completes_while_every_core_is_busy(
     data_dir = tmp_path / "data"
     with CpuHogs():  # the local Prefect server starts under this load too (a fresh server home)
         run = run_cli(
-            runtime, ["--api-url", twin_url, "--total", "5000", "--data-dir", str(data_dir), *SMALL]
+            runtime, ["--api-url", twin_url, "--total", "2000", "--data-dir", str(data_dir), *SMALL]
         )
     assert run.returncode == 0, run.output[-4000:]
     assert "Prefect: local server started at http://127.0.0.1:" in run.output
-    assert staging(data_dir) == (5000, 5000)
+    assert staging(data_dir) == (2000, 2000)
     assert active_slots(runtime, run.slot_name) == 0
 
 
