@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from typing import Any, cast
 from uuid import UUID
 
@@ -20,18 +20,61 @@ from flows import release_free_memory
 from flows.gate.validation import BatchRejected
 from flows.generations import PlannedBatch, Publication, record_translated_tombstones
 from flows.landing.files import LandedBatch
+from flows.ledger import BatchEntry, BatchState
 from flows.monitoring.record import announce_merge
 from flows.rawdata.client import ClientConfig, SourceUnreachable
 from flows.run_context import RunContext, log_event
 from flows.runtime.preflight import is_disk_full
 from flows.stages import ingest_batch, load_batch, merge_batch, secret_fingerprint, validate_batch
 from flows.targets import result_storage
+from flows.warehouse.base import MergeResult
 
 
-def process_batches(run: RunContext, publication: Publication) -> tuple[list[dict[str, Any]], list[str]]:
-    """Ingest batches (a few ahead, in worker threads) and publish each in order; return them and problems."""
-    logger = get_run_logger()
+def process_batches(run: RunContext, publication: Publication) -> None:
+    """Ingest batches (a few ahead, in worker threads) and publish each in order; the run's ledger records
+    each batch's outcome."""
     plans = publication.batches
+    run.ledger.plan((planned.plan.batch_id, planned.plan.index, planned.plan.persons) for planned in plans)
+    announce_plan(run, publication)
+    ingest = Ingest(run, publication)
+    progress = cast(
+        UUID,
+        create_progress_artifact(progress=0.0, description=f"Extraction: batches landed by run {run.run_id}"),
+    )
+    pending: deque[tuple[PlannedBatch, PrefectFuture[LandedBatch]]] = deque()
+    queue = deque(plans)
+    while queue or pending:
+        while queue and len(pending) < run.settings.batches_in_flight:
+            planned = queue.popleft()
+            if refusal := run.refusal():
+                run.ledger.not_started(planned.plan.batch_id, refusal)
+            else:
+                pending.append((planned, ingest.submit(planned)))
+        if not pending:
+            continue
+        planned, future = pending.popleft()
+        landed = ingest.result(planned, future)
+        if landed is None:
+            continue
+        record_translated_tombstones(run, publication)
+        update_progress_artifact(progress, progress=100.0 * len(landed_entries(run)) / len(plans))
+        publish_batch(run, landed, publication, planned)
+        release_free_memory()  # the batch as loaded and as validated
+    not_started = Counter(entry.reason for entry in run.ledger.in_state(BatchState.NOT_STARTED))
+    for reason, count in not_started.items():
+        log_event(get_run_logger(), "batches_not_started", run_id=run.run_id, batches=count, reason=reason)
+
+
+def landed_entries(run: RunContext) -> list[BatchEntry]:
+    """The run's batches that reached the landing place (published or not)."""
+    return run.ledger.in_state(
+        BatchState.LANDED, BatchState.MERGED, BatchState.REJECTED, BatchState.HELD_BACK
+    )
+
+
+def announce_plan(run: RunContext, publication: Publication) -> None:
+    """The run's plan in one event; a run that asked only for persons already published says so."""
+    logger = get_run_logger()
     log_event(
         logger,
         "run_planned",
@@ -39,136 +82,119 @@ def process_batches(run: RunContext, publication: Publication) -> tuple[list[dic
         persons=run.params.total,
         requested=publication.requested,
         skipped_pages=publication.skipped_pages,
-        batches=len(plans),
+        batches=len(publication.batches),
         pages_per_batch=run.params.pages_per_batch,
         page_size=run.params.page_size,
         warehouse=run.targets.warehouse,
     )
-    if not plans and publication.skipped_pages:
-        log_event(  # a run that asked only for persons already published: say so, and how to ask for more
+    if not publication.batches and publication.skipped_pages:
+        log_event(  # how to ask for more is in the run's final message
             logger,
             "nothing_to_fetch",
             run_id=run.run_id,
             skipped_pages=publication.skipped_pages,
             published=publication.skipped_persons,
         )
-    client_config = ClientConfig.from_settings(run.settings, run.params.api_url, run.deadline_at)
-    ingest = ingest_batch.with_options(result_storage=result_storage(run.targets, run.store, run.data_dir))
 
-    def submit(planned: PlannedBatch, refresh: bool = False) -> PrefectFuture[LandedBatch]:
-        label = batch_label(planned.plan.index, len(plans))
-        runner = ingest.with_options(task_run_name=f"ingest-batch-{label}", refresh_cache=refresh)
+
+class Ingest:
+    """The `ingest-batch` task of one run: submitted ahead, its result checked, its outcome in the ledger."""
+
+    def __init__(self, run: RunContext, publication: Publication) -> None:
+        self.run, self.publication, self.batches = run, publication, len(publication.batches)
+        self.client = ClientConfig(
+            base_url=run.params.api_url, deadline_at=run.deadline_at, **run.settings.client_fields()
+        )
+        self.task = ingest_batch.with_options(
+            result_storage=result_storage(run.targets, run.store, run.data_dir)
+        )
+
+    def submit(self, planned: PlannedBatch, refresh: bool = False) -> PrefectFuture[LandedBatch]:
+        run, label = self.run, batch_label(planned.plan.index, self.batches)
+        runner = self.task.with_options(task_run_name=f"ingest-batch-{label}", refresh_cache=refresh)
         return runner.submit(
             planned.plan,
-            client_config,
+            self.client,
             planned.query,
             run.secret,
-            publication.generation.reference_date,
+            self.publication.generation.reference_date,
             run.store,
             run.run_id,
             run.run_date,
             run.worker,
-            publication.exclusions,
+            self.publication.exclusions,
             label,
         )
 
-    progress = cast(
-        UUID,
-        create_progress_artifact(progress=0.0, description=f"Extraction: batches landed by run {run.run_id}"),
-    )
-    landed_count = 0
-    batches: list[dict[str, Any]] = []
-    problems: list[str] = []
-    pending: deque[tuple[PlannedBatch, PrefectFuture[LandedBatch]]] = deque()
-    queue = deque(plans)
-    not_started: dict[str, int] = {}
-    while queue or pending:
-        while queue and len(pending) < run.settings.batches_in_flight:
-            planned = queue.popleft()
-            refusal = run.refusal()
-            if refusal:
-                problems.append(f"batch {planned.plan.batch_id} not started: {refusal}")
-                not_started[refusal] = not_started.get(refusal, 0) + 1
-                continue
-            pending.append((planned, submit(planned)))
-        if not pending:
-            continue
-        planned, future = pending.popleft()
-        plan = planned.plan
+    def result(self, planned: PlannedBatch, future: PrefectFuture[LandedBatch]) -> LandedBatch | None:
+        """The landed batch (fetched again if its cached files are gone), or None if it could not land."""
+        run, plan = self.run, planned.plan
         with run.clock.measure("wait_for_ingest"):
             try:
                 landed = future.result()
                 if not run.store.exists(landed.persons_key) or not run.store.exists(landed.quarantine_key):
                     log_event(
-                        logger,
+                        get_run_logger(),
                         "batch_cache_stale",
                         run_id=run.run_id,
                         batch_id=plan.batch_id,
                         level=logging.WARNING,
                     )
-                    landed = submit(planned, refresh=True).result()
+                    landed = self.submit(planned, refresh=True).result()
             except Exception as exc:
-                if isinstance(exc, SourceUnreachable):  # later batches would wait as long for nothing
-                    run.unreachable_source = plan.batch_id
-                problems.append(f"batch {plan.batch_id} not landed: {_disk_full(run, exc) or exc}")
-                run.warehouse.record_rejected_batch(
-                    run.run_id,
-                    plan.batch_id,
-                    plan.index,
-                    plan.persons,
-                    str(exc)[:1000],
-                    secret_fingerprint(run.secret),
-                    publication.generation.generation_id,
-                )
-                batches.append(
-                    {"batch_id": plan.batch_id, "requested": plan.persons, "merged": False, "rejected": True}
-                )
-                log_event(
-                    logger,
-                    "batch_ingest_failed",
-                    run_id=run.run_id,
-                    batch_id=plan.batch_id,
-                    **batch_position(plan.index, len(plans)),
-                    error=str(exc),
-                    level=logging.ERROR,
-                )
-                continue
-        record_translated_tombstones(run, publication)
-        landed_count += 1
-        update_progress_artifact(progress, progress=100.0 * landed_count / len(plans))
+                self.not_landed(planned, exc)
+                return None
         fresh = landed.landed_by_run == run.run_id
+        run.ledger.landed(landed, cached=not fresh)
+        log_landed(run, landed, planned, self.batches, fresh)
+        return landed
+
+    def not_landed(self, planned: PlannedBatch, exc: Exception) -> None:
+        run, plan = self.run, planned.plan
+        if isinstance(exc, SourceUnreachable):  # later batches would wait as long for nothing
+            run.ledger.halt(f"the source is unreachable (batch {plan.batch_id})")
+        run.ledger.not_landed(plan.batch_id, _disk_full(run, exc) or str(exc))
+        run.warehouse.record_rejected_batch(
+            run.run_id,
+            plan.batch_id,
+            plan.index,
+            plan.persons,
+            str(exc)[:1000],
+            secret_fingerprint(run.secret),
+            self.publication.generation.generation_id,
+        )
         log_event(
-            logger,
-            "batch_landed",
+            get_run_logger(),
+            "batch_ingest_failed",
             run_id=run.run_id,
-            batch_id=landed.batch_id,
-            **batch_position(plan.index, len(plans)),
-            cached=not fresh,
-            extracted=landed.extracted,
-            persons=landed.persons,
-            quarantined=landed.quarantined,
-            duplicates=landed.duplicates,
-            requests=landed.fetch.get("requests", 0),
-            retries=landed.fetch.get("retries", 0),
-            **cast(dict[str, Any], {f"{stage}_s": seconds for stage, seconds in landed.timings.items()}),
+            batch_id=plan.batch_id,
+            **batch_position(plan.index, self.batches),
+            error=str(exc),
+            level=logging.ERROR,
         )
-        for stage, seconds in landed.timings.items():
-            run.clock.seconds[stage] += seconds if fresh else 0.0
-        status = publish_batch(run, landed, publication, planned)
-        release_free_memory()  # the batch as loaded and as validated
-        if status != "merged":
-            problems.append(status)
-        batches.append(
-            {
-                **landed.to_dict(),
-                "merged": status == "merged",
-                "rejected": status != "merged",
-                "cached": not fresh,
-            }
-        )
-    for reason, count in not_started.items():
-        log_event(logger, "batches_not_started", run_id=run.run_id, batches=count, reason=reason)
-    return batches, problems
+
+
+def log_landed(
+    run: RunContext, landed: LandedBatch, planned: PlannedBatch, batches: int, fresh: bool
+) -> None:
+    """The landed batch's event, and its stages' seconds on the run's clock (fetched by this run only)."""
+    log_event(
+        get_run_logger(),
+        "batch_landed",
+        run_id=run.run_id,
+        batch_id=landed.batch_id,
+        **batch_position(planned.plan.index, batches),
+        cached=not fresh,
+        extracted=landed.extracted,
+        persons=landed.persons,
+        quarantined=landed.quarantined,
+        duplicates=landed.duplicates,
+        requests=landed.fetch.get("requests", 0),
+        retries=landed.fetch.get("retries", 0),
+        **cast(dict[str, Any], {f"{stage}_s": seconds for stage, seconds in landed.timings.items()}),
+    )
+    for stage, seconds in landed.timings.items():
+        run.clock.seconds[stage] += seconds if fresh else 0.0
 
 
 def batch_label(index: int, batches: int) -> str:
@@ -181,64 +207,68 @@ def batch_position(index: int, batches: int) -> dict[str, int]:
     return {"batch_number": index + 1, "batches": batches}
 
 
+def load_validate_merge(
+    run: RunContext, landed: LandedBatch, publication: Publication, planned: PlannedBatch, label: str
+) -> MergeResult:
+    """The batch's three publishing tasks in one Prefect transaction (its rollback holds the batch back)."""
+    with transaction() as txn:
+        txn.set("run_id", run.run_id)
+        txn.set("batch_id", landed.batch_id)
+        with run.clock.measure("load"):
+            load_batch.with_options(task_run_name=f"load-batch-{label}")(
+                run.warehouse, run.store, landed, run.run_id, publication.generation
+            )
+        with run.clock.measure("validate"):
+            validate_batch.with_options(task_run_name=f"validate-batch-{label}")(
+                run.warehouse, run.gate, landed, run.run_id
+            )
+        with run.clock.measure("merge"):
+            return merge_batch.with_options(task_run_name=f"merge-batch-{label}")(
+                run.warehouse, landed, run.run_id, publication.generation, planned.published
+            )
+
+
 def _disk_full(run: RunContext, exc: Exception) -> str | None:
     """A full disk as a batch's reason, naming the folder (later batches are then not started)."""
     if not is_disk_full(exc):
         return None
-    run.disk_full = True
+    run.ledger.halt(f"the disk of {run.data_dir} is full")
     return f"no space left on the disk of {run.data_dir} ({type(exc).__name__})"
 
 
 def publish_batch(
     run: RunContext, landed: LandedBatch, publication: Publication, planned: PlannedBatch
-) -> str:
-    """Load, validate and merge one batch inside a transaction; 'merged' or a one-line reason it was not."""
+) -> None:
+    """Load, validate and merge one batch inside a transaction; its outcome goes to the run's ledger."""
     logger = get_run_logger()
     started = time.perf_counter()
     total = len(publication.batches)
     label, position = batch_label(planned.plan.index, total), batch_position(planned.plan.index, total)
     try:
-        with transaction() as txn:
-            txn.set("run_id", run.run_id)
-            txn.set("batch_id", landed.batch_id)
-            with run.clock.measure("load"):
-                load_batch.with_options(task_run_name=f"load-batch-{label}")(
-                    run.warehouse, run.store, landed, run.run_id, publication.generation
-                )
-            with run.clock.measure("validate"):
-                validate_batch.with_options(task_run_name=f"validate-batch-{label}")(
-                    run.warehouse, run.gate, landed, run.run_id
-                )
-            with run.clock.measure("merge"):
-                merged = merge_batch.with_options(task_run_name=f"merge-batch-{label}")(
-                    run.warehouse, landed, run.run_id, publication.generation, planned.published
-                )
+        merged = load_validate_merge(run, landed, publication, planned, label)
     except BatchRejected as rejected:
+        run.ledger.rejected(landed.batch_id, rejected.failed)
+        failed = ",".join(rejected.failed)
         log_event(
             logger,
             "batch_rejected",
             run_id=run.run_id,
             batch_id=landed.batch_id,
             **position,
-            failed_expectations=",".join(rejected.failed),
+            failed_expectations=failed,
             data_docs=rejected.docs,
             level=logging.ERROR,
         )
-        return (
-            f"batch {landed.batch_id} rejected by the validation gate (failed: {', '.join(rejected.failed)})"
-        )
+        return
     except Exception as exc:
         reason = _disk_full(run, exc) or f"{type(exc).__name__}: {exc}"
+        run.ledger.held_back(landed.batch_id, reason)
         log_event(
-            logger,
-            "batch_not_merged",
-            run_id=run.run_id,
-            batch_id=landed.batch_id,
-            **position,
-            error=reason,
+            logger, "batch_not_merged", run_id=run.run_id, batch_id=landed.batch_id, **position, error=reason,
             level=logging.ERROR,
-        )
-        return f"batch {landed.batch_id} not merged: {reason}"
+        )  # fmt: skip
+        return
+    run.ledger.merged(landed.batch_id)
     log_event(
         logger,
         "batch_merged",
@@ -252,5 +282,4 @@ def publish_batch(
         staging_rows=merged.staging_rows,
         publish_s=time.perf_counter() - started,
     )
-    announce_merge(run, landed.batch_id, landed.persons)
-    return "merged"
+    announce_merge(run.monitored, landed.batch_id, landed.persons)

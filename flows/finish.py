@@ -7,6 +7,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -22,8 +23,9 @@ from flows.anonymise.transform import POLICY_VERSION
 from flows.gate.offline_docs import SHARED_VENDOR, shared_vendor
 from flows.generations import Publication
 from flows.landing.files import write_manifest
+from flows.ledger import RunLedger
 from flows.monitoring.metrics import Breach
-from flows.monitoring.record import record_run_quality
+from flows.monitoring.record import record_run_quality, thresholds_of
 from flows.report.page import PAGE_NAME, Links, publish_report_page, write_report_page
 from flows.report.render import Report, answer_rows, render_json, render_summary, write_report_files
 from flows.run_context import PipelineFailed, RunContext, log_event
@@ -39,165 +41,189 @@ PARTIAL_REPORT_AGE_S = 3600.0
 
 def process_resources(run: RunContext) -> dict[str, dict[str, float]]:
     """CPU seconds and peak RSS of each of the run's processes: orchestrator, raw-data worker, gate."""
-    return {"orchestrator": own_resources(), **run.resources}
-
-
-def run_accounting(publication: Publication, batches: list[dict[str, Any]]) -> dict[str, int]:
-    """Where the run's requested records went: requested = published + quarantined + duplicates + erased
-    + rejected (received counts records that came back; skipped pages were published by an earlier run)."""
-    merged = [batch for batch in batches if batch.get("merged")]
-    return {
-        "requested": publication.requested,
-        "received": sum(batch.get("extracted", 0) + batch.get("forgotten", 0) for batch in batches),
-        "published": sum(batch["persons"] for batch in merged),
-        "quarantined": sum(batch["quarantined"] for batch in merged),
-        "duplicates": sum(batch["duplicates"] for batch in merged),
-        "erased": sum(batch["forgotten"] for batch in merged),
-        "rejected": sum(batch["requested"] for batch in batches if not batch.get("merged")),
-        "skipped_already_published": publication.skipped_persons,
-    }
+    return {"orchestrator": own_resources(), **run.workers.resources}
 
 
 @contextmanager
-def full_disk_verdict(
-    run: RunContext, batches: list[dict[str, Any]], problems: list[str], step: str
-) -> Iterator[None]:
+def full_disk_verdict(run: RunContext, step: str) -> Iterator[None]:
     """A full disk during `step` ends the run with one line: what was published, and which disk is full."""
     try:
         yield
     except Exception as exc:
         if not is_disk_full(exc):
             raise
+        problems = run.ledger.problems
         verdict = (
             f"{len(problems)} batch(es) were not published: {'; '.join(problems)}"
             if problems
-            else f"all {len(batches)} batches were merged"
+            else f"all {len(run.ledger.manifest_batches())} batches were merged"
         )
         raise PipelineFailed(
             f"{verdict}; {step} could not be written: no space left on the disk of {run.data_dir}"
         ) from None
 
 
-def finish_run(
-    run: RunContext, batches: list[dict[str, Any]], problems: list[str], publication: Publication
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Written:
+    """Where a run's report and docs went, and how a browser opens them."""
+
+    report: Report
+    context: dict[str, Any]
+    docs_index: str | None  # None: the run validated no batch, so it has no validation pages
+    reports_location: str
+    link: Callable[[str], str]
+
+    @property
+    def report_page(self) -> str:
+        return self.link(f"{self.reports_location}/{PAGE_NAME}")
+
+
+def finish_run(run: RunContext, publication: Publication) -> dict[str, Any]:
     """Report (views, files, artifacts, stdout) and manifest; PipelineFailed if a batch was not published."""
-    with full_disk_verdict(run, batches, problems, "the report"):
-        return _finish(run, batches, problems, publication)
-
-
-def _finish(
-    run: RunContext, batches: list[dict[str, Any]], problems: list[str], publication: Publication
-) -> dict[str, Any]:
-    logger = get_run_logger()
-    with run.clock.measure("report"):
-        report = build_report(run.warehouse)
-        docs_folder = run.gate.docs_dir
-        docs_index: str | None = None  # a run that validated no batch has no validation pages to point to
-        if run.gate.index_path.exists():  # its pages use the assets all runs share: those first, once
-            run.store.upload_folder(shared_vendor(docs_folder), f"data_docs/{SHARED_VENDOR}", only_new=True)
-            docs_index = f"{run.store.upload_folder(docs_folder, f'data_docs/{docs_folder.name}')}/index.html"
-        context = {
+    with full_disk_verdict(run, "the report"):
+        with run.clock.measure("report"):
+            written = write_report(run, publication)
+        wall = round(time.perf_counter() - run.started, 3)
+        if run.params.report_json:
+            run.params.report_json.parent.mkdir(parents=True, exist_ok=True)
+            measured = {
+                "stages": run.clock.rounded(),
+                "wall_seconds": wall,
+                "resources": process_resources(run),
+            }
+            run.params.report_json.write_bytes(render_json(written.report, {**written.context, **measured}))
+        manifest_key = write_manifest(
+            run.store, run.run_date, run.run_id, manifest(run, publication, written, wall)
+        )
+        record_load_window(run)
+        breaches = record_run_quality(  # monitoring.*, breach and failure events
+            run.monitored,
+            thresholds_of(run.settings),
+            run.ledger.manifest_batches(),
+            run.ledger.problems,
+            written.report,
+        )
+        print_summary(run, written, breaches)
+        log_event(
+            get_run_logger(),
+            "run_finished",
+            run_id=run.run_id,
+            total_persons=written.report.total_persons,
+            quarantined=written.report.quarantined,
+            rejected_batches=written.report.rejected_batches,
+            problems=len(run.ledger.problems),
+            breaches=len(breaches),
+            wall_s=wall,
+            data_docs=written.docs_index,
+            manifest=run.store.uri(manifest_key),
+        )
+        if not run.ledger.published:
+            raise PipelineFailed(run.ledger.failure(written.docs_index))
+        return {
             "run_id": run.run_id,
-            "started_at": run.started_at.isoformat(timespec="seconds"),
-            "reference_date": report.reference_date,
-            "key_fingerprint": report.key_fingerprint,
-            "generation_id": publication.generation.generation_id,
-            "generation_switched": publication.switched,
-            "environment": run.targets.environment,
-            "warehouse": run.targets.warehouse,
-            "landing": run.store.identity,
-            "data_docs": docs_index,
+            "report": written.report.to_dict(),
+            "data_docs": written.docs_index,
+            "report_dir": written.reports_location,
+            "manifest": run.store.uri(manifest_key),
+            "message": run_message(publication, run.ledger, written.report_page),
         }
-        report_dir = run.data_dir / "reports" / run.run_id
-        with report_folder(report_dir) as folder:  # whole or not at all: a run killed here leaves none
-            write_report_files(report, folder, context)
-            write_report_page(  # the answers, their charts, quality, protection, metadata; problems first
-                report,
-                run.warehouse.read_quality_trend(run.settings.report_trend_runs),
-                folder,
-                context,
-                Links(  # relative: the same in S3
-                    os.path.relpath(docs_folder / "index.html", report_dir) if docs_index else None,
-                    os.path.relpath(docs_folder.parent / "index.html", report_dir),
-                ),
-                problems,
-            )
-        reports_location = run.store.upload_folder(report_dir, f"reports/{run.run_id}")
-        link = browser_links(run)
-        _publish_artifacts(report, docs_index, run.run_id, link)
-        publish_report_page(reports_location, run.run_id, report, link)
-    wall = round(time.perf_counter() - run.started, 3)
-    if run.params.report_json:
-        run.params.report_json.parent.mkdir(parents=True, exist_ok=True)
-        measured = {"stages": run.clock.rounded(), "wall_seconds": wall, "resources": process_resources(run)}
-        run.params.report_json.write_bytes(render_json(report, {**context, **measured}))
-    manifest = {
+
+
+def write_report(run: RunContext, publication: Publication) -> Written:
+    """The report from the warehouse: its files and page (whole or not at all), uploaded, and as artifacts."""
+    report = build_report(run.warehouse)
+    docs_folder = run.gate.docs_dir
+    docs_index: str | None = None
+    if run.gate.index_path.exists():  # its pages use the assets all runs share: those first, once
+        run.store.upload_folder(shared_vendor(docs_folder), f"data_docs/{SHARED_VENDOR}", only_new=True)
+        docs_index = f"{run.store.upload_folder(docs_folder, f'data_docs/{docs_folder.name}')}/index.html"
+    context = {
+        "run_id": run.run_id,
+        "started_at": run.started_at.isoformat(timespec="seconds"),
+        "reference_date": report.reference_date,
+        "key_fingerprint": report.key_fingerprint,
+        "generation_id": publication.generation.generation_id,
+        "generation_switched": publication.switched,
+        "environment": run.targets.environment,
+        "warehouse": run.targets.warehouse,
+        "landing": run.store.identity,
+        "data_docs": docs_index,
+    }
+    report_dir = run.data_dir / "reports" / run.run_id
+    with report_folder(report_dir) as folder:  # whole or not at all: a run killed here leaves none
+        write_report_files(report, folder, context)
+        write_report_page(  # the answers, their charts, quality, protection, metadata; problems first
+            report,
+            run.warehouse.read_quality_trend(run.settings.report_trend_runs),
+            folder,
+            context,
+            Links(  # relative: the same in S3
+                os.path.relpath(docs_folder / "index.html", report_dir) if docs_index else None,
+                os.path.relpath(docs_folder.parent / "index.html", report_dir),
+            ),
+            run.ledger.problems,
+        )
+    reports_location = run.store.upload_folder(report_dir, f"reports/{run.run_id}")
+    link = browser_links(run)
+    _publish_artifacts(report, docs_index, run.run_id, link)
+    publish_report_page(reports_location, run.run_id, report, link)
+    return Written(report, context, docs_index, reports_location, link)
+
+
+def manifest(run: RunContext, publication: Publication, written: Written, wall: float) -> dict[str, Any]:
+    """The run's manifest: parameters, generation, where every record went, each batch, timings."""
+    generation = publication.generation
+    return {
         "run_id": run.run_id,
         "parameters": orjson.loads(run.params.model_dump_json()),
         "policy_version": POLICY_VERSION,
         "generation": {
-            "generation_id": publication.generation.generation_id,
-            "key_fingerprint": publication.generation.key_fingerprint,
-            "reference_date": publication.generation.reference_date.isoformat(),
-            "rebuilt": publication.generation.rebuilding,
+            "generation_id": generation.generation_id,
+            "key_fingerprint": generation.key_fingerprint,
+            "reference_date": generation.reference_date.isoformat(),
+            "rebuilt": generation.rebuilding,
             "switched": publication.switched,
         },
-        "records": run_accounting(publication, batches),
-        "batches": batches,
-        "problems": problems,
+        "records": run.ledger.accounting(publication.requested, publication.skipped_persons).as_dict(),
+        "batches": run.ledger.manifest_batches(),
+        "problems": run.ledger.problems,
         "stages_seconds": run.clock.rounded(),
         "wall_seconds": wall,
-        "data_docs": docs_index,
-        "report_dir": reports_location,
+        "data_docs": written.docs_index,
+        "report_dir": written.reports_location,
     }
-    manifest_key = write_manifest(run.store, run.run_date, run.run_id, manifest)
+
+
+def record_load_window(run: RunContext) -> None:
+    """A run of a load window (the daily flow's day, a backfill's window) records it, completed or failed."""
     window = run.params.load_window
-    if window is not None:
-        merged = sum(batch["persons"] for batch in batches if batch["merged"])  # type: ignore[misc]
-        status = "failed" if problems else "completed"
-        run.warehouse.record_window(window, status, run.run_id, merged, run.started_at)
-        log_event(
-            logger, "window_recorded", run_id=run.run_id, window=window.key, status=status, persons=merged
-        )
-    breaches = record_run_quality(run, batches, problems, report)  # monitoring.*, breach and merge events
-    print(render_summary(report))
-    print(breaches_line(breaches))
-    if docs_index:
-        print(f"data docs:   {link(docs_index)}")
-    if model_docs := dbt_docs_location(run.data_dir, run.store):  # the models, their columns, the lineage
-        print(f"model docs:  {link(model_docs)}")
-    print(f"report page: {link(f'{reports_location}/{PAGE_NAME}')}")  # the last line: where to look
+    if window is None:
+        return
+    merged = run.ledger.merged_persons
+    status = "completed" if run.ledger.published else "failed"
+    run.warehouse.record_window(window, status, run.run_id, merged, run.started_at)
     log_event(
-        logger,
-        "run_finished",
+        get_run_logger(),
+        "window_recorded",
         run_id=run.run_id,
-        total_persons=report.total_persons,
-        quarantined=report.quarantined,
-        rejected_batches=report.rejected_batches,
-        problems=len(problems),
-        breaches=len(breaches),
-        wall_s=wall,
-        data_docs=docs_index,
-        manifest=run.store.uri(manifest_key),
+        window=window.key,
+        status=status,
+        persons=merged,
     )
-    if problems:
-        raise PipelineFailed(
-            f"{len(problems)} batch(es) were not published: "
-            + "; ".join(problems)
-            + (f"; data docs: {docs_index}" if docs_index else "")
-        )
-    return {
-        "run_id": run.run_id,
-        "report": report.to_dict(),
-        "data_docs": docs_index,
-        "report_dir": reports_location,
-        "manifest": run.store.uri(manifest_key),
-        "message": run_message(publication, batches, link(f"{reports_location}/{PAGE_NAME}")),
-    }
 
 
-def run_message(publication: Publication, batches: list[dict[str, Any]], report_page: str) -> str:
+def print_summary(run: RunContext, written: Written, breaches: Sequence[Breach]) -> None:
+    """The report's answers and where to look, on stdout; the report page last."""
+    print(render_summary(written.report))
+    print(breaches_line(breaches))
+    if written.docs_index:
+        print(f"data docs:   {written.link(written.docs_index)}")
+    if model_docs := dbt_docs_location(run.data_dir, run.store):  # the models, their columns, the lineage
+        print(f"model docs:  {written.link(model_docs)}")
+    print(f"report page: {written.report_page}")  # the last line: where to look
+
+
+def run_message(publication: Publication, ledger: RunLedger, report_page: str) -> str:
     """What a completed run did, in one line (its final state's message)."""
     if not publication.batches and publication.skipped_pages:
         return (
@@ -205,8 +231,10 @@ def run_message(publication: Publication, batches: list[dict[str, Any]], report_
             f"before ({publication.skipped_persons:,} persons); ask for more with a larger total, or for "
             f"other persons with another seed; report page: {report_page}"
         )
-    persons = sum(int(batch.get("persons", 0)) for batch in batches if batch.get("merged"))
-    return f"published {persons:,} new persons in {len(batches)} batch(es); report page: {report_page}"
+    batches = len(ledger.manifest_batches())
+    return (
+        f"published {ledger.merged_persons:,} new persons in {batches} batch(es); report page: {report_page}"
+    )
 
 
 def breaches_line(breaches: Sequence[Breach]) -> str:

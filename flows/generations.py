@@ -30,9 +30,7 @@ from flows.run_context import RunContext, log_event
 from flows.stages import secret_fingerprint
 from flows.warehouse import Warehouse
 from flows.warehouse.generations import (
-    Generation,
     GenerationSuperseded,
-    PublishedBatch,
     abandon,
     add_tombstones,
     begin_generation,
@@ -41,6 +39,7 @@ from flows.warehouse.generations import (
     switch_to,
     tombstoned_keys,
 )
+from flows.warehouse.published import Generation, PublishedBatch
 
 Population = tuple[str, date | None, date | None]
 PageIdentity = tuple[str, str | None, str | None, int, int]
@@ -299,14 +298,14 @@ def record_translated_tombstones(run: RunContext, publication: Publication) -> N
         add_tombstones(run.warehouse, keys, publication.generation.key_fingerprint)
 
 
-def conclude_publication(run: RunContext, publication: Publication, problems: list[str]) -> None:
+def conclude_publication(run: RunContext, publication: Publication) -> None:
     """Switch a completely rebuilt generation over (atomically); abandon an incomplete one."""
     if not publication.generation.rebuilding:
         return
     logger = get_run_logger()
-    if problems:
+    if run.ledger.problems:
         abandon(run.warehouse, publication.generation)
-        problems.append(
+        run.ledger.fail(
             f"generation {publication.generation.generation_id} was not switched over: the previous one "
             "keeps serving"
         )
@@ -322,7 +321,7 @@ def conclude_publication(run: RunContext, publication: Publication, problems: li
         persons = switch_to(run.warehouse, publication.generation, publication.previous)
     except GenerationSuperseded as superseded:
         abandon(run.warehouse, publication.generation)
-        problems.append(str(superseded))
+        run.ledger.fail(str(superseded))
         return
     publication.switched = True
     log_event(

@@ -46,15 +46,15 @@ def persons_pipeline(**parameters: Any) -> dict[str, Any]:
         # dbt starts (import, parse) only if the models above staging changed since their last build here.
         with models_of_run(run.warehouse, run.settings, run.data_dir, run.run_id) as models:
             # Per batch: extract -> anonymise -> land (raw-data worker), then load -> validate -> merge.
-            batches, problems = process_batches(run, publication)
+            process_batches(run, publication)  # each batch's outcome goes to the run's ledger
             run.close_worker()
             run.close_gate()
-            conclude_publication(run, publication, problems)
+            conclude_publication(run, publication)
             # transform -> analytics -> reporting: dbt build if the models changed (views need no rebuild).
-            with run.clock.measure("models"), full_disk_verdict(run, batches, problems, "the models"):
+            with run.clock.measure("models"), full_disk_verdict(run, "the models"):
                 built = build_models(run.warehouse, models, run.store, run.data_dir, run.run_id)
-            run.models_built = bool(built["built"])
-            outcome = finish_run(run, batches, problems, publication)
+            run.ledger.models_built = bool(built["built"])
+            outcome = finish_run(run, publication)
             # The run's final state says what it did in one line (the Prefect UI shows it beside the run).
             return cast(dict[str, Any], Completed(message=outcome["message"], data=outcome))
 

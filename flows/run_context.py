@@ -23,6 +23,8 @@ from pydantic import SecretStr
 
 from flows.gate.validation import Gate, open_gate, write_docs_home
 from flows.landing.files import LandingStore
+from flows.ledger import RunLedger
+from flows.monitoring.record import RunSubject
 from flows.parameters import RunParameters, resolve_parameters
 from flows.rawdata.worker import IngestWorker
 from flows.runtime.preflight import is_disk_full, keep_files_private
@@ -71,8 +73,54 @@ class StageClock:
 
 
 @dataclass
+class RunWorkers:
+    """The processes a run starts: the raw-data worker and the validation gate (built in the background:
+    importing GX takes seconds); each is closed once, keeping what it used."""
+
+    worker: IngestWorker
+    gate_ready: Future[Gate]
+    resources: dict[str, dict[str, float]] = field(default_factory=dict)
+    gate_closed: bool = False
+
+    @property
+    def gate(self) -> Gate:
+        """The run's validation gate, once it is ready."""
+        return self.gate_ready.result()
+
+    def close_worker(self) -> None:
+        """Stop the raw-data worker, keeping what it used."""
+        if "raw_data_worker" not in self.resources:
+            self.resources["raw_data_worker"] = self.worker.resources()
+        self.worker.close()
+
+    def close_gate(self, run_id: str, data_dir: Path, clock: StageClock) -> None:
+        """Build the run's data docs and stop the gate (once; also when the run failed)."""
+        if self.gate_closed:
+            return
+        self.gate_closed = True
+        if stop_requested():  # a stop signal: end now; the rerun's docs cover the batches again
+            if self.gate_ready.done() and self.gate_ready.exception() is None:
+                self.gate.close()  # one still being made (importing GX) is not waited for
+            return
+        try:
+            with clock.measure("docs"):
+                self.gate.build_docs()
+                write_docs_home(data_dir / "data_docs")
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            # The run's verdict names the batches; the docs cannot be written now.
+            log_event(get_run_logger(), "docs_not_built", run_id=run_id, error=str(exc), level=logging.ERROR)
+        usage = self.gate.resources()
+        if usage:  # a gate in a process of its own
+            self.resources["validation_gate"] = usage
+        self.gate.close()
+
+
+@dataclass(frozen=True)
 class RunContext:
-    """What every step of one run shares."""
+    """What every step of one run shares, fixed when the run starts; what changes as it runs is in its
+    ledger (the batches, their outcomes), its clock (seconds per stage) and its workers (processes)."""
 
     run_id: str
     run_date: date
@@ -82,21 +130,25 @@ class RunContext:
     targets: Targets
     store: LandingStore
     warehouse: Warehouse
-    worker: IngestWorker
-    gate_ready: Future[Gate]
+    workers: RunWorkers
+    ledger: RunLedger = field(default_factory=RunLedger)
     clock: StageClock = field(default_factory=StageClock)
     started_at: datetime = field(default_factory=utc_now)
     started: float = field(default_factory=time.perf_counter)
-    gate_closed: bool = False
-    disk_full: bool = False
-    unreachable_source: str | None = None  # the batch whose pages found the source unreachable
-    models_built: bool = False  # dbt built the models above staging in this run
-    resources: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def worker(self) -> IngestWorker:
+        return self.workers.worker
 
     @property
     def gate(self) -> Gate:
         """The run's validation gate (built in the background: importing GX takes seconds)."""
-        return self.gate_ready.result()
+        return self.workers.gate
+
+    @property
+    def monitored(self) -> RunSubject:
+        """The run as its quality metrics and events name it."""
+        return RunSubject(self.run_id, self.targets.environment, self.warehouse)
 
     @property
     def deadline_at(self) -> float | None:
@@ -105,13 +157,11 @@ class RunContext:
         return self.started_at.timestamp() + limit if limit else None
 
     def refusal(self) -> str | None:
-        """Why no further batch should start (a stop signal, the deadline passed, the disk is full), if so."""
+        """Why no further batch should start (a stop signal, a halt in the ledger, the deadline), if so."""
         if (stopped := stop_signal()) is not None:
             return f"the run was stopped ({stopped.name})"
-        if self.disk_full:
-            return f"the disk of {self.data_dir} is full"
-        if self.unreachable_source is not None:
-            return f"the source is unreachable (batch {self.unreachable_source})"
+        if self.ledger.halted is not None:
+            return self.ledger.halted
         if self.deadline_at is not None and time.time() >= self.deadline_at:
             return "the run deadline (PERSONS_RUN_DEADLINE_S) passed"
         return None
@@ -123,34 +173,11 @@ class RunContext:
 
     def close_gate(self) -> None:
         """Build the run's data docs and stop the gate process (once; also when the run failed)."""
-        if self.gate_closed:
-            return
-        self.gate_closed = True
-        if stop_requested():  # a stop signal: end now; the rerun's docs cover the batches again
-            if self.gate_ready.done() and self.gate_ready.exception() is None:
-                self.gate.close()  # one still being made (importing GX) is not waited for
-            return
-        try:
-            with self.clock.measure("docs"):
-                self.gate.build_docs()
-                write_docs_home(self.data_dir / "data_docs")
-        except Exception as exc:
-            if not is_disk_full(exc):
-                raise
-            self.disk_full = True  # the run's verdict names the batches; docs cannot be written now
-            log_event(
-                get_run_logger(), "docs_not_built", run_id=self.run_id, error=str(exc), level=logging.ERROR
-            )
-        usage = self.gate.resources()
-        if usage:  # a gate in a process of its own
-            self.resources["validation_gate"] = usage
-        self.gate.close()
+        self.workers.close_gate(self.run_id, self.data_dir, self.clock)
 
     def close_worker(self) -> None:
         """Stop the raw-data worker, keeping what it used."""
-        if "raw_data_worker" not in self.resources:
-            self.resources["raw_data_worker"] = self.worker.resources()
-        self.worker.close()
+        self.workers.close_worker()
 
 
 def run_tags(targets: Targets, data_dir: Path) -> list[str]:
@@ -242,9 +269,11 @@ def open_run(parameters: dict[str, Any]) -> Iterator[RunContext]:
                 targets=targets,
                 store=store,
                 warehouse=warehouse,
-                worker=worker,
-                gate_ready=in_background(
-                    open_gate, data_dir / "data_docs", run_id, settings.gate_process == "separate"
+                workers=RunWorkers(
+                    worker,
+                    in_background(
+                        open_gate, data_dir / "data_docs", run_id, settings.gate_process == "separate"
+                    ),
                 ),
             )
             tag_run(run_id, targets, data_dir)

@@ -114,7 +114,7 @@ class LineageEmitter:
         """Whether the end event counts the rows of the relations above staging: when this run built them.
         A run that only merged leaves them uncounted: counting a k-anonymous view computes it again (19 s at
         2,000,000 persons, growing with the warehouse)."""
-        return self.run.settings.lineage_count_published and self.run.models_built
+        return self.run.settings.lineage_count_published and self.run.ledger.models_built
 
     def _measure(self) -> tuple[RunCounts | None, list[Relation]]:
         """The run's batch counts, the layers' columns, and the rows each published relation holds."""

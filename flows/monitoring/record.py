@@ -4,6 +4,7 @@ flows.monitoring.metrics)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
     from flows.gate.validation import GateResult
     from flows.landing.files import LandedBatch
     from flows.report.render import Report
-    from flows.run_context import RunContext
 
 # The bind parameters of sql/monitoring/insert_metric.sql, in the order they appear there.
 METRIC_COLUMNS = ("run_id", "batch_id", "metric", "subject", "metric_value", "measured_at")
@@ -81,23 +81,37 @@ def _warehouse_counts(
     return quarantined, layer_rows, int(failed or 0), max_null, last_merged
 
 
-def announce_merge(run: RunContext, batch_id: str, persons: int) -> None:
+@dataclass(frozen=True)
+class RunSubject:
+    """The run whose quality is recorded: its id, and the warehouse its events are about."""
+
+    run_id: str
+    environment: str
+    warehouse: Warehouse
+
+    @property
+    def resource(self) -> dict[str, str]:
+        """The run's warehouse as the resource of its events."""
+        return events.warehouse_resource(self.environment, self.warehouse.location)
+
+
+def announce_merge(subject: RunSubject, batch_id: str, persons: int) -> None:
     """`persons.batch.merged` as each batch is merged (the freshness automation's clock restarts then, so a
     run that dies later still counts for the batches it merged)."""
-    payload = {"run_id": run.run_id, "batch_id": batch_id, "persons": persons}  # the event has its time
-    events.emit(events.BATCH_MERGED, _resource(run), payload)
-
-
-def _resource(run: RunContext) -> dict[str, str]:
-    """The run's warehouse as the resource of its events."""
-    return events.warehouse_resource(run.targets.environment, run.warehouse.location)
+    payload = {"run_id": subject.run_id, "batch_id": batch_id, "persons": persons}  # the event has its time
+    events.emit(events.BATCH_MERGED, subject.resource, payload)
 
 
 def record_run_quality(
-    run: RunContext, batches: Sequence[Mapping[str, Any]], problems: Sequence[str], report: Report
+    subject: RunSubject,
+    thresholds: Thresholds,
+    batches: Sequence[Mapping[str, Any]],
+    problems: Sequence[str],
+    report: Report,
 ) -> list[Breach]:
-    """Record the run's metrics, check them against the thresholds, emit breach and failure events."""
-    warehouse, run_id = run.warehouse, run.run_id
+    """Record the run's metrics (its batches as the manifest lists them), check them against the
+    thresholds, emit breach and failure events."""
+    warehouse, run_id = subject.warehouse, subject.run_id
     now = utc_now()
     quarantined, layer_rows, failed, max_null, last_merged = _warehouse_counts(warehouse, run_id)
     layer_rows["reporting.total_persons"] = report.total_persons
@@ -113,7 +127,7 @@ def record_run_quality(
         hours_between(last_merged, now) if last_merged is not None else None,
         report.k_anonymity,
     )
-    breaches = find_breaches(metrics, thresholds_of(run.settings))
+    breaches = find_breaches(metrics, thresholds)
     with warehouse.cursor() as cursor, cursor.transaction():
         cursor.execute(warehouse.sql("monitoring/delete_run_metrics"), run_id=run_id)
         _insert_metrics(warehouse, cursor, run_id, metrics, now)
@@ -127,7 +141,7 @@ def record_run_quality(
                 threshold=breach.threshold,
                 detected_at=now,
             )
-    resource = _resource(run)
+    resource = subject.resource
     for breach in breaches:
         events.emit(
             events.BREACH,
