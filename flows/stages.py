@@ -34,7 +34,7 @@ from flows.report.render import Report
 from flows.runtime.preflight import is_disk_full
 from flows.runtime.stopping import stop_requested
 from flows.warehouse import MergeResult, Warehouse
-from flows.warehouse.generations import Generation, PublishedBatch
+from flows.warehouse.published import Generation, PublishedBatch
 
 
 def worth_retrying(task: Any, task_run: Any, state: State[Any]) -> bool:
@@ -47,6 +47,10 @@ def worth_retrying(task: Any, task_run: Any, state: State[Any]) -> bool:
     except Exception as exc:
         return not is_disk_full(exc)
     return True
+
+
+# The retry policy of every task that does I/O a second attempt can fix (a lock, a network hiccup).
+IO_RETRIES: dict[str, Any] = {"retries": 2, "retry_delay_seconds": 5, "retry_condition_fn": worth_retrying}
 
 
 # No task retries: the client retries every page itself (attempts, backoff, Retry-After, the run deadline),
@@ -71,9 +75,7 @@ def anonymise_pages(
     name="land-batch",
     cache_policy=NO_CACHE,
     persist_result=False,
-    retries=2,
-    retry_delay_seconds=5,
-    retry_condition_fn=worth_retrying,
+    **IO_RETRIES,
 )
 def land_batch(
     worker: IngestWorker, handle: str, store: LandingStore, plan: BatchPlan, run_id: str, run_date: date
@@ -168,9 +170,7 @@ def ingest_batch(
     task_run_name="migrate-warehouse",  # one of its kind per run: no random suffix
     cache_policy=NO_CACHE,
     persist_result=False,
-    retries=2,
-    retry_delay_seconds=5,
-    retry_condition_fn=worth_retrying,
+    **IO_RETRIES,
 )
 def migrate_warehouse(warehouse: Warehouse) -> list[str]:
     """Apply pending schema migrations (the views above staging are built by dbt, flows.analytics)."""
@@ -184,9 +184,7 @@ def migrate_warehouse(warehouse: Warehouse) -> list[str]:
     name="load-batch",
     cache_policy=NO_CACHE,
     persist_result=False,
-    retries=2,
-    retry_delay_seconds=5,
-    retry_condition_fn=worth_retrying,
+    **IO_RETRIES,
 )
 def load_batch(
     warehouse: Warehouse, store: LandingStore, landed: LandedBatch, run_id: str, generation: Generation
@@ -240,9 +238,7 @@ def validate_batch(warehouse: Warehouse, gate: Gate, landed: LandedBatch, run_id
     name="merge-batch",
     cache_policy=NO_CACHE,
     persist_result=False,
-    retries=2,
-    retry_delay_seconds=5,
-    retry_condition_fn=worth_retrying,
+    **IO_RETRIES,
 )
 def merge_batch(
     warehouse: Warehouse, landed: LandedBatch, run_id: str, generation: Generation, published: PublishedBatch
@@ -256,9 +252,7 @@ def merge_batch(
     task_run_name="build-report",  # one of its kind per run: no random suffix
     cache_policy=NO_CACHE,
     persist_result=False,
-    retries=2,
-    retry_delay_seconds=5,
-    retry_condition_fn=worth_retrying,
+    **IO_RETRIES,
 )
 def build_report(warehouse: Warehouse) -> Report:
     """Answer the reporting questions from the reporting models; refuse a published class under k."""

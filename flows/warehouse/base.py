@@ -26,7 +26,7 @@ from flows.sql_files import (
 from flows.windows import LoadWindow
 
 if TYPE_CHECKING:
-    from flows.warehouse.generations import Generation, PublishedBatch
+    from flows.warehouse.published import Generation, PublishedBatch
 
 
 def utc_now() -> datetime:
