@@ -459,8 +459,8 @@ def render(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Start the services, measure, print and save the figures."""
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    """The bench's options."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -476,7 +476,29 @@ def main(argv: list[str] | None = None) -> int:
         help="also call the CLI once per round in one long-lived process: what a warm runner could reach",
     )
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "results")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def measure_rounds(bench: Bench, args: argparse.Namespace, sizes: list[int], modes: list[str]) -> None:
+    """Round 0 (each mode's first run, cold), then the warm rounds side by side with the references."""
+    for persons in sizes:
+        for mode in modes:
+            bench.run_pipeline(mode, persons, 0)
+    for round_number in range(1, args.repeat + 1):
+        for persons in sizes:
+            bench.run_reference("download", persons, round_number)
+            if not args.no_naive:
+                bench.run_reference("naive", persons, round_number)
+            for mode in modes:
+                bench.run_pipeline(mode, persons, round_number)
+    if args.warm_floor:
+        for persons in sizes:
+            bench.run_warm_floor(persons, args.repeat)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start the services, measure, print and save the figures."""
+    args = parse_arguments(argv)
     sizes = [int(size) for size in args.sizes.split(",")]
     modes = list(MODES) if args.prefect == "both" else [args.prefect]
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -496,19 +518,7 @@ def main(argv: list[str] | None = None) -> int:
             f"twin {twin_url}; Prefect {', '.join(modes)}; "
             f"first run, then {args.repeat} warm round(s) of {sizes}"
         )
-        for persons in sizes:
-            for mode in modes:  # round 0: the first run of each mode, cold
-                bench.run_pipeline(mode, persons, 0)
-        for round_number in range(1, args.repeat + 1):
-            for persons in sizes:
-                bench.run_reference("download", persons, round_number)
-                if not args.no_naive:
-                    bench.run_reference("naive", persons, round_number)
-                for mode in modes:
-                    bench.run_pipeline(mode, persons, round_number)
-        if args.warm_floor:
-            for persons in sizes:
-                bench.run_warm_floor(persons, args.repeat)
+        measure_rounds(bench, args, sizes, modes)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: stop measuring, report what was measured
         print("interrupted: the figures below cover the runs completed so far", flush=True)
     finally:

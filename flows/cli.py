@@ -344,16 +344,7 @@ def _help_defaults() -> RunDefaults:
 def run_command(args: argparse.Namespace) -> int:
     """Validate every parameter and the key, then run the flow; exit code 1 if the run fails."""
     if args.command == "forget":
-        try:
-            get_settings().check_key_source()
-        except ValueError as exc:  # a ValidationError is one
-            return _refused(args.command, exc)
-        if failed := _connect_prefect(get_settings(), args.command):
-            return failed
-        from flows.erasure import forget_command  # noqa: PLC0415 - Prefect only once its API is chosen
-
-        with terminal(args.log_format):
-            return forget_command(args)
+        return forget(args)
     if args.command == "rekey":
         args.rekey = True
     try:
@@ -384,6 +375,20 @@ def run_command(args: argparse.Namespace) -> int:
     message = re.sub(r"^Flow run encountered an exception: (PipelineFailed: )?", "", message)
     print(f"persons-pipeline run: {(state.name or 'failed').lower()}: {message}", file=sys.stderr)
     return EXIT_FAILED
+
+
+def forget(args: argparse.Namespace) -> int:
+    """`forget`: check the key, connect to Prefect, erase the persons of the identity file."""
+    try:
+        get_settings().check_key_source()
+    except ValueError as exc:  # a ValidationError is one
+        return _refused(args.command, exc)
+    if failed := _connect_prefect(get_settings(), args.command):
+        return failed
+    from flows.erasure import forget_command  # noqa: PLC0415 - Prefect only once its API is chosen
+
+    with terminal(args.log_format):
+        return forget_command(args)
 
 
 def _refused(command: str, exc: Exception) -> int:

@@ -14,6 +14,7 @@ import time
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from prefect import flow, get_run_logger, task
@@ -28,7 +29,7 @@ from flows.pipeline import run_pipeline
 from flows.runtime.alerts import notify_failure
 from flows.runtime.slots import warehouse_slot
 from flows.settings import get_settings
-from flows.stages import worth_retrying
+from flows.stages import IO_RETRIES
 from flows.targets import make_warehouse, resolve_targets
 from flows.windows import LoadWindow, birthday_windows, daily_windows, date_windows
 
@@ -41,9 +42,7 @@ FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
     task_run_name="read-high-watermark",  # one of its kind per run: no random suffix
     cache_policy=NO_CACHE,
     persist_result=False,
-    retries=2,
-    retry_delay_seconds=5,
-    retry_condition_fn=worth_retrying,
+    **IO_RETRIES,
 )
 def read_loaded_windows(
     kind: str, data_dir: str | None, warehouse: str | None, landing_url: str | None
@@ -124,6 +123,24 @@ def plan_backfill(
     raise ParameterError("give --birthday-start and --birthday-end, or --start-day and --end-day")
 
 
+def submit_windows(windows: list[LoadWindow], common: dict[str, Any], deployment: str) -> dict[str, UUID]:
+    """Start each window as a child run of `deployment` (not waiting): its flow run id by window."""
+    children = {}
+    for window in windows:
+        parameters = {
+            name: value for name, value in {**common, "window": window.key}.items() if value is not None
+        }
+        run: FlowRun = run_deployment(  # type: ignore[assignment]  # sync call in a sync flow
+            deployment,
+            parameters=parameters,
+            timeout=0,
+            flow_run_name=f"window-{window.key.replace(':', '-')}",
+        )
+        children[window.key] = run.id
+        get_run_logger().info("event=window_submitted window=%s flow_run_id=%s", window.key, run.id)
+    return children
+
+
 @flow(name="persons-backfill", persist_result=False, on_failure=[notify_failure], on_crashed=[notify_failure])
 @with_declared_parameters()
 def persons_backfill(
@@ -171,19 +188,7 @@ def persons_backfill(
     }
     if kind == "birthdays":
         common["reference_date"] = (reference_date or datetime.now(SCHEDULE_TIMEZONE).date()).isoformat()
-    children = {}
-    for window in todo:
-        parameters = {
-            name: value for name, value in {**common, "window": window.key}.items() if value is not None
-        }
-        run: FlowRun = run_deployment(  # type: ignore[assignment]  # sync call in a sync flow
-            deployment,
-            parameters=parameters,
-            timeout=0,
-            flow_run_name=f"window-{window.key.replace(':', '-')}",
-        )
-        children[window.key] = run.id
-        logger.info("event=window_submitted window=%s flow_run_id=%s", window.key, run.id)
+    children = submit_windows(todo, common, deployment)
     states = wait_for_runs(children, timeout_s)
     failed = sorted(key for key, state in states.items() if state != "COMPLETED")
     if failed:

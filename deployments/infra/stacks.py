@@ -7,6 +7,8 @@ No construct here creates a custom resource, a Lambda or an asset, so the templa
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from aws_cdk import (
     Acknowledgment,
     Aws,
@@ -57,6 +59,22 @@ def failure_pattern() -> logs.IFilterPattern:
     return logs.FilterPattern.any_term(*(f"event={name}" for name in FAILURE_EVENTS), *FAILURE_LINES)
 
 
+@dataclass(frozen=True)
+class Outputs:
+    """The resources whose names and ARNs the stack outputs."""
+
+    cluster: ecs.CfnCluster
+    execution_role: iam.Role
+    task_role: iam.Role
+    log_group: logs.LogGroup
+    repository: ecr.Repository
+    image_tag: CfnParameter
+    landing: s3.Bucket
+    task_definition: ecs.FargateTaskDefinition
+    alarms: sns.Topic
+    alarm: cloudwatch.Alarm
+
+
 class PersonsPipelineStack(Stack):
     """Everything one environment (dev or prod account) runs the pipeline with."""
 
@@ -73,7 +91,33 @@ class PersonsPipelineStack(Stack):
             allowed_pattern=r"^[A-Za-z0-9_.\-]{1,128}$",
             description="Tag of the image in the repository to run (CI passes the commit SHA).",
         )
+        access_logs, landing = self._buckets(environment)
+        repository = self._repository(environment)
+        cluster = self._cluster(env)
+        log_group = self._log_group(environment)
+        execution_role, task_role = self._roles(environment, landing)
+        task_definition = self._task(size, repository, image_tag, log_group, execution_role, task_role)
+        alarms, alarm = self._failure_alarm(env, log_group)
+        del access_logs  # the landing bucket logs to it
+        self._outputs(
+            environment,
+            Outputs(
+                cluster,
+                execution_role,
+                task_role,
+                log_group,
+                repository,
+                image_tag,
+                landing,
+                task_definition,
+                alarms,
+                alarm,
+            ),
+        )
 
+    def _buckets(self, environment: Environment) -> tuple[s3.Bucket, s3.Bucket]:
+        """The landing bucket (encrypted, versioned, TLS only, expiring) and the bucket of its access logs."""
+        env = environment.name
         access_logs = s3.Bucket(
             self,
             "AccessLogs",
@@ -124,7 +168,11 @@ class PersonsPipelineStack(Stack):
             ],
             removal_policy=RemovalPolicy.RETAIN,
         )
+        return access_logs, landing
 
+    def _repository(self, environment: Environment) -> ecr.Repository:
+        """The image repository: immutable tags, scanned on push, old images expired."""
+        env = environment.name
         repository = ecr.Repository(
             self,
             "Images",
@@ -153,7 +201,10 @@ class PersonsPipelineStack(Stack):
             "Images hold code, no data; ECR encrypts them with AES-256. A customer KMS key would need a key "
             "policy for every account and role that pulls.",
         )
+        return repository
 
+    def _cluster(self, env: str) -> ecs.CfnCluster:
+        """The ECS cluster the work pool's tasks run in (Fargate and Fargate Spot)."""
         # No VPC here: the network is the account's (the work pool names it); ecs.Cluster would create one.
         cluster = ecs.CfnCluster(
             self,
@@ -164,7 +215,11 @@ class PersonsPipelineStack(Stack):
                 ecs.CfnCluster.ClusterSettingsProperty(name="containerInsights", value="enabled")
             ],
         )
+        return cluster
 
+    def _log_group(self, environment: Environment) -> logs.LogGroup:
+        """The containers' log group."""
+        env = environment.name
         log_group = logs.LogGroup(
             self,
             "Logs",
@@ -178,7 +233,11 @@ class PersonsPipelineStack(Stack):
             "The pipeline logs ids, counts and durations, never a person's value (leak-scanned in the "
             "tests); CloudWatch encrypts log data at rest without a customer key.",
         )
+        return log_group
 
+    def _roles(self, environment: Environment, landing: s3.Bucket) -> tuple[iam.Role, iam.Role]:
+        """The execution role (pull, log) and the task role (the landing prefix and the two secrets)."""
+        env = environment.name
         # Created outside the stack (CloudFormation never sees the values); referenced by name.
         hmac_secret = secretsmanager.Secret.from_secret_name_v2(
             self, "HmacSecret", environment.hmac_secret_name
@@ -225,7 +284,25 @@ class PersonsPipelineStack(Stack):
                 resources=[f"{secret.secret_arn}-??????" for secret in (hmac_secret, snowflake_password)],
             )
         )
+        landing_id = self.get_logical_id(landing.node.default_child)  # type: ignore[arg-type]
+        Validations.of(task_role).acknowledge(
+            Acknowledgment(
+                id=f"AwsSolutions-IAM5[Resource::<{landing_id}.Arn>/{LANDING_PREFIX}/*]",
+                reason="Objects under the landing prefix are named per run and batch.",
+            )
+        )
+        return execution_role, task_role
 
+    def _task(
+        self,
+        size: TaskSize,
+        repository: ecr.Repository,
+        image_tag: CfnParameter,
+        log_group: logs.LogGroup,
+        execution_role: iam.Role,
+        task_role: iam.Role,
+    ) -> ecs.FargateTaskDefinition:
+        """The Fargate task definition the ECS work pool's job template runs."""
         task_definition = ecs.FargateTaskDefinition(
             self,
             "Task",
@@ -250,14 +327,10 @@ class PersonsPipelineStack(Stack):
                 "pulls are limited to this repository.",
             )
         )
-        landing_id = self.get_logical_id(landing.node.default_child)  # type: ignore[arg-type]
-        Validations.of(task_role).acknowledge(
-            Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::<{landing_id}.Arn>/{LANDING_PREFIX}/*]",
-                reason="Objects under the landing prefix are named per run and batch.",
-            )
-        )
+        return task_definition
 
+    def _failure_alarm(self, env: str, log_group: logs.LogGroup) -> tuple[sns.Topic, cloudwatch.Alarm]:
+        """A metric of the failure lines in the logs, an alarm on it, and the topic the alarm notifies."""
         alarms = sns.Topic(self, "Alarms", topic_name=f"persons-pipeline-alarms-{env}", enforce_ssl=True)
         Validations.of(alarms).acknowledge(
             Acknowledgment(
@@ -294,15 +367,18 @@ class PersonsPipelineStack(Stack):
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
         alarm.add_alarm_action(cloudwatch_actions.SnsAction(alarms))
+        return alarms, alarm
 
+    def _outputs(self, environment: Environment, out: Outputs) -> None:
+        """What `make infra-outputs` writes for `make deploy`, and the names operators look for."""
         outputs = {
-            "ClusterName": cluster.ref,
-            "ExecutionRoleArn": execution_role.role_arn,
-            "TaskRoleArn": task_role.role_arn,
-            "LogGroupName": log_group.log_group_name,
+            "ClusterName": out.cluster.ref,
+            "ExecutionRoleArn": out.execution_role.role_arn,
+            "TaskRoleArn": out.task_role.role_arn,
+            "LogGroupName": out.log_group.log_group_name,
             "Region": Aws.REGION,
-            "ImageUri": Fn.join(":", [repository.repository_uri, image_tag.value_as_string]),
-            "LandingUrl": f"s3://{landing.bucket_name}/{LANDING_PREFIX}",
+            "ImageUri": Fn.join(":", [out.repository.repository_uri, out.image_tag.value_as_string]),
+            "LandingUrl": f"s3://{out.landing.bucket_name}/{LANDING_PREFIX}",
             "HmacSecretName": environment.hmac_secret_name,
             "SnowflakePasswordSecretName": environment.snowflake_password_secret_name,
         }
@@ -310,11 +386,11 @@ class PersonsPipelineStack(Stack):
         for key, value in outputs.items():
             CfnOutput(self, key, value=value, description=f"{OUTPUT_VARIABLES[key]} of make deploy")
         for key, value in {
-            "LandingBucketName": landing.bucket_name,
-            "RepositoryName": repository.repository_name,
-            "TaskDefinitionArn": task_definition.task_definition_arn,
-            "AlarmTopicArn": alarms.topic_arn,
-            "AlarmName": alarm.alarm_name,
+            "LandingBucketName": out.landing.bucket_name,
+            "RepositoryName": out.repository.repository_name,
+            "TaskDefinitionArn": out.task_definition.task_definition_arn,
+            "AlarmTopicArn": out.alarms.topic_arn,
+            "AlarmName": out.alarm.alarm_name,
         }.items():
             CfnOutput(self, key, value=value)
 

@@ -49,7 +49,21 @@ def expectation(kind: str, name: str, note: str, **kwargs: Any) -> dict[str, Any
 
 def suite_definition() -> dict[str, Any]:
     """The whole suite: columns, row count, types, required values, key, patterns and sets, privacy."""
-    items = [
+    return {
+        "name": SUITE_NAME,
+        "meta": {"notes": {"format": "markdown", "content": [SUITE_NOTE]}},
+        "expectations": [
+            *table_expectations(),
+            *column_expectations(),
+            *value_expectations(),
+            *privacy_expectations(),
+        ],
+    }
+
+
+def table_expectations() -> list[dict[str, Any]]:
+    """The batch as a table: exactly the policy's columns, and the rows the plan asked for."""
+    return [
         expectation(
             "expect_table_columns_to_match_set",
             "columns_are_exactly_the_policy_columns",
@@ -64,34 +78,38 @@ def suite_definition() -> dict[str, Any]:
             value={"$PARAMETER": "expected_rows"},
         ),
     ]
-    for column in OUTPUT_COLUMNS:
-        text = pa.types.is_string(column.type)
-        items.append(
-            expectation(
-                "expect_column_values_to_be_of_type",
-                f"{column.name}_is_text" if text else f"{column.name}_is_a_date",
-                "Typed as text." if text else "Typed as a date.",
-                column=column.name,
-                type_="str" if text else "datetime64",
-            )
-        )
-    for column in OUTPUT_COLUMNS:
-        items.append(
-            expectation(
-                "expect_column_values_to_not_be_null",
-                f"{column.name}_not_null",
-                "Required value.",
-                column=column.name,
-            )
-        )
-    items.append(
+
+
+def column_expectations() -> list[dict[str, Any]]:
+    """Every column typed and required; the key unique."""
+    typed = [
         expectation(
-            "expect_column_values_to_be_unique",
-            "person_key_unique",
-            "One row per person in a batch.",
-            column="person_key",
+            "expect_column_values_to_be_of_type",
+            f"{column.name}_is_text" if is_text else f"{column.name}_is_a_date",
+            "Typed as text." if is_text else "Typed as a date.",
+            column=column.name,
+            type_="str" if is_text else "datetime64",
         )
+        for column in OUTPUT_COLUMNS
+        for is_text in [pa.types.is_string(column.type)]
+    ]
+    required = [
+        expectation("expect_column_values_to_not_be_null", f"{column.name}_not_null", "Required value.",
+                    column=column.name)
+        for column in OUTPUT_COLUMNS
+    ]  # fmt: skip
+    unique = expectation(
+        "expect_column_values_to_be_unique",
+        "person_key_unique",
+        "One row per person in a batch.",
+        column="person_key",
     )
+    return [*typed, *required, unique]
+
+
+def value_expectations() -> list[dict[str, Any]]:
+    """Each column's pattern or set of values, as the policy declares it."""
+    items = []
     for column in OUTPUT_COLUMNS:
         if column.pattern is not None:
             items.append(
@@ -113,33 +131,35 @@ def suite_definition() -> dict[str, Any]:
                     value_set=list(column.value_set),
                 )
             )
-    for name in screened_columns():  # text from the source: defence in depth behind the cleaning and patterns
-        items.append(
-            expectation(
-                "expect_column_values_to_not_match_regex",
-                f"{name}_is_spreadsheet_safe",
-                "No value may start a spreadsheet formula (= + - @ tab CR) or hold a control or format "
-                "character.",
-                column=name,
-                regex=SPREADSHEET_UNSAFE,
-            )
+    return items
+
+
+def privacy_expectations() -> list[dict[str, Any]]:
+    """Text from the source is spreadsheet-safe (defence in depth behind the cleaning and the patterns), and
+    no text column holds what looks like an email address or a phone number."""
+    safe = [
+        expectation(
+            "expect_column_values_to_not_match_regex",
+            f"{name}_is_spreadsheet_safe",
+            "No value may start a spreadsheet formula (= + - @ tab CR) or hold a control or format "
+            "character.",
+            column=name,
+            regex=SPREADSHEET_UNSAFE,
         )
-    for name in text_columns():
-        for kind, (regex, what) in FORBIDDEN_TEXT.items():
-            items.append(
-                expectation(
-                    "expect_column_values_to_not_match_regex",
-                    f"{name}_holds_no_{kind}",
-                    f"No value may look like {what}, nor be one the privacy screen redacted before landing.",
-                    column=name,
-                    regex=regex,
-                )
-            )
-    return {
-        "name": SUITE_NAME,
-        "meta": {"notes": {"format": "markdown", "content": [SUITE_NOTE]}},
-        "expectations": items,
-    }
+        for name in screened_columns()
+    ]
+    forbidden = [
+        expectation(
+            "expect_column_values_to_not_match_regex",
+            f"{name}_holds_no_{kind}",
+            f"No value may look like {what}, nor be one the privacy screen redacted before landing.",
+            column=name,
+            regex=regex,
+        )
+        for name in text_columns()
+        for kind, (regex, what) in FORBIDDEN_TEXT.items()
+    ]
+    return [*safe, *forbidden]
 
 
 def render_suite() -> str:
