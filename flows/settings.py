@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -321,6 +321,19 @@ class PipelineSettings(RunDefaults, BaseSettings):  # type: ignore[misc]  # two 
             if getattr(self, block) and getattr(self, aws):
                 raise ValueError(f"set PERSONS_{block.upper()} or PERSONS_{aws.upper()}, not both")
         return self
+
+    def client_fields(self) -> dict[str, Any]:
+        """The raw-data client's part of the settings, by the names of its configuration (`ClientConfig` of
+        `flows.rawdata.client`, which receives these and nothing else of the settings)."""
+        return {
+            "timeout_s": self.request_timeout_s,
+            "max_attempts": self.max_attempts,
+            "backoff_initial_s": self.backoff_initial_s,
+            "backoff_max_s": self.backoff_max_s,
+            "retry_after_max_s": self.retry_after_max_s,
+            "rate_limit_per_s": self.rate_limit_per_s,
+            "max_in_flight": self.max_in_flight,
+        }
 
     def person_key_secret(self) -> SecretStr:
         """The person_key key: from a Prefect Secret block or an AWS secret if named, else the environment,

@@ -34,7 +34,6 @@ from tenacity.stop import stop_base
 
 from flows.plan import PageRequest
 from flows.rawdata.deadline import DeadlineTransport, request_deadline
-from flows.settings import PipelineSettings
 
 logger = logging.getLogger(__name__)
 
@@ -96,23 +95,6 @@ class ClientConfig:
     rate_limit_per_s: float = 100.0
     max_in_flight: int = 4
     deadline_at: float | None = None  # epoch seconds (time.time()): no page is waited for beyond it
-
-    @classmethod
-    def from_settings(
-        cls, settings: PipelineSettings, base_url: str, deadline_at: float | None = None
-    ) -> ClientConfig:
-        """The client part of the settings object."""
-        return cls(
-            deadline_at=deadline_at,
-            base_url=base_url,
-            timeout_s=settings.request_timeout_s,
-            max_attempts=settings.max_attempts,
-            backoff_initial_s=settings.backoff_initial_s,
-            backoff_max_s=settings.backoff_max_s,
-            retry_after_max_s=settings.retry_after_max_s,
-            rate_limit_per_s=settings.rate_limit_per_s,
-            max_in_flight=settings.max_in_flight,
-        )
 
 
 @dataclass(frozen=True)
