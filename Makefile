@@ -89,10 +89,11 @@ test-platform: $(DEV_STAMP) ## only the platform tests: the workflows under act,
 
 lint: lint-code lint-workflows lint-infra ## all the checks below
 
-lint-code: $(DEV_STAMP) ## ruff, mypy, sqlfluff (plain SQL; the dbt models with the jinja templater), hadolint
+lint-code: $(DEV_STAMP) ## ruff, mypy, the import contracts, sqlfluff (plain SQL; the dbt models with the jinja templater), hadolint
 	$(BIN)/ruff check flows twin tests bench deployments docs/hooks
 	$(BIN)/ruff format --check flows twin tests bench deployments docs/hooks
 	$(BIN)/mypy flows twin/faker_twin docs/hooks
+	$(BIN)/lint-imports --no-logo --no-cache
 	$(BIN)/sqlfluff lint sql
 	cd sql/dbt && $(CURDIR)/$(BIN)/sqlfluff lint models
 	$(BIN)/hadolint Dockerfile
