@@ -41,6 +41,6 @@ USER 10001:10001
 WORKDIR /app
 # A batch job has no port to probe: healthy means the pipeline's code and dependencies import.
 HEALTHCHECK --interval=60s --timeout=30s --start-period=10s --retries=2 \
-    CMD ["python", "-c", "import flows.pipeline"]
+    CMD ["python", "-c", "import flows.run.pipeline"]
 # No ENTRYPOINT: Prefect workers (process, ECS) replace the command with `prefect flow-run execute`.
 CMD ["persons-pipeline", "run"]

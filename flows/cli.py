@@ -247,7 +247,7 @@ def package_version() -> str:
 
 def status_command(args: argparse.Namespace) -> int:
     """`status` / `history`: read the warehouse (no Prefect); exit 1 if it cannot be read."""
-    from flows.status import read_history, read_status, render_history, render_status  # noqa: PLC0415
+    from flows.operations.status import read_history, read_status, render_history, render_status  # noqa: PLC0415
     from flows.targets import make_warehouse, resolve_targets  # noqa: PLC0415
 
     try:
@@ -318,7 +318,7 @@ def completion_command(args: argparse.Namespace) -> int:
 
 def build_models_command(args: argparse.Namespace) -> int:
     """Run the models flow; exit code 1 if a model or test failed."""
-    from flows.analytics.flow import persons_models  # noqa: PLC0415 - Prefect import only when needed
+    from flows.operations.models import persons_models  # noqa: PLC0415 - Prefect import only when needed
 
     with terminal(args.log_format):
         state = persons_models(
@@ -365,7 +365,7 @@ def run_command(args: argparse.Namespace) -> int:
     except (ParameterError, ValueError, EnvironmentProblem) as exc:
         return _refused(args.command, exc)
 
-    from flows.pipeline import run_pipeline  # noqa: PLC0415 - Prefect import only once parameters are valid
+    from flows.run.pipeline import run_pipeline  # noqa: PLC0415 - Prefect import only once parameters are valid
 
     with terminal(args.log_format):
         state = run_pipeline(**flow_arguments(params))
@@ -385,7 +385,7 @@ def forget(args: argparse.Namespace) -> int:
         return _refused(args.command, exc)
     if failed := _connect_prefect(get_settings(), args.command):
         return failed
-    from flows.erasure import forget_command  # noqa: PLC0415 - Prefect only once its API is chosen
+    from flows.operations.erasure import forget_command  # noqa: PLC0415 - Prefect only once its API is chosen
 
     with terminal(args.log_format):
         return forget_command(args)
@@ -399,7 +399,7 @@ def _refused(command: str, exc: Exception) -> int:
 
 def check_run_key(params: RunParameters) -> None:
     """Refuse a key other than the one staging holds, or another page size, before any request."""
-    from flows.generations import (  # noqa: PLC0415 - Prefect import only once parameters are valid
+    from flows.run.publication import (  # noqa: PLC0415 - Prefect import only once parameters are valid
         check_publication,
     )
     from flows.targets import make_warehouse, resolve_targets  # noqa: PLC0415

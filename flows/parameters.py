@@ -2,8 +2,8 @@
 
 `RunDefaults` names each parameter that has a configurable default, with its type, bounds and help; the
 settings inherit it (so every one is also a `PERSONS_<NAME>` variable). `RunParameters` adds the parameters
-that are per run only. The CLI options (`flows.cli`) and the flow's signature (`flows.pipeline`) are generated
-from `RunParameters.model_fields`; `tests/unit/test_parameters.py` checks they cannot drift.
+that are per run only. The CLI options (`flows.cli`) and the flow's signature (`flows.run.pipeline`) are
+generated from `RunParameters.model_fields`; `tests/unit/test_parameters.py` checks they cannot drift.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ JOB_TEMPLATE = ROOT / "deployments" / "work-pools" / "ecs.json"
 OUT = ROOT / "deployments" / "infra" / "out"
 LANDING_PREFIX = "persons"  # the key prefix the pipeline lands under; the task role may touch nothing else
 
-# The pipeline's failure lines (`log_event` names in flows/batches.py and Prefect's final-state line): one of
-# them is logged whenever a run does not publish every batch or ends Failed/Crashed. `run_finished ...
+# The pipeline's failure lines (`log_event` names in flows/run/batches.py and Prefect's final-state line): one
+# of them is logged whenever a run does not publish every batch or ends Failed/Crashed. `run_finished ...
 # problems=N` always follows a batch event, so it needs no term of its own.
 FAILURE_EVENTS = ("batch_rejected", "batch_ingest_failed", "batch_not_merged")
 FAILURE_LINES = ("Finished in state Failed", "Finished in state Crashed")

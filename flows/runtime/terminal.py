@@ -1,6 +1,6 @@
 """What a run shows in a terminal: a progress display and one line per batch, or every log line as JSON.
 
-The run logs structured events (`event=<name> key=value ...`, flows.run_context.log_event) and Prefect logs
+The run logs structured events (`event=<name> key=value ...`, flows.run.context.log_event) and Prefect logs
 its engine's lines. All of them go to the Prefect API as they are (the UI shows the whole log). The console
 is a reader's view of the same records, chosen by `persons-pipeline run --log-format`:
 - `text` (default): the events a person needs in words (the plan, each batch, the models, waits, restarts,

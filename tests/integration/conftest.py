@@ -57,7 +57,7 @@ class FlowRun:
 @pytest.fixture
 def run_pipeline(tmp_path: Path) -> Callable[..., FlowRun]:
     """Run the flow in-process against a twin URL; returns the state without raising."""
-    from flows.pipeline import persons_pipeline
+    from flows.run.pipeline import persons_pipeline
 
     def run(api_url: str, data_dir: Path | None = None, **params: Any) -> FlowRun:
         folder = data_dir or tmp_path / "data"

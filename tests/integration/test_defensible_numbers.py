@@ -21,8 +21,8 @@ from faker_twin.server import FakerTwin, TwinFaults, generate_page
 from flows.cli import main
 from flows.parameters import RunDefaults, resolve_parameters
 from flows.plan import plan_pages
+from flows.run.tasks import secret_fingerprint
 from flows.settings import OFFLINE_DEMO_SECRET, get_settings
-from flows.stages import secret_fingerprint
 from tests.conftest import free_port
 from tests.integration.conftest import REFERENCE_DATE, FlowRun
 from tests.oracle import Expected, expected_from_served, person_key

@@ -178,7 +178,7 @@ def test_the_run_form_shows_every_parameter_and_the_api_refuses_a_bad_one(
     from prefect.exceptions import PrefectHTTPStatusError
 
     from flows.parameters import RunParameters
-    from flows.pipeline import persons_pipeline
+    from flows.run.pipeline import persons_pipeline
 
     deployment_id = persons_pipeline.to_deployment(name="form-test", enforce_parameter_schema=True).apply()
     with get_client(sync_client=True) as client:

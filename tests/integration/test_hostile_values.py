@@ -46,7 +46,7 @@ class HostileRun:
 @pytest.fixture(scope="module")
 def hostile(prefect_client: PrefectServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostileRun]:
     """One run of 4,000 records (2 batches) of which ~60% are hostile, on a fresh warehouse."""
-    from flows.pipeline import persons_pipeline
+    from flows.run.pipeline import persons_pipeline
 
     data_dir = tmp_path_factory.mktemp("hostile") / "data"
     patch = pytest.MonkeyPatch()

@@ -43,5 +43,5 @@ def test_the_image_builds_and_runs_the_pipeline_as_its_own_user() -> None:
         subprocess.run(["buildah", "rmi", image], capture_output=True, check=False)
     # Kept in the image's config (buildah's default OCI format would have dropped it, with only a warning).
     healthcheck = json.loads(inspected.stdout)["Docker"]["config"]["Healthcheck"]
-    assert healthcheck["Test"] == ["CMD", "python", "-c", "import flows.pipeline"]
+    assert healthcheck["Test"] == ["CMD", "python", "-c", "import flows.run.pipeline"]
     assert (healthcheck["Interval"], healthcheck["Timeout"], healthcheck["Retries"]) == (60e9, 30e9, 2)

@@ -66,7 +66,7 @@ class Monitored:
 
 @pytest.fixture(scope="module")
 def monitored(prefect_client: PrefectServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Monitored]:
-    from flows.pipeline import persons_pipeline
+    from flows.run.pipeline import persons_pipeline
 
     with JsonReceiver() as receiver:
         url = f"{receiver.url}/hooks/persons"

@@ -15,7 +15,7 @@ import duckdb
 import pytest
 from faker_twin.server import FakerTwin, TwinFaults
 
-from flows.orchestration import persons_daily
+from flows.operations.schedules import persons_daily
 from flows.settings import OFFLINE_DEMO_SECRET, get_settings
 from tests.integration.conftest import REFERENCE_DATE, FlowRun
 from tests.leakscan import Needles

@@ -65,7 +65,7 @@ class Runs:
 
 @pytest.fixture(scope="module")
 def runs(prefect_client: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
-    from flows.pipeline import persons_pipeline
+    from flows.run.pipeline import persons_pipeline
 
     data_dir = tmp_path_factory.mktemp("browser") / "data"
     common = {

@@ -13,8 +13,8 @@ from prefect import flow
 from prefect.transactions import transaction
 
 from flows.landing.files import LandedBatch, LocalLandingStore
+from flows.run.tasks import load_batch, registered_warehouse
 from flows.settings import get_settings
-from flows.stages import load_batch, registered_warehouse
 from flows.warehouse.duckdb_warehouse import DuckDBWarehouse
 from flows.warehouse.generations import serving_generation
 from tests.integration.conftest import FlowRun

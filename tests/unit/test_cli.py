@@ -97,7 +97,7 @@ def test_version_completion_and_help_say_what_there_is(capsys: pytest.CaptureFix
 
 
 def test_status_and_history_render_counts_in_words() -> None:
-    from flows.status import RunOutcome, Status, render_status
+    from flows.operations.status import RunOutcome, Status, render_status
 
     runs = [
         RunOutcome("r2", "2026-06-15T06:00:00", "2026-06-15T06:01:00", 3, 2, 1, 0, 200_000, 12),

@@ -15,9 +15,10 @@ import pytest
 from flows.analytics.project import dbt_vars, duckdb_target
 from flows.analytics.runner import DbtProcess
 from flows.anonymise.transform import PERSONS_SCHEMA, QUARANTINE_SCHEMA
-from flows.erasure import erase, rewrite_pending_files
 from flows.landing.files import LandedBatch, LocalLandingStore, table_to_parquet
+from flows.operations.erasure import erase
 from flows.rawdata.identities import IdentityKeys
+from flows.run.landed_rewrites import rewrite_pending_files
 from flows.warehouse.base import utc_now
 from flows.warehouse.duckdb_warehouse import DuckDBWarehouse
 from flows.warehouse.erasures import ErasureRequest, erase_rows

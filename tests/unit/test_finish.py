@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.finish import PARTIAL_REPORT_AGE_S, breaches_line, report_folder
 from flows.monitoring.metrics import Breach
+from flows.run.finish import PARTIAL_REPORT_AGE_S, breaches_line, report_folder
 
 
 def test_a_report_folder_appears_only_once_complete(tmp_path: Path) -> None:

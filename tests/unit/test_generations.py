@@ -9,19 +9,19 @@ import pyarrow as pa
 import pytest
 
 from flows.anonymise.transform import person_keys
-from flows.generations import (
-    KeyMismatch,
-    PageSizeMismatch,
-    check_page_size,
-    decide_generation,
-    plan_publication,
-)
 from flows.parameters import RunDefaults, resolve_parameters
 from flows.plan import PageRequest
 from flows.rawdata.completeness import IncompletePageError, check_page_count
 from flows.rawdata.exclusions import Exclusions, drop_forgotten
 from flows.rawdata.identities import IdentityFileError, read_identities
 from flows.report.render import accounting_of
+from flows.run.publication import (
+    KeyMismatch,
+    PageSizeMismatch,
+    check_page_size,
+    decide_generation,
+    plan_publication,
+)
 from flows.warehouse.generations import Generation, PublishedBatch
 
 REF = date(2026, 6, 15)

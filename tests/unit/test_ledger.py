@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from flows.landing.files import LandedBatch
-from flows.ledger import BatchState, LedgerError, RunLedger
+from flows.run.ledger import BatchState, LedgerError, RunLedger
 
 
 def landed(batch_id: str, index: int, persons: int = 90, quarantined: int = 6, duplicates: int = 3,
@@ -148,7 +148,7 @@ def test_a_halt_keeps_its_first_reason_and_a_run_with_nothing_planned_is_publish
 
 def test_the_ledger_imports_neither_prefect_nor_great_expectations() -> None:
     loaded = subprocess.run(
-        [sys.executable, "-c", "import sys, flows.ledger; print(sorted(m for m in sys.modules "
+        [sys.executable, "-c", "import sys, flows.run.ledger; print(sorted(m for m in sys.modules "
          "if m.split('.')[0] in {'prefect', 'great_expectations'}))"],
         capture_output=True, text=True, check=True,
     )  # fmt: skip

@@ -33,7 +33,7 @@ def test_the_old_batch_size_option_is_an_alias_of_the_page_size() -> None:
 
 
 def test_the_flow_signature_is_the_declaration() -> None:
-    from flows.pipeline import persons_pipeline
+    from flows.run.pipeline import persons_pipeline
 
     signature = inspect.signature(persons_pipeline.fn)
     assert tuple(signature.parameters) == PARAMETER_NAMES

@@ -18,14 +18,14 @@ from prefect.transactions import transaction
 
 from flows import release_free_memory
 from flows.gate.validation import BatchRejected
-from flows.generations import PlannedBatch, Publication, record_translated_tombstones
 from flows.landing.files import LandedBatch
-from flows.ledger import BatchEntry, BatchState
 from flows.monitoring.record import announce_merge
 from flows.rawdata.client import ClientConfig, SourceUnreachable
-from flows.run_context import RunContext, log_event
+from flows.run.context import RunContext, log_event
+from flows.run.ledger import BatchEntry, BatchState
+from flows.run.publication import PlannedBatch, Publication, record_translated_tombstones
+from flows.run.tasks import ingest_batch, load_batch, merge_batch, secret_fingerprint, validate_batch
 from flows.runtime.preflight import is_disk_full
-from flows.stages import ingest_batch, load_batch, merge_batch, secret_fingerprint, validate_batch
 from flows.targets import result_storage
 from flows.warehouse.base import MergeResult
 

@@ -21,18 +21,18 @@ from prefect.artifacts import (
 from flows.analytics.stage import dbt_docs_location
 from flows.anonymise.transform import POLICY_VERSION
 from flows.gate.offline_docs import SHARED_VENDOR, shared_vendor
-from flows.generations import Publication
 from flows.landing.files import write_manifest
-from flows.ledger import RunLedger
 from flows.monitoring.metrics import Breach
 from flows.monitoring.record import record_run_quality, thresholds_of
 from flows.report.page import PAGE_NAME, Links, publish_report_page, write_report_page
 from flows.report.render import Report, answer_rows, render_json, render_summary, write_report_files
-from flows.run_context import PipelineFailed, RunContext, log_event
+from flows.run.context import PipelineFailed, RunContext, log_event
+from flows.run.ledger import RunLedger
+from flows.run.publication import Publication
+from flows.run.tasks import build_report
 from flows.runtime.docs_server import ensure_docs_server, register_folder
 from flows.runtime.preflight import is_disk_full
 from flows.runtime.remote import own_resources
-from flows.stages import build_report
 
 # A partial report folder older than this belongs to a run that died while writing it (one run writes a
 # report in seconds).

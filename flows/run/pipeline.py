@@ -1,7 +1,7 @@
 """The Prefect flow: extract -> anonymise -> land -> load -> validate -> merge per batch; models; report.
 
-Set-up and bookkeeping live in `flows.run_context`, the tasks in `flows.stages`, the batch loop in
-`flows.batches`, the end of the run in `flows.finish`; the environment is chosen in `flows.targets`.
+Set-up and bookkeeping live in `flows.run.context`, the tasks in `flows.run.tasks`, the batch loop in
+`flows.run.batches`, the end of the run in `flows.run.finish`; the environment is chosen in `flows.targets`.
 """
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ from prefect.states import Completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.analytics.stage import build_models, models_of_run
-from flows.batches import process_batches
-from flows.erasure import rewrite_pending_erasures
-from flows.finish import finish_run, full_disk_verdict
-from flows.generations import conclude_publication, open_publication
-from flows.lineage.emit import run_lineage
+from flows.run.openlineage import run_lineage
 from flows.parameters import with_run_parameters
-from flows.run_context import PipelineFailed, hold_back_abandoned_batches, open_run
+from flows.run.batches import process_batches
+from flows.run.context import PipelineFailed, hold_back_abandoned_batches, open_run
+from flows.run.finish import finish_run, full_disk_verdict
+from flows.run.landed_rewrites import rewrite_pending_erasures
+from flows.run.publication import conclude_publication, open_publication
+from flows.run.tasks import migrate_warehouse
 from flows.runtime.alerts import notify_failure
-from flows.stages import migrate_warehouse
 
 FLOW_NAME = "persons-pipeline"
 

@@ -23,15 +23,15 @@ from pydantic import SecretStr
 
 from flows.gate.validation import Gate, open_gate, write_docs_home
 from flows.landing.files import LandingStore
-from flows.ledger import RunLedger
 from flows.monitoring.record import RunSubject
 from flows.parameters import RunParameters, resolve_parameters
 from flows.rawdata.worker import IngestWorker
+from flows.run.ledger import RunLedger
+from flows.run.tasks import registered_warehouse
 from flows.runtime.preflight import is_disk_full, keep_files_private
 from flows.runtime.slots import warehouse_slot
 from flows.runtime.stopping import ended_on_stop, stop_on_signals, stop_requested, stop_signal
 from flows.settings import PipelineSettings, get_settings
-from flows.stages import registered_warehouse
 from flows.targets import Targets, make_landing_store, make_warehouse, resolve_targets
 from flows.warehouse import Warehouse
 from flows.warehouse.base import utc_now

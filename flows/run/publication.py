@@ -26,8 +26,8 @@ from flows.parameters import ParameterError, RunParameters
 from flows.plan import BatchPlan, PageRequest, group_pages, plan_pages
 from flows.rawdata.client import PageQuery
 from flows.rawdata.exclusions import Exclusions
-from flows.run_context import RunContext, log_event
-from flows.stages import secret_fingerprint
+from flows.run.context import RunContext, log_event
+from flows.run.tasks import secret_fingerprint
 from flows.warehouse import Warehouse
 from flows.warehouse.generations import (
     GenerationSuperseded,

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from prefect import get_run_logger
 
-from flows.run_context import RunContext, log_event
+from flows.run.context import RunContext, log_event
 from flows.sql_files import load_sql
 
 if TYPE_CHECKING:

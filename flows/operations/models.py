@@ -11,10 +11,10 @@ from pydantic import Field
 
 from flows.analytics.stage import build_models, models_of_run
 from flows.parameters import resolve_parameters, with_declared_parameters
+from flows.run.tasks import migrate_warehouse
 from flows.runtime.alerts import notify_failure
 from flows.runtime.slots import warehouse_slot
 from flows.settings import get_settings
-from flows.stages import migrate_warehouse
 from flows.targets import make_landing_store, make_warehouse, resolve_targets
 
 FLOW_NAME = "persons-models"
