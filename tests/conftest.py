@@ -189,7 +189,7 @@ def fast_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.fixture
 def twin() -> Iterator[object]:
     """A fresh Faker API twin on 127.0.0.1 (no faults)."""
-    from faker_twin.server import FakerTwin
+    from faker_twin import FakerTwin
 
     with FakerTwin() as server:
         yield server

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from faker_twin.server import TwinFaults, generate_page
+from faker_twin import TwinFaults, generate_page
 
 GMAIL = {"gmail.com", "googlemail.com"}
 DOMAIN = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$")

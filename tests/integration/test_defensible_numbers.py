@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 import pyarrow.parquet as pq
 import pytest
-from faker_twin.server import FakerTwin, TwinFaults, generate_page
+from faker_twin import FakerTwin, TwinFaults, generate_page
 
 from flows.cli import main
 from flows.parameters import RunDefaults, resolve_parameters

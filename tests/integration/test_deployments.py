@@ -22,7 +22,7 @@ from typing import Any
 
 import duckdb
 import pytest
-from faker_twin.server import FakerTwin, TwinFaults
+from faker_twin import FakerTwin, TwinFaults
 
 from deployments.alerting import deploy_automations
 from deployments.prefect_api import existing_automations, project_deployments

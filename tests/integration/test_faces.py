@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from faker_twin.server import FakerTwin, TwinFaults
+from faker_twin import FakerTwin, TwinFaults
 
 from tests.browser import colours, dump_dom_url, screenshot_url
 from tests.conftest import PrefectServer

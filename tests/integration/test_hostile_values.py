@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from faker_twin.server import FakerTwin, TwinFaults, load_countries
+from faker_twin import FakerTwin, TwinFaults, load_countries
 
 from flows.settings import OFFLINE_DEMO_SECRET, get_settings
 from tests.conftest import PrefectServer

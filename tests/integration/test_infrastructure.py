@@ -17,7 +17,7 @@ from typing import Any
 
 import boto3
 import pytest
-from faker_twin.server import FakerTwin, TwinFaults
+from faker_twin import FakerTwin, TwinFaults
 
 from deployments.deploy import read_env_file, render_template
 from deployments.images import digest_of, mark_passed, passed_digest

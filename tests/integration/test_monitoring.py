@@ -20,7 +20,7 @@ import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from faker_twin.server import FakerTwin, TwinFaults
+from faker_twin import FakerTwin, TwinFaults
 
 from deployments.alerting import delete_automations, deploy_automations
 from flows.gate.validation import load_suite_definition

@@ -13,7 +13,7 @@ from typing import Any
 
 import duckdb
 import pytest
-from faker_twin.server import FakerTwin, TwinFaults
+from faker_twin import FakerTwin, TwinFaults
 
 from flows.operations.schedules import persons_daily
 from flows.settings import OFFLINE_DEMO_SECRET, get_settings

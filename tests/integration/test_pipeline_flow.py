@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from faker_twin.server import FakerTwin, TwinFaults
+from faker_twin import FakerTwin, TwinFaults
 
 from flows.settings import OFFLINE_DEMO_SECRET
 from tests.integration.conftest import REFERENCE_DATE, FlowRun

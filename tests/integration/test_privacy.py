@@ -9,7 +9,7 @@ from pathlib import Path
 
 import boto3
 import pytest
-from faker_twin.server import FakerTwin, TwinFaults
+from faker_twin import FakerTwin, TwinFaults
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import snowflake.connector
-from faker_twin.server import FakerTwin, TwinFaults
+from faker_twin import FakerTwin, TwinFaults
 
 from flows.gate.offline_docs import SHARED_VENDOR, asset_paths, load_lock
 from flows.report.charts import CHARTS

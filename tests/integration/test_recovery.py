@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 import httpx
 import pytest
-from faker_twin.server import FakerTwin, TwinFaults
+from faker_twin import FakerTwin, TwinFaults
 
 from flows.runtime.server import read_state, stop_server
 from flows.settings import OFFLINE_DEMO_SECRET

@@ -18,7 +18,7 @@ from typing import Any
 
 import duckdb
 import pytest
-from faker_twin.server import FakerTwin, TwinFaults
+from faker_twin import FakerTwin, TwinFaults
 from PIL import Image
 
 from flows.gate.offline_docs import (

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from faker_twin.server import FakerTwin, TwinFaults
+from faker_twin import FakerTwin, TwinFaults
 from prefect import flow
 from prefect.transactions import transaction
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from faker_twin.server import FakerTwin, TwinFaults
+from faker_twin import FakerTwin, TwinFaults
 
 from flows.runtime.server import read_state, stop_server
 from tests.conftest import free_port

@@ -499,7 +499,7 @@ class TestHostileText:
         assert batch.persons["country"].to_pylist() == ["Germany"]
 
     def test_every_known_country_name_is_one(self) -> None:
-        from faker_twin.server import load_countries
+        from faker_twin import load_countries
 
         names = [name for name, _ in load_countries()] + [
             "C\u00f4te d'Ivoire",

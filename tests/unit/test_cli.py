@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from faker_twin.server import FakerTwin
+from faker_twin import FakerTwin
 
 SCRIPT = Path(sys.executable).parent / "persons-pipeline"
 

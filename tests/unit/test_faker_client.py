@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
-from faker_twin.server import FakerTwin, TwinFaults
+from faker_twin import FakerTwin, TwinFaults
 
 from flows.plan import PageRequest
 from flows.rawdata.client import (

@@ -21,21 +21,21 @@ import httpx
 import numpy as np
 import orjson
 import pytest
-from faker_twin import server as faker_twin
-from faker_twin.server import (
+from faker_twin import FakerTwin
+from faker_twin import pools as twin_pools
+from faker_twin import serialise as twin_serialise
+from faker_twin import server as twin_server
+from faker_twin.cli import add_twin_arguments
+from faker_twin.constants import (
     BAD_RECORD_KINDS,
     DEFAULT_BIRTHDAY_END,
     DEFAULT_BIRTHDAY_START,
     HOSTILE_KINDS,
     MAX_QUANTITY,
-    FakerTwin,
-    TwinFaults,
-    add_twin_arguments,
-    bad_record_kinds,
-    generate_page,
-    hostile_kinds,
-    load_countries,
 )
+from faker_twin.faults import TwinFaults
+from faker_twin.pools import load_countries
+from faker_twin.records import bad_record_kinds, generate_page, hostile_kinds
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ENVELOPE_KEYS = ["status", "code", "locale", "seed", "total", "data"]
@@ -411,7 +411,7 @@ def test_fast_body_is_byte_identical_to_orjson_of_generate_page(locale: str) -> 
         seed_text = str(seed) if seed % 7 else f'odd "seed" \\ ü\n{seed}'
         for quantity in (1, 23, 1000) if seed % 5 == 0 else (1, 23):
             expected = expected_body(seed, seed_text, quantity, locale, start, end)
-            assert faker_twin._persons_body(seed, seed_text, quantity, locale, start, end) == expected, (
+            assert twin_serialise._persons_body(seed, seed_text, quantity, locale, start, end) == expected, (
                 seed,
                 quantity,
             )
@@ -420,16 +420,16 @@ def test_fast_body_is_byte_identical_to_orjson_of_generate_page(locale: str) -> 
 def test_fast_body_of_an_empty_page_and_a_huge_seed() -> None:
     start, end = DEFAULT_BIRTHDAY_START, DEFAULT_BIRTHDAY_END
     for seed, quantity in ((5, 0), (2**80, 3), (-(2**80), 3)):
-        body = faker_twin._persons_body(seed, "s", quantity, "en_US", start, end)
+        body = twin_serialise._persons_body(seed, "s", quantity, "en_US", start, end)
         assert body == expected_body(seed, "s", quantity, "en_US", start, end)
 
 
 def test_fast_body_escapes_awkward_pool_values(monkeypatch: pytest.MonkeyPatch) -> None:
     awkward = ['Ann "Nan" O\'Neil', "back\\slash", "tab\tnew\nline\x00\x1f", "Zoë 𝒜 李", "%s %d {}", "", "/"]
-    pools = faker_twin._pools_for("en_US")
+    pools = twin_pools._pools_for("en_US")
 
     def cycled(size: int) -> np.ndarray[Any, np.dtype[np.object_]]:
-        return faker_twin._objects([awkward[index % len(awkward)] for index in range(size)])
+        return twin_pools._objects([awkward[index % len(awkward)] for index in range(size)])
 
     strange = dataclasses.replace(
         pools,
@@ -446,16 +446,16 @@ def test_fast_body_escapes_awkward_pool_values(monkeypatch: pytest.MonkeyPatch) 
         secondaries=cycled(8),
         company_domains=cycled(10),
     )
-    countries = faker_twin._countries()
+    countries = twin_pools._countries()
     strange_countries = dataclasses.replace(
         countries, names=cycled(len(countries.names)), codes=cycled(len(countries.codes))
     )
-    monkeypatch.setattr(faker_twin, "_POOLS", {"en_US": strange})
-    monkeypatch.setattr(faker_twin, "_JSON_POOLS", {})
-    monkeypatch.setattr(faker_twin, "_COUNTRIES", [strange_countries])
+    monkeypatch.setattr(twin_pools, "_POOLS", {"en_US": strange})
+    monkeypatch.setattr(twin_serialise, "_JSON_POOLS", {})
+    monkeypatch.setattr(twin_pools, "_COUNTRIES", [strange_countries])
 
     for seed in range(20):
-        body = faker_twin._persons_body(
+        body = twin_serialise._persons_body(
             seed, str(seed), 200, "en_US", DEFAULT_BIRTHDAY_START, DEFAULT_BIRTHDAY_END
         )
         assert body == expected_body(
@@ -466,8 +466,8 @@ def test_fast_body_escapes_awkward_pool_values(monkeypatch: pytest.MonkeyPatch) 
 
 def test_float_pieces_match_orjson_for_edge_values() -> None:
     values = [-0.0, 0.0, 1e-06, -5e-05, 6.8e-05, 0.0001, -0.000123, 90.0, -180.0, 12.5, 179.999999, -1e-06]
-    assert faker_twin._float_pieces(np.array(values)) == [orjson.dumps(value) for value in values]
-    with_key = faker_twin._float_pieces(np.array(values), after=b',"longitude":')
+    assert twin_serialise._float_pieces(np.array(values)) == [orjson.dumps(value) for value in values]
+    with_key = twin_serialise._float_pieces(np.array(values), after=b',"longitude":')
     assert with_key == [orjson.dumps(value) + b',"longitude":' for value in values]
 
 
@@ -483,7 +483,7 @@ def test_float_pieces_match_orjson_for_edge_values() -> None:
 def test_http_body_is_byte_identical_to_orjson_of_generate_page(
     client: httpx.Client, twin: FakerTwin, params: dict[str, str]
 ) -> None:
-    query = faker_twin._parse_persons_query(params)
+    query = twin_server._parse_persons_query(params)
     args = (query.seed, query.quantity, query.locale, query.birthday_start, query.birthday_end)
     assert persons(client, **params).content == orjson.dumps(
         {**generate_page(*args), "seed": query.seed_text}
@@ -501,7 +501,7 @@ def test_common_case_skips_the_dict_path(
     def fail(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("unexpected path")
 
-    monkeypatch.setattr(faker_twin, "generate_page", fail)
+    monkeypatch.setattr(twin_server, "generate_page", fail)
     assert persons(client, _seed=1, _quantity=10).status_code == 200
     twin.set_faults(TwinFaults(coordinates="nested"))
     assert persons(client, _seed=1, _quantity=10).status_code == 500
@@ -691,7 +691,7 @@ def test_cli_serves_until_sigterm(tmp_path: Path) -> None:
     command = [
         sys.executable,
         "-m",
-        "faker_twin.server",
+        "faker_twin.cli",
         "--port-file",
         str(port_file),
         "--rate-limit-every",

@@ -2,6 +2,6 @@
 
 import sys
 
-from faker_twin.server import main
+from faker_twin.cli import main
 
 sys.exit(main())
