@@ -1,1 +1,1 @@
-"""OpenLineage events of each run: what it read and wrote, with row counts (built by `flows.lineage.events`, emitted by `flows.run.openlineage`)."""
+"""OpenLineage events of a run, with row counts: built here (`events`), emitted by `flows.run.openlineage`."""

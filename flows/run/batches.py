@@ -60,9 +60,10 @@ def process_batches(run: RunContext, publication: Publication) -> None:
         update_progress_artifact(progress, progress=100.0 * len(landed_entries(run)) / len(plans))
         publish_batch(run, landed, publication, planned)
         release_free_memory()  # the batch as loaded and as validated
+    logger = get_run_logger()
     not_started = Counter(entry.reason for entry in run.ledger.in_state(BatchState.NOT_STARTED))
     for reason, count in not_started.items():
-        log_event(get_run_logger(), "batches_not_started", run_id=run.run_id, batches=count, reason=reason)
+        log_event(logger, "batches_not_started", run_id=run.run_id, batches=count, reason=reason)
 
 
 def landed_entries(run: RunContext) -> list[BatchEntry]:
@@ -133,8 +134,9 @@ class Ingest:
             try:
                 landed = future.result()
                 if not run.store.exists(landed.persons_key) or not run.store.exists(landed.quarantine_key):
+                    logger = get_run_logger()
                     log_event(
-                        get_run_logger(),
+                        logger,
                         "batch_cache_stale",
                         run_id=run.run_id,
                         batch_id=plan.batch_id,
@@ -163,8 +165,9 @@ class Ingest:
             secret_fingerprint(run.secret),
             self.publication.generation.generation_id,
         )
+        logger = get_run_logger()
         log_event(
-            get_run_logger(),
+            logger,
             "batch_ingest_failed",
             run_id=run.run_id,
             batch_id=plan.batch_id,
@@ -178,8 +181,9 @@ def log_landed(
     run: RunContext, landed: LandedBatch, planned: PlannedBatch, batches: int, fresh: bool
 ) -> None:
     """The landed batch's event, and its stages' seconds on the run's clock (fetched by this run only)."""
+    logger = get_run_logger()
     log_event(
-        get_run_logger(),
+        logger,
         "batch_landed",
         run_id=run.run_id,
         batch_id=landed.batch_id,

@@ -13,12 +13,12 @@ from prefect.states import Completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.analytics.stage import build_models, models_of_run
-from flows.run.openlineage import run_lineage
 from flows.parameters import with_run_parameters
 from flows.run.batches import process_batches
 from flows.run.context import PipelineFailed, hold_back_abandoned_batches, open_run
 from flows.run.finish import finish_run, full_disk_verdict
 from flows.run.landed_rewrites import rewrite_pending_erasures
+from flows.run.openlineage import run_lineage
 from flows.run.publication import conclude_publication, open_publication
 from flows.run.tasks import migrate_warehouse
 from flows.runtime.alerts import notify_failure
