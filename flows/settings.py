@@ -344,7 +344,7 @@ class PipelineSettings(RunDefaults, BaseSettings):  # type: ignore[misc]  # two 
             secret = SecretStr(str(Secret.load(self.hmac_secret_block).get()))  # type: ignore[union-attr]
             return check_key_strength(secret, f"the Secret block {self.hmac_secret_block!r}")
         if self.hmac_secret_aws_secret:
-            from flows.runtime.secrets import aws_secret  # noqa: PLC0415 - only where a secret is named
+            from flows.secrets import aws_secret  # noqa: PLC0415 - only where a secret is named
 
             secret = aws_secret(
                 self.hmac_secret_aws_secret,

@@ -31,10 +31,10 @@ from flows.rawdata.identities import IdentityKeys
 from flows.run.context import log_event
 from flows.run.landed_rewrites import UnrewrittenFile, rewrite_pending_files
 from flows.run.publication import check_key
+from flows.run.slots import warehouse_slot
 from flows.run.tasks import secret_fingerprint
 from flows.runtime.alerts import notify_failure
 from flows.runtime.remote import RemoteObject
-from flows.runtime.slots import warehouse_slot
 from flows.settings import get_settings
 from flows.targets import make_landing_store, make_warehouse, resolve_targets
 from flows.warehouse import Warehouse

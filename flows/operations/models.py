@@ -9,11 +9,11 @@ from prefect import flow
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from flows.analytics.stage import build_models, models_of_run
 from flows.parameters import resolve_parameters, with_declared_parameters
+from flows.run.dbt_stage import build_models, models_of_run
+from flows.run.slots import warehouse_slot
 from flows.run.tasks import migrate_warehouse
 from flows.runtime.alerts import notify_failure
-from flows.runtime.slots import warehouse_slot
 from flows.settings import get_settings
 from flows.targets import make_landing_store, make_warehouse, resolve_targets
 

@@ -26,9 +26,9 @@ from pydantic import Field
 
 from flows.parameters import ParameterError, resolve_parameters, with_declared_parameters
 from flows.run.pipeline import run_pipeline
+from flows.run.slots import warehouse_slot
 from flows.run.tasks import IO_RETRIES
 from flows.runtime.alerts import notify_failure
-from flows.runtime.slots import warehouse_slot
 from flows.settings import get_settings
 from flows.targets import make_warehouse, resolve_targets
 from flows.windows import LoadWindow, birthday_windows, daily_windows, date_windows

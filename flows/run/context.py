@@ -27,9 +27,9 @@ from flows.monitoring.record import RunSubject
 from flows.parameters import RunParameters, resolve_parameters
 from flows.rawdata.worker import IngestWorker
 from flows.run.ledger import RunLedger
+from flows.run.slots import warehouse_slot
 from flows.run.tasks import registered_warehouse
 from flows.runtime.preflight import is_disk_full, keep_files_private
-from flows.runtime.slots import warehouse_slot
 from flows.runtime.stopping import ended_on_stop, stop_on_signals, stop_requested, stop_signal
 from flows.settings import PipelineSettings, get_settings
 from flows.targets import Targets, make_landing_store, make_warehouse, resolve_targets

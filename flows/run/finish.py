@@ -18,7 +18,6 @@ from prefect.artifacts import (
     create_table_artifact,
 )
 
-from flows.analytics.stage import dbt_docs_location
 from flows.anonymise.transform import POLICY_VERSION
 from flows.gate.offline_docs import SHARED_VENDOR, shared_vendor
 from flows.landing.files import write_manifest
@@ -27,6 +26,7 @@ from flows.monitoring.record import record_run_quality, thresholds_of
 from flows.report.page import PAGE_NAME, Links, publish_report_page, write_report_page
 from flows.report.render import Report, answer_rows, render_json, render_summary, write_report_files
 from flows.run.context import PipelineFailed, RunContext, log_event
+from flows.run.dbt_stage import dbt_docs_location
 from flows.run.ledger import RunLedger
 from flows.run.publication import Publication
 from flows.run.tasks import build_report

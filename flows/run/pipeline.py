@@ -12,10 +12,10 @@ from prefect import State, flow
 from prefect.states import Completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.analytics.stage import build_models, models_of_run
 from flows.parameters import with_run_parameters
 from flows.run.batches import process_batches
 from flows.run.context import PipelineFailed, hold_back_abandoned_batches, open_run
+from flows.run.dbt_stage import build_models, models_of_run
 from flows.run.finish import finish_run, full_disk_verdict
 from flows.run.landed_rewrites import rewrite_pending_erasures
 from flows.run.openlineage import run_lineage

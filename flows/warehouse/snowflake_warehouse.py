@@ -179,7 +179,7 @@ class SnowflakeWarehouse(Warehouse):
             block = cast(Secret[str], Secret.load(settings.snowflake_password_block))
             password = str(block.get())
         elif settings.snowflake_password_aws_secret:
-            from flows.runtime.secrets import aws_secret  # noqa: PLC0415
+            from flows.secrets import aws_secret  # noqa: PLC0415
 
             password = aws_secret(
                 settings.snowflake_password_aws_secret,

@@ -16,8 +16,8 @@ import pytest
 from prefect import flow
 
 from flows.analytics.runner import DbtFailed
-from flows.analytics.stage import build_models, models_of_run
 from flows.landing.files import LocalLandingStore
+from flows.run.dbt_stage import build_models, models_of_run
 from flows.settings import get_settings
 from flows.warehouse import Warehouse
 from tests.conftest import PrefectServer, SnowflakeServer

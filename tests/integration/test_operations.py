@@ -92,7 +92,7 @@ def test_two_runs_creating_the_warehouse_limit_at_the_same_moment_both_get_it(tm
     """Prefect's upsert reads, then creates: the other run's create lands in between, this one goes on."""
     from prefect.client.orchestration import get_client
 
-    from flows.runtime.slots import ensure_limit
+    from flows.run.slots import ensure_limit
 
     name = f"test-limit-{tmp_path.name}"
     with get_client(sync_client=True) as client, get_client(sync_client=True) as other:

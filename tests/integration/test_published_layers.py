@@ -14,8 +14,8 @@ import pytest
 from faker_twin import FakerTwin, TwinFaults
 
 from flows.analytics.project import project_dir
-from flows.analytics.stage import dbt_docs_location
 from flows.landing.files import LocalLandingStore
+from flows.run.dbt_stage import dbt_docs_location
 from tests.integration.conftest import FlowRun
 from tests.published import ANSWER_SQL, PUBLISHED, assert_reproduces, published_answers, relations_read
 

@@ -1,4 +1,4 @@
-"""Secrets from AWS Secrets Manager (flows/runtime/secrets.py) against a moto server: by name and by ARN, for
+"""Secrets from AWS Secrets Manager (flows/secrets.py) against a moto server: by name and by ARN, for
 the person_key key and the Snowflake password; errors name the setting, never a value."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 import boto3
 import pytest
 
-from flows.runtime.secrets import SecretUnavailable, aws_secret
+from flows.secrets import SecretUnavailable, aws_secret
 from flows.settings import PipelineSettings
 from flows.warehouse.snowflake_warehouse import SnowflakeWarehouse
 from tests.conftest import S3Server, free_port

@@ -18,9 +18,9 @@ from flows.analytics.project import (
     snowflake_target,
 )
 from flows.analytics.results import parse_results
-from flows.analytics.stage import dbt_docs_location
 from flows.anonymise.transform import AGE_GROUPS, MAX_AGE, age_group
 from flows.landing.files import LocalLandingStore
+from flows.run.dbt_stage import dbt_docs_location
 from flows.settings import PipelineSettings
 
 TWIN_COUNTRIES = Path(__file__).resolve().parents[2] / "twin" / "faker_twin" / "data" / "countries.csv"

@@ -137,7 +137,7 @@ def test_a_served_process_names_its_folder_after_its_owner() -> None:
 
 
 def test_liveness_tells_a_dead_or_reused_pid(tmp_path: Path) -> None:
-    from flows.runtime.slots import SlotOwner, read_owners
+    from flows.run.slots import SlotOwner, read_owners
 
     assert not process_alive(dead_pid())
     assert process_alive(os.getpid(), process_start_time(os.getpid()))
