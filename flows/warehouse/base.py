@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import orjson
 import pyarrow as pa
 
-from flows.analytics.project import DbtTarget
 from flows.landing.files import LandedBatch
 from flows.report.charts import RunQuality
 from flows.report.render import TOP_COUNTRIES, Report, accounting_of, protection_counts
@@ -23,6 +22,7 @@ from flows.sql_files import (
     load_sql,
     versioned_migrations,
 )
+from flows.warehouse.dbt_targets import DbtTarget
 from flows.windows import LoadWindow
 
 if TYPE_CHECKING:

@@ -13,11 +13,11 @@ import duckdb
 import pyarrow as pa
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
-from flows.analytics.project import DbtTarget, duckdb_target
 from flows.landing.files import LandedBatch
 from flows.report.render import TOP_COUNTRIES, Report
 from flows.runtime.preflight import EnvironmentProblem
 from flows.warehouse.base import Cursor, Warehouse
+from flows.warehouse.dbt_targets import DbtTarget, duckdb_target
 
 
 class DuckDBCursor(Cursor):

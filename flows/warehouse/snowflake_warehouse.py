@@ -21,12 +21,12 @@ import snowflake.connector
 from snowflake.connector import SnowflakeConnection
 from snowflake.connector.cursor import SnowflakeCursor
 
-from flows.analytics.project import DbtTarget, snowflake_target
 from flows.anonymise.transform import PERSONS_SCHEMA
 from flows.landing.files import LandedBatch
 from flows.settings import PipelineSettings
 from flows.sql_files import load_sql
 from flows.warehouse.base import Cursor, Warehouse
+from flows.warehouse.dbt_targets import DbtTarget, snowflake_target
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,254}$")
 STAGE_PATH_PART = re.compile(r"^[A-Za-z0-9_.\-]{1,200}$")
