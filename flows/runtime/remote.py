@@ -151,16 +151,18 @@ class RemoteObject:
                 return
             process, folder = self._process, self._folder
             self._process = self._folder = self._manager = None
-        if process is not None:
-            assert process.stdin is not None
-            process.stdin.close()  # the process exits when its stdin closes
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
+        try:
+            if process is not None:
+                assert process.stdin is not None
+                process.stdin.close()  # the process exits when its stdin closes
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+        finally:  # also when a stop signal interrupts the wait: the handle has already let go of the folder
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def remove_stale_folders(root: str | None = None) -> list[str]:

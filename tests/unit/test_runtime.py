@@ -136,6 +136,27 @@ def test_a_served_process_names_its_folder_after_its_owner() -> None:
         remote.close()
 
 
+def test_a_stop_that_interrupts_closing_still_removes_the_socket_folder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A stop signal raises in the main thread wherever it is: here while close waits for the process to end.
+    remote = RemoteObject("flows.gate.validation:GateResult")
+    remote.start()
+    process, folder = remote._process, remote._folder  # what close must let go of
+    assert process is not None and folder is not None and os.path.isdir(folder)
+
+    def interrupted(timeout: float | None = None) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(process, "wait", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        remote.close()
+    assert not os.path.exists(folder)
+    monkeypatch.undo()
+    process.kill()
+    process.wait()
+
+
 def test_liveness_tells_a_dead_or_reused_pid(tmp_path: Path) -> None:
     from flows.run.slots import SlotOwner, read_owners
 
