@@ -88,10 +88,12 @@ class RunWorkers:
         return self.gate_ready.result()
 
     def close_worker(self) -> None:
-        """Stop the raw-data worker, keeping what it used."""
-        if "raw_data_worker" not in self.resources:
-            self.resources["raw_data_worker"] = self.worker.resources()
-        self.worker.close()
+        """Stop the raw-data worker, keeping what it used (closed also when asking it failed)."""
+        try:
+            if "raw_data_worker" not in self.resources:
+                self.resources["raw_data_worker"] = self.worker.resources()
+        finally:
+            self.worker.close()
 
     def close_gate(self, run_id: str, data_dir: Path, clock: StageClock) -> None:
         """Build the run's data docs and stop the gate (once; also when the run failed)."""
