@@ -58,6 +58,8 @@ def process_batches(run: RunContext, publication: Publication) -> None:
             continue
         record_translated_tombstones(run, publication)
         update_progress_artifact(progress, progress=100.0 * len(landed_entries(run)) / len(plans))
+        # Logged last before publishing, as before: a stop seen after this line meets the publishing.
+        log_landed(run, landed, planned, len(plans), fresh=landed.landed_by_run == run.run_id)
         publish_batch(run, landed, publication, planned)
         release_free_memory()  # the batch as loaded and as validated
     logger = get_run_logger()
@@ -146,9 +148,7 @@ class Ingest:
             except Exception as exc:
                 self.not_landed(planned, exc)
                 return None
-        fresh = landed.landed_by_run == run.run_id
-        run.ledger.landed(landed, cached=not fresh)
-        log_landed(run, landed, planned, self.batches, fresh)
+        run.ledger.landed(landed, cached=landed.landed_by_run != run.run_id)
         return landed
 
     def not_landed(self, planned: PlannedBatch, exc: Exception) -> None:

@@ -272,7 +272,10 @@ def test_a_crashed_run_notifies_through_the_automation_once(monitored: Monitored
         process.communicate(timeout=120)
     assert flow_run_id and process.returncode != 0, "".join(seen[-20:])
     body = monitored.wait_for("persons-run-failed", flow_run_id=flow_run_id)
-    assert body["state"] == "Crashed" and body["event"] == "prefect.flow-run.Crashed"
+    assert body["state"] == "Crashed" and body["event"] == "prefect.flow-run.Crashed", (
+        body,
+        "".join(seen[-20:]),
+    )
     assert "termination signal" in body["message"]
     assert [b for b in monitored.notifications if b.get("flow_run_id") == flow_run_id] == [body]
 
