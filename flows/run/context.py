@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import threading
 import time
 from collections import defaultdict
@@ -18,6 +19,7 @@ from uuid import UUID
 
 from prefect import get_run_logger
 from prefect.client.orchestration import get_client
+from prefect.exceptions import TerminationSignal
 from prefect.runtime import flow_run
 from pydantic import SecretStr
 
@@ -50,6 +52,29 @@ def log_event(logger: Any, event: str, *, level: int = logging.INFO, **fields: A
         text = f"{value:.3f}" if isinstance(value, float) else str(value)
         parts.append(f"{key}={json.dumps(text) if (' ' in text or not text) else text}")
     logger.log(level, " ".join(parts))
+
+
+def raise_if_stopped() -> None:
+    """Raise the stop again where the run checks for it. The exception a signal handler raises can be lost
+    (Python drops one raised while, say, an object's __del__ runs), and a stopped run must not go on to
+    build the models or report: it ends as a stop, Crashed in Prefect, whatever swallowed the first one."""
+    stopped = stop_signal()
+    if stopped is None:
+        return
+    if stopped == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise TerminationSignal(signal=int(stopped))
+
+
+@contextmanager
+def stop_wins() -> Iterator[None]:
+    """An error raised while the run is stopping is the stop: a stop kills the processes a step waits for
+    (the raw-data worker, dbt), and the run must end as stopped, not as failed by that."""
+    try:
+        yield
+    except Exception:
+        raise_if_stopped()
+        raise
 
 
 @dataclass

@@ -14,7 +14,13 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.parameters import with_run_parameters
 from flows.run.batches import process_batches
-from flows.run.context import PipelineFailed, hold_back_abandoned_batches, open_run
+from flows.run.context import (
+    PipelineFailed,
+    hold_back_abandoned_batches,
+    open_run,
+    raise_if_stopped,
+    stop_wins,
+)
 from flows.run.dbt_stage import build_models, models_of_run
 from flows.run.finish import finish_run, full_disk_verdict
 from flows.run.landed_rewrites import rewrite_pending_erasures
@@ -44,9 +50,10 @@ def persons_pipeline(**parameters: Any) -> dict[str, Any]:
         # One key, one reference date: refuses a second key before any request; plans the pages not held.
         publication = open_publication(run)
         # dbt starts (import, parse) only if the models above staging changed since their last build here.
-        with models_of_run(run.warehouse, run.settings, run.data_dir, run.run_id) as models:
+        with stop_wins(), models_of_run(run.warehouse, run.settings, run.data_dir, run.run_id) as models:
             # Per batch: extract -> anonymise -> land (raw-data worker), then load -> validate -> merge.
             process_batches(run, publication)  # each batch's outcome goes to the run's ledger
+            raise_if_stopped()  # a stop during the batches ends the run here, even if its exception was lost
             run.close_worker()
             run.close_gate()
             conclude_publication(run, publication)

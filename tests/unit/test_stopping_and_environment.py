@@ -64,6 +64,25 @@ def test_what_is_registered_after_the_stop_is_ended_at_once() -> None:
         pass
 
 
+def test_an_error_while_stopping_is_the_stop_even_if_the_signals_exception_was_lost() -> None:
+    from prefect.exceptions import TerminationSignal
+
+    from flows.run.context import raise_if_stopped, stop_wins
+
+    with pytest.raises(RuntimeError, match="dbt exited"), stop_wins():  # not stopping: the error itself
+        raise RuntimeError("dbt exited")
+    raise_if_stopped()  # not stopping: nothing
+    stopping.request_stop(signal.SIGTERM)  # as the handler does; its exception is lost (not raised here)
+    try:
+        with pytest.raises(TerminationSignal), stop_wins():
+            raise RuntimeError("dbt exited (code -9)")  # the stop killed it
+        with pytest.raises(TerminationSignal):
+            raise_if_stopped()
+    finally:
+        with stopping.stop_on_signals():  # resets the process for the next test
+            pass
+
+
 def test_a_child_gets_what_it_needs_to_run_and_none_of_the_secrets() -> None:
     source = {
         **SECRETS,
