@@ -22,7 +22,7 @@ from flows.landing.files import LandedBatch
 from flows.monitoring.record import announce_merge
 from flows.rawdata.client import ClientConfig, SourceUnreachable
 from flows.run.context import RunContext, log_event
-from flows.run.ledger import BatchEntry, BatchState
+from flows.run.ledger import BatchState
 from flows.run.publication import PlannedBatch, Publication, record_translated_tombstones
 from flows.run.tasks import ingest_batch, load_batch, merge_batch, secret_fingerprint, validate_batch
 from flows.runtime.preflight import is_disk_full
@@ -57,7 +57,7 @@ def process_batches(run: RunContext, publication: Publication) -> None:
         if landed is None:
             continue
         record_translated_tombstones(run, publication)
-        update_progress_artifact(progress, progress=100.0 * len(landed_entries(run)) / len(plans))
+        update_progress_artifact(progress, progress=100.0 * len(run.ledger.landed_batches()) / len(plans))
         # Logged last before publishing, as before: a stop seen after this line meets the publishing.
         log_landed(run, landed, planned, len(plans), fresh=landed.landed_by_run == run.run_id)
         publish_batch(run, landed, publication, planned)
@@ -66,13 +66,6 @@ def process_batches(run: RunContext, publication: Publication) -> None:
     not_started = Counter(entry.reason for entry in run.ledger.in_state(BatchState.NOT_STARTED))
     for reason, count in not_started.items():
         log_event(logger, "batches_not_started", run_id=run.run_id, batches=count, reason=reason)
-
-
-def landed_entries(run: RunContext) -> list[BatchEntry]:
-    """The run's batches that reached the landing place (published or not)."""
-    return run.ledger.in_state(
-        BatchState.LANDED, BatchState.MERGED, BatchState.REJECTED, BatchState.HELD_BACK
-    )
 
 
 def announce_plan(run: RunContext, publication: Publication) -> None:

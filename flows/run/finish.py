@@ -52,10 +52,9 @@ def full_disk_verdict(run: RunContext, step: str) -> Iterator[None]:
     except Exception as exc:
         if not is_disk_full(exc):
             raise
-        problems = run.ledger.problems
         verdict = (
-            f"{len(problems)} batch(es) were not published: {'; '.join(problems)}"
-            if problems
+            run.ledger.failure(None)
+            if run.ledger.problems
             else f"all {len(run.ledger.manifest_batches())} batches were merged"
         )
         raise PipelineFailed(

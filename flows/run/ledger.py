@@ -98,9 +98,8 @@ class RunLedger:
     def __init__(self, batches: Iterable[tuple[str, int, int]] = ()) -> None:
         self._entries: dict[str, BatchEntry] = {}
         self._halted: str | None = None
-        self._run_problems: list[
-            str
-        ] = []  # what failed the run beside its batches (a generation not switched)
+        # What failed the run beside its batches (a generation not switched over).
+        self._run_problems: list[str] = []
         self.models_built = False  # dbt built the models above staging in this run
         self.plan(batches)
 
@@ -155,11 +154,12 @@ class RunLedger:
     def entries(self) -> list[BatchEntry]:
         return list(self._entries.values())
 
-    def entry(self, batch_id: str) -> BatchEntry:
-        return self._entries[batch_id]
-
     def in_state(self, *states: BatchState) -> list[BatchEntry]:
         return [entry for entry in self._entries.values() if entry.state in states]
+
+    def landed_batches(self) -> list[LandedBatch]:
+        """What landing produced for each batch that reached the landing place (published or not)."""
+        return [entry.landed for entry in self._entries.values() if entry.landed is not None]
 
     @property
     def problems(self) -> list[str]:
@@ -186,11 +186,10 @@ class RunLedger:
     def accounting(self, requested: int, skipped_persons: int) -> Accounting:
         """The run's records: where each requested one went."""
         started = [entry for entry in self._entries.values() if entry.state is not BatchState.NOT_STARTED]
-        landed = [entry.landed for entry in started if entry.landed is not None]
         merged = [entry.landed for entry in self.in_state(BatchState.MERGED) if entry.landed is not None]
         return Accounting(
             requested=requested,
-            received=sum(batch.extracted + batch.forgotten for batch in landed),
+            received=sum(batch.extracted + batch.forgotten for batch in self.landed_batches()),
             published=sum(batch.persons for batch in merged),
             quarantined=sum(batch.quarantined for batch in merged),
             duplicates=sum(batch.duplicates for batch in merged),
