@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -21,15 +20,14 @@ from flows.monitoring.metrics import (
     run_metrics,
 )
 from flows.settings import PipelineSettings
-from flows.warehouse.base import Cursor, Warehouse, utc_now
+from flows.warehouse import quality
+from flows.warehouse.base import Warehouse, utc_now
+from flows.warehouse.quality import MetricRow
 
 if TYPE_CHECKING:
     from flows.gate.validation import GateResult
     from flows.landing.files import LandedBatch
     from flows.report.render import Report
-
-# The bind parameters of sql/monitoring/insert_metric.sql, in the order they appear there.
-METRIC_COLUMNS = ("run_id", "batch_id", "metric", "subject", "metric_value", "measured_at")
 
 
 def thresholds_of(settings: PipelineSettings) -> Thresholds:
@@ -42,13 +40,8 @@ def thresholds_of(settings: PipelineSettings) -> Thresholds:
     )
 
 
-def _insert_metrics(
-    warehouse: Warehouse, cursor: Cursor, run_id: str, metrics: Sequence[Metric], at: datetime
-) -> None:
-    """All metrics with one statement, the rows bound in METRIC_COLUMNS' order."""
-    sql, _ = warehouse.sql("monitoring/insert_metric").bind(**dict.fromkeys(METRIC_COLUMNS))
-    rows = [(run_id, m.batch_id, m.metric, m.subject, m.value, at) for m in metrics]
-    cursor.run_many(sql, rows)
+def _rows(metrics: Sequence[Metric]) -> list[MetricRow]:
+    return [(m.batch_id, m.metric, m.subject, m.value) for m in metrics]
 
 
 def record_batch_quality(
@@ -56,29 +49,8 @@ def record_batch_quality(
 ) -> int:
     """Record a validated batch's metrics (rows, quarantine, drift, columns, expectations); their number."""
     metrics = batch_metrics(landed, batch, result.outcomes)
-    with warehouse.cursor() as cursor, cursor.transaction():
-        cursor.execute(
-            warehouse.sql("monitoring/delete_batch_metrics"), run_id=run_id, batch_id=landed.batch_id
-        )
-        _insert_metrics(warehouse, cursor, run_id, metrics, utc_now())
+    quality.replace_batch_metrics(warehouse, run_id, landed.batch_id, _rows(metrics), utc_now())
     return len(metrics)
-
-
-def _warehouse_counts(
-    warehouse: Warehouse, run_id: str
-) -> tuple[dict[str, int], dict[str, int], int, Any, Any]:
-    """Persons per reason the run quarantined first, rows per layer, failed expectations and the largest
-    null rate of the run, the last merge."""
-    with warehouse.cursor() as cursor:
-        reasons = cursor.execute(warehouse.sql("monitoring/select_run_quarantine"), run_id=run_id)
-        layers = cursor.execute(warehouse.sql("monitoring/select_layer_rows"), run_id=run_id)
-        failed, max_null = cursor.execute(
-            warehouse.sql("monitoring/select_run_batch_summary"), run_id=run_id
-        )[0]
-        (last_merged,) = cursor.execute(warehouse.sql("monitoring/select_last_merged_at"))[0]
-    quarantined = {str(reason): int(records) for reason, records in reasons}
-    layer_rows = {str(layer): int(rows) for layer, rows in layers}
-    return quarantined, layer_rows, int(failed or 0), max_null, last_merged
 
 
 @dataclass(frozen=True)
@@ -113,34 +85,24 @@ def record_run_quality(
     thresholds, emit breach and failure events."""
     warehouse, run_id = subject.warehouse, subject.run_id
     now = utc_now()
-    quarantined, layer_rows, failed, max_null, last_merged = _warehouse_counts(warehouse, run_id)
+    counts = quality.run_counts(warehouse, run_id)
+    layer_rows = dict(counts.layer_rows)
     layer_rows["reporting.total_persons"] = report.total_persons
     published = report.k_anonymity.get("persons")  # rows of analytics.fct_persons, as the report counted them
     if published is not None:
         layer_rows["analytics.fct_persons"] = published
     metrics = run_metrics(
         batches,
-        quarantined,
+        counts.quarantined,
         layer_rows,
-        failed,
-        None if max_null is None else float(max_null),
-        hours_between(last_merged, now) if last_merged is not None else None,
+        counts.failed_expectations,
+        counts.max_null_rate,
+        hours_between(counts.last_merged_at, now) if counts.last_merged_at is not None else None,
         report.k_anonymity,
     )
     breaches = find_breaches(metrics, thresholds)
-    with warehouse.cursor() as cursor, cursor.transaction():
-        cursor.execute(warehouse.sql("monitoring/delete_run_metrics"), run_id=run_id)
-        _insert_metrics(warehouse, cursor, run_id, metrics, now)
-        for breach in breaches:
-            cursor.execute(
-                warehouse.sql("monitoring/insert_breach"),
-                run_id=run_id,
-                metric=breach.metric,
-                subject=breach.subject,
-                metric_value=breach.value,
-                threshold=breach.threshold,
-                detected_at=now,
-            )
+    stored = [(b.metric, b.subject, b.value, b.threshold) for b in breaches]
+    quality.replace_run_metrics(warehouse, run_id, _rows(metrics), stored, now)
     resource = subject.resource
     for breach in breaches:
         events.emit(

@@ -31,6 +31,7 @@ from flows.run.tasks import IO_RETRIES
 from flows.runtime.alerts import notify_failure
 from flows.settings import get_settings
 from flows.targets import make_warehouse, resolve_targets
+from flows.warehouse.windows_log import completed_windows, high_watermark
 from flows.windows import LoadWindow, birthday_windows, daily_windows, date_windows
 
 SCHEDULE_TIMEZONE = ZoneInfo("Europe/Berlin")
@@ -54,7 +55,7 @@ def read_loaded_windows(
     data_path = params.data_dir.resolve()
     with warehouse_slot(targets, settings, data_path), make_warehouse(targets, data_path, settings) as house:
         house.migrate()
-        return {"high_watermark": house.high_watermark(kind), "completed": house.completed_windows(kind)}
+        return {"high_watermark": high_watermark(house, kind), "completed": completed_windows(house, kind)}
 
 
 @flow(name="persons-daily", persist_result=False, on_failure=[notify_failure], on_crashed=[notify_failure])

@@ -27,7 +27,7 @@ from flows.run.publication import PlannedBatch, Publication, record_translated_t
 from flows.run.tasks import ingest_batch, load_batch, merge_batch, secret_fingerprint, validate_batch
 from flows.runtime.preflight import is_disk_full
 from flows.targets import result_storage
-from flows.warehouse.base import MergeResult
+from flows.warehouse.batches import MergeResult, RejectedBatch, record_rejected_batch
 
 
 def process_batches(run: RunContext, publication: Publication) -> None:
@@ -149,12 +149,11 @@ class Ingest:
         if isinstance(exc, SourceUnreachable):  # later batches would wait as long for nothing
             run.ledger.halt(f"the source is unreachable (batch {plan.batch_id})")
         run.ledger.not_landed(plan.batch_id, _disk_full(run, exc) or str(exc))
-        run.warehouse.record_rejected_batch(
+        rejected = RejectedBatch(plan.batch_id, plan.index, plan.persons, str(exc)[:1000])
+        record_rejected_batch(
+            run.warehouse,
             run.run_id,
-            plan.batch_id,
-            plan.index,
-            plan.persons,
-            str(exc)[:1000],
+            rejected,
             secret_fingerprint(run.secret),
             self.publication.generation.generation_id,
         )

@@ -26,6 +26,7 @@ from flows.analytics.runner import DbtFailed, DbtProcess
 from flows.landing.files import LandingStore
 from flows.settings import PipelineSettings
 from flows.warehouse import Warehouse
+from flows.warehouse.model_builds import BuildOutcome, models_fingerprint, record_models_build
 
 DOCS_FOLDER = "data_docs/dbt"  # under the data folder, and under the landing store's prefix in S3
 
@@ -52,7 +53,7 @@ def plan_models(
     """Compare fingerprints; if the models changed, start dbt now so import and parse overlap the run."""
     current = fingerprint(warehouse.dialect, settings.k_anonymity)
     build = ModelBuild(current, settings.k_anonymity)
-    if not force and warehouse.models_fingerprint() == current:
+    if not force and models_fingerprint(warehouse) == current:
         return build
     build.process = DbtProcess(
         warehouse.dbt_target(settings.dbt_threads, settings.dbt_duckdb_memory_limit),
@@ -106,9 +107,8 @@ def build_models(
     models = sum(1 for node in results.nodes if node.resource_type in {"model", "seed"}) if results else 0
     tests = sum(1 for node in results.nodes if node.resource_type == "test") if results else 0
     status = "success" if reply.success else "failed"
-    warehouse.record_models_build(
-        build.fingerprint, build.k_anonymity, status, run_id, models, tests, seconds
-    )
+    outcome = BuildOutcome(build.fingerprint, build.k_anonymity, status, run_id, models, tests, seconds)
+    record_models_build(warehouse, outcome)
     logger.info(
         "event=models_built status=%s models=%d tests=%d parse_s=%.3f build_s=%.3f fingerprint=%s",
         status,

@@ -24,6 +24,7 @@ from flows.landing.files import write_manifest
 from flows.monitoring.metrics import Breach
 from flows.monitoring.record import record_run_quality, thresholds_of
 from flows.report.page import PAGE_NAME, Links, publish_report_page, write_report_page
+from flows.report.reads import read_quality_trend
 from flows.report.render import Report, answer_rows, render_json, render_summary, write_report_files
 from flows.run.context import PipelineFailed, RunContext, log_event
 from flows.run.dbt_stage import dbt_docs_location
@@ -33,6 +34,7 @@ from flows.run.tasks import build_report
 from flows.runtime.docs_server import ensure_docs_server, register_folder
 from flows.runtime.preflight import is_disk_full
 from flows.runtime.remote import own_resources
+from flows.warehouse.windows_log import record_window
 
 # A partial report folder older than this belongs to a run that died while writing it (one run writes a
 # report in seconds).
@@ -153,7 +155,7 @@ def write_report(run: RunContext, publication: Publication) -> Written:
         write_report_files(report, folder, context)
         write_report_page(  # the answers, their charts, quality, protection, metadata; problems first
             report,
-            run.warehouse.read_quality_trend(run.settings.report_trend_runs),
+            read_quality_trend(run.warehouse, run.settings.report_trend_runs),
             folder,
             context,
             Links(  # relative: the same in S3
@@ -200,7 +202,7 @@ def record_load_window(run: RunContext) -> None:
         return
     merged = run.ledger.merged_persons
     status = "completed" if run.ledger.published else "failed"
-    run.warehouse.record_window(window, status, run.run_id, merged, run.started_at)
+    record_window(run.warehouse, window, status, run.run_id, merged, run.started_at)
     log_event(
         get_run_logger(),
         "window_recorded",

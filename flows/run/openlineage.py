@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from prefect import get_run_logger
 
 from flows.run.context import RunContext, log_event
-from flows.sql_files import load_sql
+from flows.warehouse import catalog
 
 if TYPE_CHECKING:
     from openlineage.client.event_v2 import RunEvent
@@ -127,13 +127,10 @@ class LineageEmitter:
         warehouse = self.run.warehouse
         try:
             with warehouse.cursor() as cursor:
-                batches = cursor.execute(warehouse.sql("lineage/select_run_batches"), run_id=self.run.run_id)
-                relations = relations_from_columns(
-                    cursor.execute(warehouse.sql("lineage/select_layer_columns"))
-                )
-                count = load_sql("lineage/count_relation_rows.sql").statements()[0]
+                batches = catalog.run_batch_rows(warehouse, cursor, self.run.run_id)
+                relations = relations_from_columns(catalog.layer_columns(warehouse, cursor))
                 measured = [
-                    replace(relation, rows=int(cursor.run(count.format(table=_quoted(relation)))[0][0]))
+                    replace(relation, rows=catalog.count_rows(cursor, _quoted(relation)))
                     if is_published(relation) and self.counts_published
                     else relation
                     for relation in relations

@@ -30,10 +30,12 @@ from flows.plan import BatchPlan
 from flows.rawdata.client import ClientConfig, PageQuery
 from flows.rawdata.exclusions import Exclusions
 from flows.rawdata.worker import AnonymiseSummary, ExtractSummary, IngestWorker, WorkerStopped
+from flows.report.reads import read_report
 from flows.report.render import Report
 from flows.runtime.preflight import is_disk_full
 from flows.runtime.stopping import stop_requested
-from flows.warehouse import MergeResult, Warehouse
+from flows.warehouse import Warehouse, batches
+from flows.warehouse.batches import MergeResult
 from flows.warehouse.published import Generation, PublishedBatch
 
 
@@ -195,7 +197,7 @@ def load_batch(
         raise RuntimeError(f"batch {landed.batch_id}: landed file changed since it was written")
     persons = parquet_to_table(persons_file)
     quarantine = parquet_to_table(store.read_bytes(landed.quarantine_key))
-    return warehouse.load_batch(landed, persons, quarantine, run_id, generation.generation_id)
+    return batches.load_batch(warehouse, landed, persons, quarantine, run_id, generation.generation_id)
 
 
 # Prefect deep-copies transaction values, and a connection cannot be copied: the transaction holds ids only,
@@ -217,17 +219,19 @@ def registered_warehouse(run_id: str, warehouse: Warehouse) -> Iterator[Warehous
 def _hold_back_batch(txn: Transaction) -> None:
     """Whatever failed after loading, the batch stays in landing, visibly marked as not merged."""
     run_id, batch_id = txn.get("run_id"), txn.get("batch_id")
-    _RUN_WAREHOUSES[run_id].hold_back_batch(run_id, batch_id)
+    batches.hold_back_batch(_RUN_WAREHOUSES[run_id], run_id, batch_id)
 
 
 @task(name="validate-batch", cache_policy=NO_CACHE, persist_result=False)
 def validate_batch(warehouse: Warehouse, gate: Gate, landed: LandedBatch, run_id: str) -> GateResult:
     """Run the GX suite on the batch as the warehouse holds it; raise BatchRejected if it fails."""
-    frame = warehouse.read_batch(run_id, landed.batch_id)
+    frame = batches.read_batch(warehouse, run_id, landed.batch_id)
     # Against the plan, not against what came back: requested minus forgotten, quarantined and duplicates.
     expected = landed.requested - landed.forgotten - landed.quarantined - landed.duplicates
     result = gate.validate(frame, landed.batch_id, expected)
-    warehouse.record_validation(run_id, landed.batch_id, result.success, result.failed, result.docs_page)
+    batches.record_validation(
+        warehouse, run_id, landed.batch_id, result.success, result.failed, result.docs_page
+    )
     record_batch_quality(warehouse, run_id, landed, frame, result)  # monitoring.metrics: counts and rates
     if not result.success:
         raise BatchRejected(landed.batch_id, result.failed, result.statistics, result.docs_page)
@@ -244,7 +248,7 @@ def merge_batch(
     warehouse: Warehouse, landed: LandedBatch, run_id: str, generation: Generation, published: PublishedBatch
 ) -> MergeResult:
     """MERGE the validated batch into its generation on person_key (all or nothing)."""
-    return warehouse.merge_batch(run_id, landed, generation, published)
+    return batches.merge_batch(warehouse, run_id, landed, generation, published)
 
 
 @task(
@@ -256,7 +260,7 @@ def merge_batch(
 )
 def build_report(warehouse: Warehouse) -> Report:
     """Answer the reporting questions from the reporting models; refuse a published class under k."""
-    report = warehouse.read_report()
+    report = read_report(warehouse)
     smallest, k = report.k_anonymity.get("smallest_class"), report.k_anonymity.get("k")
     if smallest is not None and k is not None and smallest < k:
         # The views guarantee it and dbt's k_anonymous test proves it at build time; each run checks again.

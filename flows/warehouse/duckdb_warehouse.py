@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -13,10 +12,8 @@ import duckdb
 import pyarrow as pa
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
-from flows.landing.files import LandedBatch
-from flows.report.render import TOP_COUNTRIES, Report
 from flows.runtime.preflight import EnvironmentProblem
-from flows.warehouse.base import Cursor, Warehouse
+from flows.warehouse.base import ArrowBatch, Cursor, T, Warehouse
 from flows.warehouse.dbt_targets import DbtTarget, duckdb_target
 
 
@@ -136,18 +133,18 @@ class DuckDBWarehouse(Warehouse):
         """dbt-duckdb on the same file, with the run's caps unless given another memory cap."""
         return duckdb_target(self.path, threads, memory_limit or self.memory_limit)
 
-    def read_report(self, top_n: int = TOP_COUNTRIES) -> Report:
-        """The report, under the report's cap; read again on one DuckDB thread if two ran out of it (the
+    def heavy_reads(self, read: Callable[[], T]) -> T:
+        """The reads under the report's cap; read again on one DuckDB thread if two ran out of it (the
         k-anonymous views over 10,000,000 persons: out of 128MB on two threads, 17 s on one)."""
         with self.reading_reports():
             try:
-                return super().read_report(top_n)
+                return read()
             except duckdb.OutOfMemoryException:
                 if self._connection is None:
                     raise
                 self._connection.execute("set threads = 1")
                 try:
-                    return super().read_report(top_n)
+                    return read()
                 finally:
                     if self._connection is not None:
                         self._connection.execute("set threads = ?", [self.threads])
@@ -213,27 +210,18 @@ class DuckDBWarehouse(Warehouse):
         finally:
             connection.close()
 
-    def _append_batch(
-        self,
-        cursor: Cursor,
-        landed: LandedBatch,
-        persons: pa.Table,
-        quarantine: pa.Table,
-        run_id: str,
-        loaded_at: datetime,
-        staged: dict[str, str],
-    ) -> None:
+    def append_arrow(self, cursor: Cursor, batch: ArrowBatch, staged: dict[str, str]) -> None:
         """Insert from the landed Arrow tables, registered as relations for the INSERT ... SELECT."""
         assert isinstance(cursor, DuckDBCursor)
         connection = cursor.connection
-        connection.register("landed_persons", persons)
-        connection.register("landed_quarantine", quarantine)
+        connection.register("landed_persons", batch.persons)
+        connection.register("landed_quarantine", batch.quarantine)
         try:
             values = {
-                "batch_id": landed.batch_id,
-                "run_id": run_id,
-                "loaded_at": loaded_at,
-                "key_fingerprint": landed.key_fingerprint,
+                "batch_id": batch.landed.batch_id,
+                "run_id": batch.run_id,
+                "loaded_at": batch.loaded_at,
+                "key_fingerprint": batch.landed.key_fingerprint,
             }
             cursor.execute(self.sql("landing/insert_persons"), **values)
             cursor.execute(self.sql("landing/insert_quarantined_persons"), **values)

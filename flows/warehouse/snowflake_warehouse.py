@@ -11,7 +11,6 @@ import re
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
@@ -22,10 +21,9 @@ from snowflake.connector import SnowflakeConnection
 from snowflake.connector.cursor import SnowflakeCursor
 
 from flows.anonymise.transform import PERSONS_SCHEMA
-from flows.landing.files import LandedBatch
 from flows.settings import PipelineSettings
 from flows.sql_files import load_sql
-from flows.warehouse.base import Cursor, Warehouse
+from flows.warehouse.base import ArrowBatch, Cursor, Warehouse
 from flows.warehouse.dbt_targets import DbtTarget, snowflake_target
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,254}$")
@@ -239,15 +237,14 @@ class SnowflakeWarehouse(Warehouse):
             cursor.run("use schema staging")
         return applied
 
-    def _stage_batch(
-        self, landed: LandedBatch, persons: pa.Table, quarantine: pa.Table, run_id: str, loaded_at: datetime
-    ) -> dict[str, str]:
+    def stage_arrow(self, batch: ArrowBatch) -> dict[str, str]:
         """PUT the batch's files, with their load metadata as columns, to the internal stage."""
+        landed, run_id, loaded_at = batch.landed, batch.run_id, batch.loaded_at
         if not (STAGE_PATH_PART.match(run_id) and STAGE_PATH_PART.match(landed.batch_id)):
             raise ValueError("run and batch ids must be plain tokens to name stage paths")
         staged = {}
         with tempfile.TemporaryDirectory(prefix="persons-stage-") as folder, self.cursor() as cursor:
-            for name, table in (("persons", persons), ("quarantine", quarantine)):
+            for name, table in (("persons", batch.persons), ("quarantine", batch.quarantine)):
                 with_metadata = (
                     table.append_column("batch_id", pa.array([landed.batch_id] * table.num_rows, pa.string()))
                     .append_column("run_id", pa.array([run_id] * table.num_rows, pa.string()))
@@ -267,16 +264,7 @@ class SnowflakeWarehouse(Warehouse):
                 staged[name] = f"@{self.STAGE}/{run_id}/{path.name}"
         return staged
 
-    def _append_batch(
-        self,
-        cursor: Cursor,
-        landed: LandedBatch,
-        persons: pa.Table,
-        quarantine: pa.Table,
-        run_id: str,
-        loaded_at: datetime,
-        staged: dict[str, str],
-    ) -> None:
+    def append_arrow(self, cursor: Cursor, batch: ArrowBatch, staged: dict[str, str]) -> None:
         """COPY the staged files into the landing tables."""
         for table, name in (("landing.persons", "persons"), ("landing.quarantined_persons", "quarantine")):
             statement = (

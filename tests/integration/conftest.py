@@ -44,9 +44,10 @@ class FlowRun:
 
     def report_after(self) -> dict[str, Any]:
         """The report the warehouse answers now (after later changes such as an erasure)."""
+        from flows.report.reads import read_report
         from flows.warehouse.duckdb_warehouse import DuckDBWarehouse
 
-        return DuckDBWarehouse(self.data_dir / "warehouse.duckdb").read_report().to_dict()
+        return read_report(DuckDBWarehouse(self.data_dir / "warehouse.duckdb")).to_dict()
 
     def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         """Read the run's DuckDB warehouse."""

@@ -26,11 +26,12 @@ from flows.monitoring.metrics import (
     rate,
     run_metrics,
 )
-from flows.monitoring.record import METRIC_COLUMNS, thresholds_of
+from flows.monitoring.record import thresholds_of
 from flows.runtime.alerts import RUN_FAILED_AUTOMATION
 from flows.settings import PipelineSettings
 from flows.sql_files import load_sql
 from flows.warehouse.duckdb_warehouse import DuckDBWarehouse
+from flows.warehouse.quality import METRIC_COLUMNS
 
 THRESHOLDS = Thresholds(
     max_quarantine_rate=0.05, max_duplicate_rate=0.01, max_schema_drift_fields=0, freshness_hours=26

@@ -17,6 +17,8 @@ from flows.analytics.project import dbt_vars, duckdb_target
 from flows.analytics.runner import DbtProcess
 from flows.anonymise.transform import PERSONS_SCHEMA, QUARANTINE_SCHEMA
 from flows.landing.files import LandedBatch
+from flows.report.reads import read_quality_trend, read_report
+from flows.warehouse import batches
 from flows.warehouse.duckdb_warehouse import DuckDBWarehouse
 from flows.warehouse.generations import Generation, PublishedBatch, begin_generation
 
@@ -63,7 +65,9 @@ def landed(batch_id: str, table: pa.Table, quarantined: pa.Table | None = None) 
 
 
 def merge(house: DuckDBWarehouse, run_id: str, batch: LandedBatch) -> object:
-    return house.merge_batch(run_id, batch, GENERATION, PublishedBatch(batch.batch_id, {"locale": "x"}, []))
+    return batches.merge_batch(
+        house, run_id, batch, GENERATION, PublishedBatch(batch.batch_id, {"locale": "x"}, [])
+    )
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +101,8 @@ def publish(
     house: DuckDBWarehouse, run_id: str, batch_id: str, table: pa.Table, q: pa.Table | None = None
 ) -> None:
     q = q if q is not None else quarantine([])
-    house.load_batch(landed(batch_id, table, q), table, q, run_id, GENERATION.generation_id)
-    house.record_validation(run_id, batch_id, True, [], "docs")
+    batches.load_batch(house, landed(batch_id, table, q), table, q, run_id, GENERATION.generation_id)
+    batches.record_validation(house, run_id, batch_id, True, [], "docs")
     merge(house, run_id, landed(batch_id, table, q))
 
 
@@ -110,8 +114,10 @@ def test_migrations_are_applied_once(tmp_path: Path) -> None:
 
 def test_load_is_retry_safe_and_merge_idempotent(warehouse: DuckDBWarehouse) -> None:
     table = persons([("k1", "male", "[21-30]", "gmail.com", "Germany", "DE")])
-    warehouse.load_batch(landed("b1", table), table, quarantine([]), "run1", "g1")
-    warehouse.load_batch(landed("b1", table), table, quarantine([]), "run1", "g1")  # a retry replaces
+    batches.load_batch(warehouse, landed("b1", table), table, quarantine([]), "run1", "g1")
+    batches.load_batch(
+        warehouse, landed("b1", table), table, quarantine([]), "run1", "g1"
+    )  # a retry replaces
     with warehouse.cursor() as cursor:
         assert cursor.run("select count(*) from landing.persons") == [(1,)]
     first = merge(warehouse, "run1", landed("b1", table))
@@ -146,7 +152,7 @@ def test_report_questions(warehouse: DuckDBWarehouse) -> None:
         persons(rows),
         quarantine([("q1", "birthday_in_future"), ("q2", "address_missing")]),
     )
-    report = warehouse.read_report()
+    report = read_report(warehouse)
     assert report.total_persons == 16
     assert report.gmail_germany_share_pct == pytest.approx(100 * 4 / 16)
     # France ("France" and " france " standardised together) and Germany tie at 4, broken by name;
@@ -187,25 +193,25 @@ def test_a_group_under_k_is_withheld_from_the_report(warehouse: DuckDBWarehouse)
     rows = [("a1", "male", "[61-70]", "gmail.com", "Germany", "DE")]
     rows += [(f"b{n}", "female", "[31-40]", "gmail.com", "France", "FR") for n in range(2)]
     publish(warehouse, "run1", "b1", persons(rows))
-    report = warehouse.read_report()
+    report = read_report(warehouse)
     assert report.total_persons == 3 and report.gmail_over_60 == 1  # exact single figures
     assert report.top_gmail_countries == [{"country": "France", "gmail_users": 2}]
     assert report.age_groups == [{"age_group": "[31-40]", "persons": 2}]
 
 
 def test_empty_warehouse_report(warehouse: DuckDBWarehouse) -> None:
-    report = warehouse.read_report()
+    report = read_report(warehouse)
     assert (report.total_persons, report.gmail_germany_share_pct, report.top_gmail_countries) == (0, None, [])
 
 
 def test_rejected_batches_stay_visible_until_merged(warehouse: DuckDBWarehouse) -> None:
     table = persons([("k1", "male", "[21-30]", "gmail.com", "Germany", "DE")])
-    warehouse.load_batch(landed("b1", table), table, quarantine([]), "run1", "g1")
-    warehouse.record_validation("run1", "b1", False, ["gender_in_known_set"], "docs")
-    assert warehouse.read_report().rejected_batches == 1
-    assert warehouse.read_report().total_persons == 0
+    batches.load_batch(warehouse, landed("b1", table), table, quarantine([]), "run1", "g1")
+    batches.record_validation(warehouse, "run1", "b1", False, ["gender_in_known_set"], "docs")
+    assert read_report(warehouse).rejected_batches == 1
+    assert read_report(warehouse).total_persons == 0
     publish(warehouse, "run2", "b1", table)
-    assert warehouse.read_report().rejected_batches == 0
+    assert read_report(warehouse).rejected_batches == 0
 
 
 def test_injection_strings_are_bound_not_executed(warehouse: DuckDBWarehouse) -> None:
@@ -229,8 +235,8 @@ def test_a_rebuilt_generation_switches_over_atomically_and_only_once(warehouse: 
     begin_generation(warehouse, rebuilt, "run2", "policy")
     table = persons([("new", "male", "[21-30]", "gmail.com", "Germany", "DE")])
     batch = landed("b1", table)
-    warehouse.load_batch(batch, table, quarantine([]), "run2", rebuilt.generation_id)
-    warehouse.merge_batch("run2", batch, rebuilt, PublishedBatch("b1", {"locale": "x"}, []))
+    batches.load_batch(warehouse, batch, table, quarantine([]), "run2", rebuilt.generation_id)
+    batches.merge_batch(warehouse, "run2", batch, rebuilt, PublishedBatch("b1", {"locale": "x"}, []))
     with warehouse.cursor() as cursor:  # still the old generation until the switch
         assert cursor.run("select person_key from staging.persons") == [("old",)]
 
@@ -245,18 +251,18 @@ def test_a_rebuilt_generation_switches_over_atomically_and_only_once(warehouse: 
 
 
 def test_quality_trend_of_the_last_runs(warehouse: DuckDBWarehouse) -> None:
-    assert warehouse.read_quality_trend(10) == []
+    assert read_quality_trend(warehouse, 10) == []
     table = persons([("k1", "male", "[21-30]", "gmail.com", "Germany", "DE")])
-    warehouse.load_batch(landed("b1", table), table, quarantine([]), "run1", "g1")
-    warehouse.record_validation("run1", "b1", False, ["gender_in_known_set"], "docs")
+    batches.load_batch(warehouse, landed("b1", table), table, quarantine([]), "run1", "g1")
+    batches.record_validation(warehouse, "run1", "b1", False, ["gender_in_known_set"], "docs")
     publish(
         warehouse, "run2", "b1", table, quarantine([("q1", "bad_email"), ("q2", "bad_email"), ("q3", "x")])
     )
     publish(warehouse, "run2", "b2", persons([("k2", "female", "[31-40]", "web.de", "Germany", "DE")]))
-    warehouse.load_batch(landed("b3", table), table, quarantine([]), "run3", "g1")
-    warehouse.hold_back_batch("run3", "b3")
+    batches.load_batch(warehouse, landed("b3", table), table, quarantine([]), "run3", "g1")
+    batches.hold_back_batch(warehouse, "run3", "b3")
 
-    trend = warehouse.read_quality_trend(10)
+    trend = read_quality_trend(warehouse, 10)
 
     assert [run.run_id for run in trend] == ["run1", "run2", "run3"]  # oldest first
     first, second, third = trend
@@ -265,7 +271,7 @@ def test_quality_trend_of_the_last_runs(warehouse: DuckDBWarehouse) -> None:
     assert second.quarantined_pct == 60.0  # 3 of the 5 records extracted
     assert (third.held_back_batches, third.merged_pct) == (1, 0.0)
     assert first.started_at <= second.started_at <= third.started_at
-    assert [run.run_id for run in warehouse.read_quality_trend(2)] == ["run2", "run3"]  # the latest runs
+    assert [run.run_id for run in read_quality_trend(warehouse, 2)] == ["run2", "run3"]  # the latest runs
 
 
 def test_the_report_reads_with_its_own_memory_cap_and_the_run_gets_its_own_back(tmp_path: Path) -> None:
@@ -298,27 +304,22 @@ def test_a_larger_run_cap_is_never_lowered_for_the_report(tmp_path: Path) -> Non
         assert cursor.run("select current_setting('memory_limit')")[0][0] == "953.6 MiB"
 
 
-def test_a_report_out_of_memory_on_two_threads_is_read_again_on_one(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_report_out_of_memory_on_two_threads_is_read_again_on_one(tmp_path: Path) -> None:
     """One DuckDB thread needs about half the memory: the report is read again on one, then two are back."""
     import duckdb
 
-    from flows.warehouse.base import Warehouse
-
     threads: list[str] = []
+    house = DuckDBWarehouse(tmp_path / "warehouse.duckdb", threads=2)
 
-    def read_report(self: DuckDBWarehouse, top_n: int = 3) -> str:
-        with self.cursor() as cursor:
+    def read_report() -> str:
+        with house.cursor() as cursor:
             threads.append(str(cursor.run("select current_setting('threads')")[0][0]))
         if len(threads) == 1:
             raise duckdb.OutOfMemoryException("Out of Memory Error: could not allocate block")
         return "report"
 
-    monkeypatch.setattr(Warehouse, "read_report", read_report)
-    house = DuckDBWarehouse(tmp_path / "warehouse.duckdb", threads=2)
     with house:
-        assert house.read_report() == "report"
+        assert house.heavy_reads(read_report) == "report"
         assert threads == ["2", "1"]
         with house.cursor() as cursor:
             assert str(cursor.run("select current_setting('threads')")[0][0]) == "2"
