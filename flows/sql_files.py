@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import Any
 
 # Quoted strings and comments are matched first so a colon inside them is never taken for a placeholder.
 _TOKEN = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"])*\"|--[^\n]*|(?<![:\w]):([a-z_][a-z0-9_]*)")
+# Likewise for `{name}` placeholders: never inside a quoted string or a comment.
+_PLACEHOLDER = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"])*\"|--[^\n]*|\{([a-z_][a-z0-9_]*)\}")
 _STATEMENT_END = re.compile(r";[ \t]*(?:--[^\n]*)?$", re.MULTILINE)
 _VERSIONED = re.compile(r"^V(?P<version>\d+(?:_\d+)*)__(?P<name>\w+)\.sql$")
 
@@ -37,6 +40,19 @@ class SqlScript:
     def checksum(self) -> str:
         """Content hash, to notice an edited migration."""
         return hashlib.sha256(self.text.encode()).hexdigest()
+
+    def expanded(self, lists: Mapping[str, str]) -> SqlScript:
+        """The script with each `{name}` placeholder that `lists` names replaced by its text (a column list);
+        any other `{name}` stays for the caller's `str.format`; `:name` binds, quoted strings and comments are
+        untouched.
+        Migrations are never expanded: their checksum is over the literal file."""
+
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1)
+            return lists[name] if name is not None and name in lists else match.group(0)
+
+        text = _PLACEHOLDER.sub(replace, self.text)
+        return self if text == self.text else SqlScript(name=self.name, text=text)
 
     def statements(self) -> list[str]:
         """The file's statements (split at semicolons that end a line), without empty ones."""

@@ -14,15 +14,23 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any, ClassVar, TypeVar
 
 import pyarrow as pa
 
+from flows.anonymise.columns import person_column_lists
 from flows.landing.files import LandedBatch
 from flows.sql_files import SqlScript, load_dialect_sql, load_sql, versioned_migrations
 from flows.warehouse.dbt_targets import DbtTarget
 
 T = TypeVar("T")
+
+
+@cache
+def _engine_sql(relative_stem: str, dialect: str) -> SqlScript:
+    """The statement for an engine, with the person column lists filled in from OUTPUT_COLUMNS (once)."""
+    return load_dialect_sql(relative_stem, dialect).expanded(person_column_lists())
 
 
 def utc_now() -> datetime:
@@ -125,8 +133,8 @@ class Warehouse(ABC):
         `memory_limit` caps an embedded engine's memory during the build (None: the warehouse's own cap)."""
 
     def sql(self, relative_stem: str) -> SqlScript:
-        """The statement for this engine (a per-dialect file where one exists)."""
-        return load_dialect_sql(relative_stem, self.dialect)
+        """The statement for this engine (a per-dialect file where one exists), the column lists filled in."""
+        return _engine_sql(relative_stem, self.dialect)
 
     def prepare(self, statement: str) -> str:
         """Hook for dialect differences in DDL (identity for the reference dialect)."""

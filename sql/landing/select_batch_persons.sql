@@ -1,11 +1,5 @@
 -- The batch as the warehouse holds it: what the validation gate audits before the merge.
-select
-    person_key,
-    gender,
-    age_group,
-    email_domain,
-    country,
-    country_code,
-    age_reference_date
+-- person_columns: the published columns, filled in from OUTPUT_COLUMNS (flows.anonymise.columns).
+select {person_columns}
 from landing.persons
 where run_id = :run_id and batch_id = :batch_id

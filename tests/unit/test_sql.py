@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import sqlglot
 
+from flows.anonymise.columns import person_column_lists
 from flows.sql_files import (
     SqlScript,
     bind_named,
@@ -90,7 +91,7 @@ def test_every_sql_file_parses_for_duckdb_and_snowflake(name: str) -> None:
         "stage_dir": "r1",
         "target": "staging.persons",
     }
-    for statement in load_sql(name).statements():
+    for statement in load_sql(name).expanded(person_column_lists()).statements():
         text, _ = bind_named(statement.format(**samples) if "{" in statement else statement, _AnyValue())
         for dialect in dialects:
             assert sqlglot.parse(text, read=dialect), (name, dialect)
