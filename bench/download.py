@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         settings, api_url=args.api_url, total=args.total, seed=args.seed, reference_date=date.today()
     )
     started = time.perf_counter()
-    with FakerApiClient(ClientConfig(base_url=params.api_url, **settings.client_fields())) as client:
+    with FakerApiClient(ClientConfig(base_url=params.api_url, **settings.client.client_fields())) as client:
         pages = client.iter_pages(plan_pages(params), PageQuery(params.locale), body_size)
         downloaded = sum(size for _, size in pages)
     json.dump({"bytes": downloaded, "seconds": time.perf_counter() - started}, sys.stdout)

@@ -106,9 +106,9 @@ def _automations(values: Mapping[str, str]) -> str:
     from flows.settings import get_settings  # noqa: PLC0415 - the thresholds and the webhook URL
 
     settings = get_settings()
-    url = settings.alert_webhook_url.get_secret_value() if settings.alert_webhook_url else None
+    url = settings.alerts.webhook_url.get_secret_value() if settings.alerts.webhook_url else None
     block = values.get("PERSONS_AUTOMATION_WEBHOOK_BLOCK") or DEFAULT_WEBHOOK_BLOCK
-    names = deploy_automations(url, block, settings.monitor_freshness_hours)
+    names = deploy_automations(url, block, settings.monitoring.freshness_hours)
     if not names:
         return f"skipped: set PERSONS_ALERT_WEBHOOK_URL or save a Webhook block named {block}"
     return f"{', '.join(names)} (webhook block {block})"

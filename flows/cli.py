@@ -43,7 +43,7 @@ from flows.runtime.server import (
 )
 from flows.runtime.stopping import stop_on_signals, stop_signal
 from flows.runtime.terminal import LOG_FORMATS, LogFormat, configure_terminal
-from flows.settings import PipelineSettings, get_settings
+from flows.settings import PipelineSettings, get_settings, variable_of
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -254,14 +254,16 @@ def status_command(args: argparse.Namespace) -> int:
         settings = get_settings()
         params = resolve_parameters(settings, data_dir=args.data_dir, warehouse=args.warehouse)
         targets = resolve_targets(settings, params)
-        looking = settings.model_copy(update={"duckdb_lock_timeout_s": 0})
+        looking = settings.model_copy(
+            update={"duckdb": settings.duckdb.model_copy(update={"lock_timeout_s": 0})}
+        )
         with make_warehouse(targets, params.data_dir.resolve(), looking, read_only=True) as warehouse:
             if args.command == "history":
                 runs = read_history(warehouse, args.runs)
                 document: Any = [{**asdict(run), "verdict": run.verdict} for run in runs]
                 text = render_history(runs)
             else:
-                status = read_status(warehouse, settings.monitor_freshness_hours)
+                status = read_status(warehouse, settings.monitoring.freshness_hours)
                 document, text = status.to_dict(), render_status(status)
     except (ParameterError, ValueError, EnvironmentProblem) as exc:
         return _refused(args.command, exc)
@@ -289,7 +291,7 @@ def serve_command(args: argparse.Namespace) -> int:
     )
 
     settings = get_settings()
-    home = settings.pages_server_home
+    home = settings.pages.server_home
     if args.stop:
         stopped = stop_docs_server(home)
         print(f"stopped: {stopped.url} (pid {stopped.pid})" if stopped else "not running")
@@ -297,7 +299,7 @@ def serve_command(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir or settings.data_dir).resolve()
     identifier = register_folder(home, data_dir)
     try:
-        server = ensure_docs_server(home, args.port if args.port is not None else settings.pages_server_port)
+        server = ensure_docs_server(home, args.port if args.port is not None else settings.pages.server_port)
     except RuntimeError as exc:
         print(f"persons-pipeline serve: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -353,7 +355,7 @@ def run_command(args: argparse.Namespace) -> int:
             settings,
             **{name: getattr(args, name) for name in PARAMETER_NAMES},
         )
-        check_data_dir(params.data_dir, settings.min_free_disk_mib)
+        check_data_dir(params.data_dir, settings.runs.min_free_disk_mib)
         settings.check_key_source()  # a missing, empty or short key, before anything starts
     except (ParameterError, ValueError, EnvironmentProblem) as exc:
         return _refused(args.command, exc)
@@ -413,7 +415,9 @@ def check_run_key(params: RunParameters) -> None:
         return
     try:
         # A look, not a wait: while another run holds the file, the run itself checks once it has its turn.
-        looking = settings.model_copy(update={"duckdb_lock_timeout_s": 0})
+        looking = settings.model_copy(
+            update={"duckdb": settings.duckdb.model_copy(update={"lock_timeout_s": 0})}
+        )
         warehouse = make_warehouse(targets, data_dir, looking)
         warehouse.open()
     except EnvironmentProblem:
@@ -441,7 +445,7 @@ def use_prefect_api(settings: PipelineSettings) -> None:
     if os.environ.get("PREFECT_API_URL"):
         return
     state, started = ensure_server(
-        settings.prefect_server_home, settings.prefect_server_port, settings.prefect_server_start_timeout_s
+        settings.prefect_server.home, settings.prefect_server.port, settings.prefect_server.start_timeout_s
     )
     os.environ["PREFECT_API_URL"] = state.api_url
     exit_if_server_dies(state)
@@ -455,17 +459,17 @@ def use_prefect_api(settings: PipelineSettings) -> None:
 def server_command(args: argparse.Namespace) -> int:
     """`persons-pipeline server status|start|stop`."""
     settings = get_settings()
-    home = settings.prefect_server_home
+    home = settings.prefect_server.home
     try:
         if args.action == "start":
             state, started = ensure_server(
-                home, settings.prefect_server_port, settings.prefect_server_start_timeout_s
+                home, settings.prefect_server.port, settings.prefect_server.start_timeout_s
             )
             print(f"{'started' if started else 'running'}: {state.url} (pid {state.pid}, home {home})")
         elif args.action == "stop":
             stopped = stop_server(home)
             print(f"stopped: {stopped.url} (pid {stopped.pid})" if stopped else "not running")
-            pages = stop_docs_server(settings.pages_server_home)  # the pages server goes with it
+            pages = stop_docs_server(settings.pages.server_home)  # the pages server goes with it
             if pages:
                 print(f"stopped the pages server: {pages.url} (pid {pages.pid})")
         else:
@@ -489,7 +493,7 @@ def flow_arguments(params: RunParameters) -> dict[str, Any]:
 def _one_line(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         first = exc.errors()[0]
-        name = "PERSONS_" + "_".join(str(part) for part in first["loc"]).upper()
+        name = variable_of(tuple(first["loc"]))
         return f"{name}: {first['msg'].removeprefix('Value error, ')}"
     return str(exc).splitlines()[0]
 

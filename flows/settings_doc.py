@@ -21,7 +21,7 @@ from pydantic import AliasChoices, BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 
 from flows.parameters import RunDefaults
-from flows.settings import PipelineSettings
+from flows.settings import GROUPS, PipelineSettings
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "settings.md"
 KEEP_CASE = {"dbt"}  # names written in lower case, also at the start of a heading
@@ -34,9 +34,10 @@ RUN_PARAMETERS = (
 HEADER = """# Settings
 
 Every setting of the pipeline is read from the environment by one settings object (`flows/settings.py`,
-pydantic-settings), with the prefix `PERSONS_`: a value out of its bounds stops the run before any work with
-one line naming the variable, never quoting the value. This page is generated from that object
-(`python -m flows.settings_doc --write`); a test fails when it differs.
+pydantic-settings), with the prefix `PERSONS_`, in groups (`settings.client`, `settings.duckdb`, ...): a value
+out of its bounds stops the run before any work with one line naming the variable, never quoting the value.
+This page is generated from that object (`python -m flows.settings_doc --write`); a test fails when it
+differs.
 """
 
 
@@ -139,13 +140,36 @@ def heading_and_note(comment: str) -> tuple[str, str]:
 
 
 def rows_by_group(model: type[BaseModel] = PipelineSettings) -> dict[str, list[Row]]:
+    """The top-level settings under their ``# --- group ---`` comments, then each settings group under its
+    docstring's ``title: note``."""
     groups = {name: RUN_PARAMETERS for name in RunDefaults.model_fields}
     groups.update({name: text for name, text in group_of_fields(model).items() if name not in groups})
     table: dict[str, list[Row]] = {}
     for name, info in model.model_fields.items():
+        if name in GROUPS:
+            continue
         row = Row(variable_of(name, info), default_of(info), values_of(info), info.description or "")
         table.setdefault(groups.get(name, "other"), []).append(row)
+    for attribute, group in GROUPS.items():
+        title, _, note = " ".join((group.__doc__ or attribute).split()).partition(": ")
+        rows = table.setdefault(f"{title} (`settings.{attribute}`): {note}", [])
+        for name, info in group.model_fields.items():
+            variable = " or ".join(f"`{choice}`" for choice in group.variables(name))
+            rows.append(Row(variable, default_of(info), values_of(info), info.description or ""))
     return table
+
+
+def every_variable() -> list[str]:
+    """Every environment variable the settings read, as the page writes it."""
+    top = [
+        variable_of(name, info) for name, info in PipelineSettings.model_fields.items() if name not in GROUPS
+    ]
+    grouped = [
+        " or ".join(f"`{choice}`" for choice in group.variables(name))
+        for group in GROUPS.values()
+        for name in group.model_fields
+    ]
+    return top + grouped
 
 
 def render(model: type[BaseModel] = PipelineSettings) -> str:

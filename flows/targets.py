@@ -36,7 +36,7 @@ class Targets:
         )
         name = f"persons-warehouse-{self.warehouse}-{hashlib.sha256(place.encode()).hexdigest()[:10]}"
         # DuckDB allows one writing process per file; Snowflake takes several runs.
-        return name, 1 if self.warehouse == "duckdb" else settings.snowflake_concurrent_runs
+        return name, 1 if self.warehouse == "duckdb" else settings.snowflake.concurrent_runs
 
 
 def resolve_targets(settings: PipelineSettings, params: RunParameters) -> Targets:
@@ -45,13 +45,13 @@ def resolve_targets(settings: PipelineSettings, params: RunParameters) -> Target
     if environment == "local":
         warehouse: WarehouseKind = params.warehouse or "duckdb"
         landing = params.landing_url or str((params.data_dir / "landing").resolve())
-        database = settings.snowflake_database
+        database = settings.snowflake.database
     else:
         warehouse = params.warehouse or "snowflake"
         landing = params.landing_url or (
             settings.dev_landing_url if environment == "dev" else settings.prod_landing_url
         )
-        database = settings.snowflake_database or (
+        database = settings.snowflake.database or (
             settings.dev_snowflake_database if environment == "dev" else settings.prod_snowflake_database
         )
     return Targets(environment, warehouse, landing, database if warehouse == "snowflake" else None)
@@ -68,8 +68,8 @@ def make_landing_store(targets: Targets, settings: PipelineSettings) -> LandingS
 
 def duckdb_memory_limit(settings: PipelineSettings, rows_per_batch: int) -> str:
     """The configured cap, or for `auto` 128 MB - raised for big batches, whose load must fit at once."""
-    if settings.duckdb_memory_limit != "auto":
-        return settings.duckdb_memory_limit
+    if settings.duckdb.memory_limit != "auto":
+        return settings.duckdb.memory_limit
     # 128 MB: measured ~50 MiB less peak RSS than 256 MB at 100,000-row batches, no slower.
     return f"{max(128, rows_per_batch * 1200 // 1_000_000)}MB"
 
@@ -90,10 +90,10 @@ def make_warehouse(
 
     return DuckDBWarehouse(
         data_dir / "warehouse.duckdb",
-        lock_timeout_s=settings.duckdb_lock_timeout_s,
-        threads=settings.duckdb_threads,
+        lock_timeout_s=settings.duckdb.lock_timeout_s,
+        threads=settings.duckdb.threads,
         memory_limit=duckdb_memory_limit(settings, rows_per_batch),
-        report_memory_limit=settings.duckdb_report_memory_limit,
+        report_memory_limit=settings.duckdb.report_memory_limit,
         read_only=read_only,
     )
 

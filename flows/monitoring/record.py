@@ -33,10 +33,10 @@ if TYPE_CHECKING:
 def thresholds_of(settings: PipelineSettings) -> Thresholds:
     """The PERSONS_MONITOR_* settings as thresholds."""
     return Thresholds(
-        max_quarantine_rate=settings.monitor_max_quarantine_rate,
-        max_duplicate_rate=settings.monitor_max_duplicate_rate,
-        max_schema_drift_fields=settings.monitor_max_schema_drift_fields,
-        freshness_hours=settings.monitor_freshness_hours,
+        max_quarantine_rate=settings.monitoring.max_quarantine_rate,
+        max_duplicate_rate=settings.monitoring.max_duplicate_rate,
+        max_schema_drift_fields=settings.monitoring.max_schema_drift_fields,
+        freshness_hours=settings.monitoring.freshness_hours,
     )
 
 

@@ -44,7 +44,7 @@ def process_batches(run: RunContext, publication: Publication) -> None:
     pending: deque[tuple[PlannedBatch, PrefectFuture[LandedBatch]]] = deque()
     queue = deque(plans)
     while queue or pending:
-        while queue and len(pending) < run.settings.batches_in_flight:
+        while queue and len(pending) < run.settings.runs.batches_in_flight:
             planned = queue.popleft()
             if refusal := run.refusal():
                 run.ledger.not_started(planned.plan.batch_id, refusal)
@@ -99,7 +99,7 @@ class Ingest:
     def __init__(self, run: RunContext, publication: Publication) -> None:
         self.run, self.publication, self.batches = run, publication, len(publication.batches)
         self.client = ClientConfig(
-            base_url=run.params.api_url, deadline_at=run.deadline_at, **run.settings.client_fields()
+            base_url=run.params.api_url, deadline_at=run.deadline_at, **run.settings.client.client_fields()
         )
         self.task = ingest_batch.with_options(
             result_storage=result_storage(run.targets, run.store, run.data_dir)

@@ -180,7 +180,7 @@ class RunContext:
     @property
     def deadline_at(self) -> float | None:
         """When the run must be done (epoch seconds), or None without a deadline."""
-        limit = self.settings.run_deadline_s
+        limit = self.settings.runs.run_deadline_s
         return self.started_at.timestamp() + limit if limit else None
 
     def refusal(self) -> str | None:
@@ -299,7 +299,7 @@ def open_run(parameters: dict[str, Any]) -> Iterator[RunContext]:
                 workers=RunWorkers(
                     worker,
                     in_background(
-                        open_gate, data_dir / "data_docs", run_id, settings.gate_process == "separate"
+                        open_gate, data_dir / "data_docs", run_id, settings.runs.gate_process == "separate"
                     ),
                 ),
             )

@@ -51,14 +51,14 @@ def plan_models(
     warehouse: Warehouse, settings: PipelineSettings, data_dir: Path, run_id: str, force: bool = False
 ) -> ModelBuild:
     """Compare fingerprints; if the models changed, start dbt now so import and parse overlap the run."""
-    current = fingerprint(warehouse.dialect, settings.k_anonymity)
-    build = ModelBuild(current, settings.k_anonymity)
+    current = fingerprint(warehouse.dialect, settings.models.k_anonymity)
+    build = ModelBuild(current, settings.models.k_anonymity)
     if not force and models_fingerprint(warehouse) == current:
         return build
     build.process = DbtProcess(
-        warehouse.dbt_target(settings.dbt_threads, settings.dbt_duckdb_memory_limit),
+        warehouse.dbt_target(settings.models.dbt_threads, settings.models.dbt_duckdb_memory_limit),
         work_dir=data_dir / "dbt" / "builds" / run_id,
-        variables=dbt_vars(settings.k_anonymity),
+        variables=dbt_vars(settings.models.k_anonymity),
         cache_dir=data_dir / "dbt",
     )
     build.process.start()

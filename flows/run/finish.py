@@ -155,7 +155,7 @@ def write_report(run: RunContext, publication: Publication) -> Written:
         write_report_files(report, folder, context)
         write_report_page(  # the answers, their charts, quality, protection, metadata; problems first
             report,
-            read_quality_trend(run.warehouse, run.settings.report_trend_runs),
+            read_quality_trend(run.warehouse, run.settings.models.report_trend_runs),
             folder,
             context,
             Links(  # relative: the same in S3
@@ -282,10 +282,10 @@ def browser_links(run: RunContext) -> Callable[[str], str]:
     if run.targets.lands_in_s3 and hasattr(run.store, "browser_link"):
         return cast(Callable[[str], str], run.store.browser_link)
     server = None
-    if run.settings.pages_server:
+    if run.settings.pages.server:
         try:
-            register_folder(run.settings.pages_server_home, run.data_dir)
-            server = ensure_docs_server(run.settings.pages_server_home, run.settings.pages_server_port)
+            register_folder(run.settings.pages.server_home, run.data_dir)
+            server = ensure_docs_server(run.settings.pages.server_home, run.settings.pages.server_port)
         except Exception as exc:  # the pages stay where they are; only their links are files then
             log_event(get_run_logger(), "pages_server_unavailable", error=type(exc).__name__)
 

@@ -38,7 +38,7 @@ HTTP_RETRY = {"total": 0, "connect": 0, "read": 0}
 
 def events_file(run: RunContext) -> Path:
     """Where the run's events are written (one JSON event per line)."""
-    folder = run.settings.lineage_dir or run.data_dir / "lineage"
+    folder = run.settings.lineage.dir or run.data_dir / "lineage"
     return folder.resolve() / f"{run.run_id}.jsonl"
 
 
@@ -114,7 +114,7 @@ class LineageEmitter:
         """Whether the end event counts the rows of the relations above staging: when this run built them.
         A run that only merged leaves them uncounted: counting a k-anonymous view computes it again (19 s at
         2,000,000 persons, growing with the warehouse)."""
-        return self.run.settings.lineage_count_published and self.run.ledger.models_built
+        return self.run.settings.lineage.count_published and self.run.ledger.models_built
 
     def _measure(self) -> tuple[RunCounts | None, list[Relation]]:
         """The run's batch counts, the layers' columns, and the rows each published relation holds."""
@@ -176,7 +176,7 @@ def open_emitter(run: RunContext, job_name: str) -> LineageEmitter:
 
     settings, targets = run.settings, run.targets
     namespace, database = warehouse_places(
-        targets.warehouse, run.warehouse.location, settings.snowflake_account, targets.snowflake_database
+        targets.warehouse, run.warehouse.location, settings.snowflake.account, targets.snowflake_database
     )
     places = Places(
         api=api_dataset(run.params.api_url),
@@ -186,7 +186,7 @@ def open_emitter(run: RunContext, job_name: str) -> LineageEmitter:
         upper_case=targets.warehouse == "snowflake",
     )
     job = JobRef(
-        namespace=settings.lineage_namespace or f"persons-{targets.environment}",
+        namespace=settings.lineage.namespace or f"persons-{targets.environment}",
         name=job_name,
         description=DESCRIPTION,
         prefect_version=prefect.__version__,
@@ -203,12 +203,12 @@ def open_emitter(run: RunContext, job_name: str) -> LineageEmitter:
     transports: list[tuple[str, Any]] = [
         ("file", FileTransport(FileConfig(log_file_path=str(file), append=True)))
     ]
-    if settings.lineage_url:
-        key = settings.lineage_api_key
+    if settings.lineage.url:
+        key = settings.lineage.api_key
         config = HttpConfig(
-            url=settings.lineage_url,
-            endpoint=settings.lineage_endpoint,
-            timeout=settings.lineage_timeout_s,
+            url=settings.lineage.url,
+            endpoint=settings.lineage.endpoint,
+            timeout=settings.lineage.timeout_s,
             auth=ApiKeyTokenProvider({"apiKey": key.get_secret_value()}) if key else TokenProvider({}),
             retry={**DEFAULT_RETRY_CONFIG, **HTTP_RETRY},
         )
@@ -220,7 +220,7 @@ def open_emitter(run: RunContext, job_name: str) -> LineageEmitter:
 def run_lineage(run: RunContext, job_name: str) -> Iterator[None]:
     """START when the block begins; COMPLETE, or FAIL with the one-line reason, when it ends."""
     emitter = None
-    if run.settings.lineage_enabled:
+    if run.settings.lineage.enabled:
         try:
             started = time.perf_counter()
             emitter = open_emitter(run, job_name)

@@ -266,7 +266,7 @@ def open_publication(run: RunContext) -> Publication:
     previous_secret = None
     if generation.rebuilding and serving is not None and serving.key_fingerprint != fingerprint:
         forgotten_previous, previous_secret = previous_key_exclusions(
-            run.warehouse, serving, run.settings.previous_hmac_secret
+            run.warehouse, serving, run.settings.privacy.previous_hmac_secret
         )
     exclusions = Exclusions(tombstoned_keys(run.warehouse, fingerprint), forgotten_previous, previous_secret)
     held = published_batches(run.warehouse, serving.generation_id) if serving is not None else []

@@ -153,7 +153,7 @@ def acquire_lease(
                 names=[name],
                 slots=1,
                 mode="concurrency",
-                lease_duration=settings.warehouse_slot_lease_s,
+                lease_duration=settings.runs.warehouse_slot_lease_s,
                 holder=holder,
             )
             return UUID(response.json()["lease_id"])
@@ -167,7 +167,7 @@ def acquire_lease(
         holders = ",".join(
             f"{owner.run_id}(pid {owner.pid}@{owner.host})" for _, owner in read_owners(folder)
         )
-        if waited >= settings.warehouse_slot_timeout_s:
+        if waited >= settings.runs.warehouse_slot_timeout_s:
             raise TimeoutError(
                 f"waited {waited:.0f} s (PERSONS_WAREHOUSE_SLOT_TIMEOUT_S) for warehouse slot {name}, "
                 f"held by {holders or 'a run on another machine'}"
@@ -215,7 +215,7 @@ def warehouse_slot(
         "event=warehouse_slot name=%s limit=%d waited_s=%.2f", name, limit, time.perf_counter() - waited
     )
     try:
-        with LeaseRenewer(lease_id, settings.warehouse_slot_lease_s, logger):
+        with LeaseRenewer(lease_id, settings.runs.warehouse_slot_lease_s, logger):
             yield
     finally:
         try:

@@ -29,11 +29,11 @@ RUN_FAILED_AUTOMATION = "persons-run-failed"
 
 def webhook_url(settings: PipelineSettings) -> str | None:
     """Where alerts go, if anywhere."""
-    if settings.alert_webhook_block:
+    if settings.alerts.webhook_block:
         from prefect.blocks.system import Secret  # noqa: PLC0415
 
-        return str(Secret.load(settings.alert_webhook_block).get())  # type: ignore[union-attr]
-    return settings.alert_webhook_url.get_secret_value() if settings.alert_webhook_url else None
+        return str(Secret.load(settings.alerts.webhook_block).get())  # type: ignore[union-attr]
+    return settings.alerts.webhook_url.get_secret_value() if settings.alerts.webhook_url else None
 
 
 def automation_alerts(name: str = RUN_FAILED_AUTOMATION) -> bool:

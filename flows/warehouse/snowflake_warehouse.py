@@ -41,35 +41,35 @@ def connection_arguments(
     missing = [
         name
         for name, value in (
-            ("SNOWFLAKE_ACCOUNT", settings.snowflake_account),
-            ("SNOWFLAKE_USER", settings.snowflake_user),
-            ("SNOWFLAKE_WAREHOUSE", settings.snowflake_warehouse),
+            ("SNOWFLAKE_ACCOUNT", settings.snowflake.account),
+            ("SNOWFLAKE_USER", settings.snowflake.user),
+            ("SNOWFLAKE_WAREHOUSE", settings.snowflake.warehouse),
             ("SNOWFLAKE_DATABASE", database),
         )
         if not value
     ]
     secret = password or (
-        settings.snowflake_password.get_secret_value() if settings.snowflake_password else None
+        settings.snowflake.password.get_secret_value() if settings.snowflake.password else None
     )
-    if not secret and not settings.snowflake_private_key_path:
+    if not secret and not settings.snowflake.private_key_path:
         missing.append("SNOWFLAKE_PASSWORD or SNOWFLAKE_PRIVATE_KEY_PATH")
     if missing:
         raise SnowflakeSettingsError(f"Snowflake settings missing: {', '.join(missing)}")
     assert database is not None
     for name, value in (
         ("SNOWFLAKE_DATABASE", database),
-        ("SNOWFLAKE_WAREHOUSE", settings.snowflake_warehouse),
-        ("SNOWFLAKE_ROLE", settings.snowflake_role),
+        ("SNOWFLAKE_WAREHOUSE", settings.snowflake.warehouse),
+        ("SNOWFLAKE_ROLE", settings.snowflake.role),
     ):
         if value and not IDENTIFIER.match(value):
             raise SnowflakeSettingsError(f"{name} is not a valid Snowflake identifier")
     arguments: dict[str, Any] = {
-        "account": settings.snowflake_account,
-        "user": settings.snowflake_user,
-        "warehouse": settings.snowflake_warehouse,
+        "account": settings.snowflake.account,
+        "user": settings.snowflake.user,
+        "warehouse": settings.snowflake.warehouse,
         "database": database,
         "paramstyle": "qmark",  # server-side binding: values never enter SQL text
-        "login_timeout": settings.snowflake_login_timeout_s,
+        "login_timeout": settings.snowflake.login_timeout_s,
         "network_timeout": 300,
         "application": "persons-pipeline",
         "session_parameters": {
@@ -77,14 +77,14 @@ def connection_arguments(
             "CLIENT_OUT_OF_BAND_TELEMETRY_ENABLED": False,
         },
     }
-    if settings.snowflake_role:
-        arguments["role"] = settings.snowflake_role
+    if settings.snowflake.role:
+        arguments["role"] = settings.snowflake.role
     if secret:
         arguments["password"] = secret
     else:
         arguments["private_key"] = _private_key_der(settings)
     for name in ("host", "port", "protocol"):
-        value = getattr(settings, f"snowflake_{name}")
+        value = getattr(settings.snowflake, name)
         if value:
             arguments[name] = value
     return arguments
@@ -94,11 +94,11 @@ def _private_key_der(settings: PipelineSettings) -> bytes:
     """The key-pair authentication key as DER bytes (PEM file, optionally encrypted)."""
     from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
 
-    assert settings.snowflake_private_key_path is not None
-    path = settings.snowflake_private_key_path
+    assert settings.snowflake.private_key_path is not None
+    path = settings.snowflake.private_key_path
     if not path.is_file():
         raise SnowflakeSettingsError("SNOWFLAKE_PRIVATE_KEY_PATH does not name a readable file")
-    passphrase = settings.snowflake_private_key_passphrase
+    passphrase = settings.snowflake.private_key_passphrase
     try:
         key = serialization.load_pem_private_key(
             path.read_bytes(), password=passphrase.get_secret_value().encode() if passphrase else None
@@ -171,20 +171,20 @@ class SnowflakeWarehouse(Warehouse):
     def from_settings(cls, settings: PipelineSettings, database: str | None) -> SnowflakeWarehouse:
         """Adapter from the settings (a Prefect Secret block or an AWS secret may supply the password)."""
         password = None
-        if settings.snowflake_password_block:
+        if settings.snowflake.password_block:
             from prefect.blocks.system import Secret  # noqa: PLC0415
 
-            block = cast(Secret[str], Secret.load(settings.snowflake_password_block))
+            block = cast(Secret[str], Secret.load(settings.snowflake.password_block))
             password = str(block.get())
-        elif settings.snowflake_password_aws_secret:
+        elif settings.snowflake.password_aws_secret:
             from flows.secrets import aws_secret  # noqa: PLC0415
 
             password = aws_secret(
-                settings.snowflake_password_aws_secret,
+                settings.snowflake.password_aws_secret,
                 "PERSONS_SNOWFLAKE_PASSWORD_AWS_SECRET",
                 endpoint_url=settings.aws_endpoint_url,
             ).get_secret_value()
-        return cls(connection_arguments(settings, database, password), settings.snowflake_create_database)
+        return cls(connection_arguments(settings, database, password), settings.snowflake.create_database)
 
     @property
     def location(self) -> str:

@@ -96,7 +96,7 @@ def open_engine(name: str, request: pytest.FixtureRequest, data_dir: Path) -> It
             get_settings.cache_clear()
             settings = get_settings()
             warehouse = SnowflakeWarehouse(
-                connection_arguments(settings, settings.snowflake_database), create_database=True
+                connection_arguments(settings, settings.snowflake.database), create_database=True
             )
     get_settings.cache_clear()
     try:

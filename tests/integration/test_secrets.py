@@ -92,4 +92,4 @@ def test_one_source_per_secret() -> None:
         ValueError, match="PERSONS_SNOWFLAKE_PASSWORD_BLOCK or PERSONS_SNOWFLAKE_PASSWORD_AWS"
     ):
         PipelineSettings(snowflake_password_block="b", snowflake_password_aws_secret="persons/dev/pw")
-    assert PipelineSettings(hmac_secret_aws_secret="").hmac_secret_aws_secret is None  # empty = unset
+    assert PipelineSettings(hmac_secret_aws_secret="").privacy.hmac_secret_aws_secret is None  # empty = unset

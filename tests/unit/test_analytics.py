@@ -21,7 +21,7 @@ from flows.analytics.results import parse_results
 from flows.anonymise.transform import AGE_GROUPS, MAX_AGE, age_group
 from flows.landing.files import LocalLandingStore
 from flows.run.dbt_stage import dbt_docs_location
-from flows.settings import PipelineSettings
+from flows.settings import ModelSettings, PipelineSettings
 
 TWIN_COUNTRIES = Path(__file__).resolve().parents[2] / "twin" / "faker_twin" / "data" / "countries.csv"
 
@@ -71,7 +71,6 @@ def test_profiles_name_secrets_only_as_environment_variables(tmp_path: Path) -> 
 def test_the_dbt_build_gets_its_own_duckdb_memory_cap(tmp_path: Path) -> None:
     """The k-anonymity tests over a million persons run out of the run's 128MB: the build has its own cap."""
     from flows.analytics.project import DbtTarget
-    from flows.settings import PipelineSettings
     from flows.warehouse.duckdb_warehouse import DuckDBWarehouse
 
     house = DuckDBWarehouse(tmp_path / "warehouse.duckdb", memory_limit="128MB")
@@ -81,8 +80,8 @@ def test_the_dbt_build_gets_its_own_duckdb_memory_cap(tmp_path: Path) -> None:
         return str(output["settings"]["memory_limit"])
 
     assert cap(house.dbt_target(2)) == "128MB"
-    assert cap(house.dbt_target(2, PipelineSettings().dbt_duckdb_memory_limit)) == "1GB"
-    bigger = PipelineSettings(dbt_duckdb_memory_limit="2GB").dbt_duckdb_memory_limit
+    assert cap(house.dbt_target(2, PipelineSettings().models.dbt_duckdb_memory_limit)) == "1GB"
+    bigger = PipelineSettings(dbt_duckdb_memory_limit="2GB").models.dbt_duckdb_memory_limit
     assert cap(house.dbt_target(2, bigger)) == "2GB"
 
 
@@ -139,7 +138,7 @@ def test_every_country_the_source_knows_has_a_region() -> None:
 
 def test_the_project_default_k_is_the_settings_default() -> None:
     project = yaml.safe_load((project_dir() / "dbt_project.yml").read_text())
-    assert project["vars"]["k_anonymity"] == PipelineSettings.model_fields["k_anonymity"].default
+    assert project["vars"]["k_anonymity"] == ModelSettings.model_fields["k_anonymity"].default
 
 
 def test_the_dbt_process_imports_neither_prefect_nor_the_pipeline() -> None:

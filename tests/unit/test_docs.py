@@ -116,9 +116,8 @@ def test_the_settings_page_is_generated_from_the_settings_model() -> None:
 
 def test_the_settings_page_names_every_setting_with_its_default_and_bounds() -> None:
     page = settings_doc.render()
-    for name in settings_doc.PipelineSettings.model_fields:
-        info = settings_doc.PipelineSettings.model_fields[name]
-        assert settings_doc.variable_of(name, info) in page
+    for variable in settings_doc.every_variable():
+        assert variable in page
     assert "| `PERSONS_TOTAL` | `30000` | >= 1, <= 100000000 |" in page
     assert "| `PERSONS_GATE_PROCESS` | `orchestrator` | `orchestrator`, `separate` |" in page
     assert "`~/.persons-pipeline/prefect-server`" in page  # the user's home is not written into the page

@@ -181,7 +181,7 @@ def test_thresholds_are_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (thresholds.max_quarantine_rate, thresholds.max_schema_drift_fields) == (0.2, 2)
     assert thresholds.freshness_hours == 26.0
     monkeypatch.setenv("PERSONS_MONITOR_MAX_QUARANTINE_RATE", "1.5")
-    with pytest.raises(ValueError, match="monitor_max_quarantine_rate"):
+    with pytest.raises(ValueError, match=r"monitoring\.max_quarantine_rate"):
         PipelineSettings()
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from flows.settings import OFFLINE_DEMO_SECRET, PipelineSettings
+from flows.settings import OFFLINE_DEMO_SECRET, PipelineSettings, variable_of
 
 STRONG = "s3cret-" + "0123456789abcdef" * 2  # 39 bytes
 
@@ -18,8 +18,10 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PERSONS_HMAC_SECRET", STRONG)
     settings = PipelineSettings()
     assert settings.total == 1234
-    assert settings.rate_limit_per_s == 0
-    assert settings.hmac_secret is not None and settings.hmac_secret.get_secret_value() == STRONG
+    assert settings.client.rate_limit_per_s == 0
+    assert (
+        settings.privacy.hmac_secret is not None and settings.privacy.hmac_secret.get_secret_value() == STRONG
+    )
     assert STRONG not in repr(settings)
 
 
@@ -34,7 +36,7 @@ def test_demo_secret_is_refused_where_not_asked_for(monkeypatch: pytest.MonkeyPa
     monkeypatch.delenv("PERSONS_HMAC_SECRET", raising=False)
     monkeypatch.setenv("PERSONS_ALLOW_DEMO_SECRET", "false")
     settings = PipelineSettings()
-    assert settings.hmac_secret is None
+    assert settings.privacy.hmac_secret is None
     with pytest.raises(ValueError, match="PERSONS_HMAC_SECRET is not set"):
         settings.check_key_source()
     with pytest.raises(ValueError, match="demo key is not allowed"):
@@ -62,7 +64,7 @@ def test_an_empty_or_short_key_is_refused_naming_the_setting(
     with pytest.raises(ValidationError) as refused:
         PipelineSettings()
     error = refused.value.errors()[0]
-    assert error["loc"] == ("hmac_secret",) and said in error["msg"]
+    assert variable_of(error["loc"]) == "PERSONS_HMAC_SECRET" and said in error["msg"]
     assert "input_value" not in str(refused.value)  # the value is never quoted (hide_input_in_errors)
 
 
@@ -84,3 +86,49 @@ def test_the_cli_refuses_a_weak_key_in_one_line_before_any_work(
     assert err.count("\n") == 1 and err.startswith("persons-pipeline run: error: PERSONS_HMAC_SECRET:")
     assert "short-key" not in err
     assert not (tmp_path / "server").exists()  # no Prefect server was started for it
+
+
+def test_the_groups_read_the_same_variables_as_before_and_flat_names_still_reach_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Grouping kept every environment variable: each group's fields are read from PERSONS_<flat name> (or
+    Snowflake's own names), an argument by its flat name wins over the environment, empty is unset."""
+    from flows.settings import GROUPS, SETTING_PATHS
+
+    monkeypatch.setenv("PERSONS_DUCKDB_THREADS", "3")
+    monkeypatch.setenv("persons_lineage_url", "http://127.0.0.1:5000")  # case-insensitive, as before
+    monkeypatch.setenv("SNOWFLAKE_ACCOUNT", "xy12345")
+    monkeypatch.setenv("PERSONS_MONITOR_FRESHNESS_HOURS", "12")
+    monkeypatch.setenv("PERSONS_REQUEST_TIMEOUT_S", "7")
+    monkeypatch.setenv("PERSONS_HMAC_SECRET_AWS_SECRET", "")  # a template's unset variable
+    settings = PipelineSettings()
+    assert (settings.duckdb.threads, settings.lineage.url, settings.snowflake.account) == (
+        3,
+        "http://127.0.0.1:5000",
+        "xy12345",
+    )
+    assert (settings.monitoring.freshness_hours, settings.client.request_timeout_s) == (12.0, 7.0)
+    assert settings.privacy.hmac_secret_aws_secret is None
+    overridden = PipelineSettings(duckdb_threads=1, snowflake_account="other")
+    assert (overridden.duckdb.threads, overridden.duckdb.memory_limit, overridden.snowflake.account) == (
+        1,
+        "auto",
+        "other",
+    )
+    # one flat name per field, none shadowing a top-level setting, every variable named back from an error
+    assert len(SETTING_PATHS) == sum(len(group.model_fields) for group in GROUPS.values())
+    assert not set(SETTING_PATHS) & set(PipelineSettings.model_fields)
+    for flat, (attribute, name) in SETTING_PATHS.items():
+        variables = GROUPS[attribute].variables(name)
+        assert variable_of((attribute, name)) == variables[0]
+        assert variables[0] in {f"PERSONS_{flat.upper()}", f"{flat.upper()}"}
+
+
+def test_the_raw_data_client_receives_its_group_and_nothing_else() -> None:
+    """The client's configuration is the client group, by the client's own names."""
+    from flows.rawdata.client import ClientConfig
+
+    settings = PipelineSettings(request_timeout_s=3, max_in_flight=2)
+    config = ClientConfig(base_url="http://127.0.0.1:1", **settings.client.client_fields())
+    assert (config.timeout_s, config.max_in_flight) == (3.0, 2)
+    assert set(settings.client.client_fields()) <= set(ClientConfig.__dataclass_fields__)
