@@ -218,10 +218,13 @@ def load_validate_merge(
             validate_batch.with_options(task_run_name=f"validate-batch-{label}")(
                 run.warehouse, run.gate, landed, run.run_id
             )
+        started = time.perf_counter()
         with run.clock.measure("merge"):
-            return merge_batch.with_options(task_run_name=f"merge-batch-{label}")(
+            merged = merge_batch.with_options(task_run_name=f"merge-batch-{label}")(
                 run.warehouse, landed, run.run_id, publication.generation, planned.published
             )
+        run.clock.merged(merged.staging_rows, time.perf_counter() - started)
+        return merged
 
 
 def _disk_full(run: RunContext, exc: Exception) -> str | None:

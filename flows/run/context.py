@@ -82,6 +82,8 @@ class StageClock:
     """Seconds spent per stage over a run (summed over batches)."""
 
     seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    # Each merge's (rows in the target after it, seconds): what publishing a batch costs by warehouse size.
+    merges: list[tuple[int, float]] = field(default_factory=list)
 
     @contextmanager
     def measure(self, stage: str) -> Iterator[None]:
@@ -91,6 +93,10 @@ class StageClock:
             yield
         finally:
             self.seconds[stage] += time.perf_counter() - started
+
+    def merged(self, rows_after: int, seconds: float) -> None:
+        """Note one merge's cost beside the rows its target held after it."""
+        self.merges.append((rows_after, round(seconds, 4)))
 
     def rounded(self) -> dict[str, float]:
         """Stage seconds rounded for reports."""

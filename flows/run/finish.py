@@ -89,6 +89,7 @@ def finish_run(run: RunContext, publication: Publication) -> dict[str, Any]:
             run.params.report_json.parent.mkdir(parents=True, exist_ok=True)
             measured = {
                 "stages": run.clock.rounded(),
+                "merges": run.clock.merges,
                 "wall_seconds": wall,
                 "resources": process_resources(run),
             }

@@ -74,3 +74,48 @@ def test_the_warm_runner_floor_is_compared_with_naive_but_not_held_to_the_target
     assert floor["first_wall_s"] == 9.0 and floor["wall_s"] == 4.0 and floor["x_naive"] == 2.0
     assert floor["peak_pss_sum_mib"] == 630
     assert not [line for line in render(list(rows.values())).splitlines() if line.startswith("target")]
+
+
+def test_every_target_is_printed_with_its_figure_and_verdict_or_not_measured() -> None:
+    """The 1M targets from the warm rounds, the first run against naive's median, the 10M merge growth from
+    the merges the runs noted by warehouse size; a figure the bench did not measure says so."""
+    from bench.run import target_lines
+
+    def sized(m: Measurement, persons: int, merges: list[tuple[int, float]] | None = None) -> Measurement:
+        m.persons = persons
+        if merges is not None:
+            m.detail["run"]["merges"] = merges
+        return m
+
+    million = [
+        sized(measurement("pipeline external", 0, 30.0, 900), 1_000_000),
+        *(sized(measurement("naive", r, 40.0, 3000), 1_000_000) for r in (1, 2)),
+        *(sized(measurement("pipeline external", r, w, 700), 1_000_000) for r, w in ((1, 12.0), (2, 16.0))),
+    ]
+    row = next(
+        r for r in summarise(million, [1_000_000], ["external"]) if r["scenario"] == "pipeline external"
+    )
+    lines = target_lines(row)
+    assert "1M warm wall <= 0.35x naive: 0.35x met" in lines  # 12/40, 16/40 -> median 0.35
+    assert "1M warm CPU <= 20 s: 14.00 s met" in lines
+    assert "1M first run <= 0.6x naive: 0.75x MISSED" in lines  # 30 / 40
+    assert any(
+        line.startswith("1,000,000 summed RSS without a Prefect server <= 800 MiB: 700.00") for line in lines
+    )
+    ten = [
+        sized(
+            measurement("pipeline external", 0, 400.0, 1500),
+            10_000_000,
+            [(2_000_000, 0.4), (10_000_000, 0.5)],
+        ),
+        sized(
+            measurement("pipeline external", 1, 140.0, 1200),
+            10_000_000,
+            [(19_000_000, 0.8), (20_000_000, 0.9)],
+        ),
+    ]
+    row = next(r for r in summarise(ten, [10_000_000], ["external"]) if r["scenario"] == "pipeline external")
+    lines = target_lines(row)
+    assert "10M warm round over 20M <= 150 s: 140.00 s met" in lines
+    assert "its report <= 10 s: not measured" in lines  # the stages hold no report
+    assert "a batch's merge at 20M <= 1.3x at 2M: 2.12x MISSED (0.85 s against 0.40 s)" in lines
