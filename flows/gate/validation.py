@@ -26,7 +26,7 @@ from flows.gate.docs_home import write_docs_home as write_docs_home  # noqa: PLC
 from flows.gate.offline_docs import make_docs_offline
 
 SUITE_NAME = "persons_batch"
-# What GX's pages call the data asset: the warehouse table the batch is read from (`Warehouse.read_batch`).
+# What GX's pages call the data asset: the warehouse table the batch is read from (`batches.read_batch`).
 DATA_ASSET = "landing.persons"
 # GX's own switches (usage statistics off), all a gate in a process of its own needs of our environment.
 GX_SWITCHES = ("GX_ANALYTICS_ENABLED",)
