@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -31,7 +30,6 @@ from flows.anonymise.policy import (
     REDACTED_EMAIL,
     REDACTED_PHONE,
 )
-from flows.sql_files import load_sql
 
 # Bump when the policy or key derivation changes: it is part of every cache key.
 POLICY_VERSION = "2026-12-1"
@@ -230,25 +228,26 @@ def person_keys(raw: pa.Table, secret: bytes, *, cleaned: bool = False) -> pa.Ar
     """HMAC-SHA256(secret, canonical identity) as lower-case hex, one per record (the identity fields are
     cleaned here unless `cleaned` says `clean_raw` did it: every caller derives the same key).
 
-    Computed column-wise in DuckDB (about 4x faster than a Python loop over `hmac`, and off the GIL); the
-    first key of every batch is checked against the standard library's `hmac`, so the two never diverge.
+    RFC 2104 with the two padded keys hashed once and their state copied per value: about 1 s of CPU per
+    1,000,000 identities, less than the column-wise DuckDB query it replaces (1.2 s on two threads), and no
+    DuckDB in the raw-data worker (~40 MiB). The first key of every batch is checked against the standard
+    library's `hmac`, so the two never diverge.
     """
     inner_pad, outer_pad = hmac_pads(secret)
     identities = canonical_identity(raw, cleaned=cleaned) if raw.num_rows else pa.array([], pa.string())
-    table = pa.table(
-        {"identity": identities, "ordinal": pa.array(np.arange(len(identities), dtype=np.int64))}
-    )
-    sql, params = load_sql("anonymise/select_person_keys.duckdb.sql").bind(
-        inner_pad=inner_pad, outer_pad=outer_pad
-    )
-    with duckdb.connect(config={"threads": 2}) as connection:
-        connection.register("identities", table)
-        result: pa.Table = connection.sql(sql, params=params).to_arrow_table()
-    keys = result.column("person_key").combine_chunks()
+    inner, outer = hashlib.sha256(inner_pad), hashlib.sha256(outer_pad)
+    digests = []
+    for identity in identities.to_pylist():
+        keyed = inner.copy()
+        keyed.update(identity.encode())
+        tagged = outer.copy()
+        tagged.update(keyed.digest())
+        digests.append(tagged.hexdigest())
+    keys = pa.array(digests, pa.string())
     if len(keys):
         reference = hmac.new(secret, identities[0].as_py().encode(), hashlib.sha256).hexdigest()
         if keys[0].as_py() != reference:
-            raise RuntimeError("column-wise HMAC disagrees with the hmac module")
+            raise RuntimeError("the keyed hash disagrees with the hmac module")
     return keys
 
 

@@ -34,6 +34,14 @@ def test_the_raw_data_side_loads_neither_prefect_nor_great_expectations(module: 
     assert "flows.settings" not in loaded  # it receives its client's configuration, nothing else
 
 
+def test_the_raw_data_worker_holds_no_database_engine() -> None:
+    """The worker keys and lands with the standard library and Arrow: DuckDB (and its ~40 MiB) stays in the
+    orchestrator, the one process that writes the warehouse."""
+    probe = "import sys, flows.rawdata.worker; print('duckdb' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
 def test_the_import_contracts_hold() -> None:
     """The privacy boundary and the run's layers (pyproject.toml), every import counted, also in functions:
     what the allow-list of loaded modules checked before, statically."""
