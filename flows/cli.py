@@ -387,7 +387,7 @@ def forget(args: argparse.Namespace) -> int:
         return _refused(args.command, exc)
     if failed := _connect_prefect(get_settings(), args.command):
         return failed
-    from flows.operations.erasure import forget_command  # noqa: PLC0415 - Prefect only once its API is chosen
+    from flows.operations.forget import forget_command  # noqa: PLC0415 - Prefect only once its API is chosen
 
     with terminal(args.log_format):
         return forget_command(args)

@@ -31,7 +31,7 @@ from flows.run.tasks import IO_RETRIES
 from flows.runtime.alerts import notify_failure
 from flows.settings import get_settings
 from flows.targets import make_warehouse, resolve_targets
-from flows.warehouse.windows_log import completed_windows, high_watermark
+from flows.warehouse.watermarks import completed_windows, high_watermark
 from flows.windows import LoadWindow, birthday_windows, daily_windows, date_windows
 
 SCHEDULE_TIMEZONE = ZoneInfo("Europe/Berlin")

@@ -19,7 +19,7 @@ from prefect.transactions import transaction
 from flows import release_free_memory
 from flows.gate.validation import BatchRejected
 from flows.landing.files import LandedBatch
-from flows.monitoring.record import announce_merge
+from flows.monitoring.monitor import announce_merge
 from flows.rawdata.client import ClientConfig, SourceUnreachable
 from flows.run.context import RunContext, log_event
 from flows.run.ledger import BatchState
@@ -27,7 +27,7 @@ from flows.run.publication import PlannedBatch, Publication, record_translated_t
 from flows.run.tasks import ingest_batch, load_batch, merge_batch, secret_fingerprint, validate_batch
 from flows.runtime.preflight import is_disk_full
 from flows.targets import result_storage
-from flows.warehouse.batches import MergeResult, RejectedBatch, record_rejected_batch
+from flows.warehouse.batch_store import MergeResult, RejectedBatch, record_rejected_batch
 
 
 def process_batches(run: RunContext, publication: Publication) -> None:

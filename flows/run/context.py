@@ -25,7 +25,7 @@ from pydantic import SecretStr
 
 from flows.gate.validation import Gate, open_gate, write_docs_home
 from flows.landing.files import LandingStore
-from flows.monitoring.record import RunSubject
+from flows.monitoring.monitor import RunSubject
 from flows.parameters import RunParameters, resolve_parameters
 from flows.rawdata.worker import IngestWorker
 from flows.run.ledger import RunLedger
@@ -35,7 +35,7 @@ from flows.runtime.preflight import is_disk_full, keep_files_private
 from flows.runtime.stopping import ended_on_stop, stop_on_signals, stop_requested, stop_signal
 from flows.settings import PipelineSettings, get_settings
 from flows.targets import Targets, make_landing_store, make_warehouse, resolve_targets
-from flows.warehouse import Warehouse, batches
+from flows.warehouse import Warehouse, batch_store
 from flows.warehouse.base import utc_now
 
 T = TypeVar("T")
@@ -256,7 +256,7 @@ def hold_back_abandoned_batches(run: RunContext) -> None:
     _, limit = run.targets.warehouse_slot(run.settings, run.data_dir)
     if limit != 1:
         return
-    held = batches.hold_back_abandoned_batches(run.warehouse, run.run_id)
+    held = batch_store.hold_back_abandoned_batches(run.warehouse, run.run_id)
     if held:
         log_event(
             get_run_logger(),

@@ -26,7 +26,7 @@ from flows.analytics.runner import DbtFailed, DbtProcess
 from flows.landing.files import LandingStore
 from flows.settings import PipelineSettings
 from flows.warehouse import Warehouse
-from flows.warehouse.model_builds import BuildOutcome, models_fingerprint, record_models_build
+from flows.warehouse.build_history import BuildOutcome, models_fingerprint, record_models_build
 
 DOCS_FOLDER = "data_docs/dbt"  # under the data folder, and under the landing store's prefix in S3
 

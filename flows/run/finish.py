@@ -22,7 +22,7 @@ from flows.anonymise.transform import POLICY_VERSION
 from flows.gate.offline_docs import SHARED_VENDOR, shared_vendor
 from flows.landing.files import write_manifest
 from flows.monitoring.metrics import Breach
-from flows.monitoring.record import record_run_quality, thresholds_of
+from flows.monitoring.monitor import record_run_quality, thresholds_of
 from flows.report.page import PAGE_NAME, Links, publish_report_page, write_report_page
 from flows.report.reads import read_quality_trend
 from flows.report.render import Report, answer_rows, render_json, render_summary, write_report_files
@@ -34,7 +34,7 @@ from flows.run.tasks import build_report
 from flows.runtime.docs_server import ensure_docs_server, register_folder
 from flows.runtime.preflight import is_disk_full
 from flows.runtime.remote import own_resources
-from flows.warehouse.windows_log import record_window
+from flows.warehouse.watermarks import record_window
 
 # A partial report folder older than this belongs to a run that died while writing it (one run writes a
 # report in seconds).

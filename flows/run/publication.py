@@ -30,7 +30,9 @@ from flows.run.context import RunContext, log_event
 from flows.run.tasks import secret_fingerprint
 from flows.warehouse import Warehouse
 from flows.warehouse.generations import (
+    Generation,
     GenerationSuperseded,
+    PublishedBatch,
     abandon,
     add_tombstones,
     begin_generation,
@@ -39,7 +41,6 @@ from flows.warehouse.generations import (
     switch_to,
     tombstoned_keys,
 )
-from flows.warehouse.published import Generation, PublishedBatch
 
 Population = tuple[str, date | None, date | None]
 PageIdentity = tuple[str, str | None, str | None, int, int]

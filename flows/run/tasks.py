@@ -25,7 +25,7 @@ from pydantic import SecretStr
 from flows.anonymise.transform import POLICY_VERSION
 from flows.gate.validation import BatchRejected, Gate, GateResult
 from flows.landing.files import LandedBatch, LandingStore, parquet_to_table, write_batch_files
-from flows.monitoring.record import record_batch_quality
+from flows.monitoring.monitor import record_batch_quality
 from flows.plan import BatchPlan
 from flows.rawdata.client import ClientConfig, PageQuery
 from flows.rawdata.exclusions import Exclusions
@@ -34,9 +34,9 @@ from flows.report.reads import read_report
 from flows.report.render import Report
 from flows.runtime.preflight import is_disk_full
 from flows.runtime.stopping import stop_requested
-from flows.warehouse import Warehouse, batches
-from flows.warehouse.batches import MergeResult
-from flows.warehouse.published import Generation, PublishedBatch
+from flows.warehouse import Warehouse, batch_store
+from flows.warehouse.batch_store import MergeResult
+from flows.warehouse.generations import Generation, PublishedBatch
 
 
 def worth_retrying(task: Any, task_run: Any, state: State[Any]) -> bool:
@@ -197,7 +197,7 @@ def load_batch(
         raise RuntimeError(f"batch {landed.batch_id}: landed file changed since it was written")
     persons = parquet_to_table(persons_file)
     quarantine = parquet_to_table(store.read_bytes(landed.quarantine_key))
-    return batches.load_batch(warehouse, landed, persons, quarantine, run_id, generation.generation_id)
+    return batch_store.load_batch(warehouse, landed, persons, quarantine, run_id, generation.generation_id)
 
 
 # Prefect deep-copies transaction values, and a connection cannot be copied: the transaction holds ids only,
@@ -219,17 +219,17 @@ def registered_warehouse(run_id: str, warehouse: Warehouse) -> Iterator[Warehous
 def _hold_back_batch(txn: Transaction) -> None:
     """Whatever failed after loading, the batch stays in landing, visibly marked as not merged."""
     run_id, batch_id = txn.get("run_id"), txn.get("batch_id")
-    batches.hold_back_batch(_RUN_WAREHOUSES[run_id], run_id, batch_id)
+    batch_store.hold_back_batch(_RUN_WAREHOUSES[run_id], run_id, batch_id)
 
 
 @task(name="validate-batch", cache_policy=NO_CACHE, persist_result=False)
 def validate_batch(warehouse: Warehouse, gate: Gate, landed: LandedBatch, run_id: str) -> GateResult:
     """Run the GX suite on the batch as the warehouse holds it; raise BatchRejected if it fails."""
-    frame = batches.read_batch(warehouse, run_id, landed.batch_id)
+    frame = batch_store.read_batch(warehouse, run_id, landed.batch_id)
     # Against the plan, not against what came back: requested minus forgotten, quarantined and duplicates.
     expected = landed.requested - landed.forgotten - landed.quarantined - landed.duplicates
     result = gate.validate(frame, landed.batch_id, expected)
-    batches.record_validation(
+    batch_store.record_validation(
         warehouse, run_id, landed.batch_id, result.success, result.failed, result.docs_page
     )
     record_batch_quality(warehouse, run_id, landed, frame, result)  # monitoring.metrics: counts and rates
@@ -248,7 +248,7 @@ def merge_batch(
     warehouse: Warehouse, landed: LandedBatch, run_id: str, generation: Generation, published: PublishedBatch
 ) -> MergeResult:
     """MERGE the validated batch into its generation on person_key (all or nothing)."""
-    return batches.merge_batch(warehouse, run_id, landed, generation, published)
+    return batch_store.merge_batch(warehouse, run_id, landed, generation, published)
 
 
 @task(

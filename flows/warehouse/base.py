@@ -3,7 +3,7 @@
 Connect (`open`, `close`, `cursor`), run a SQL file (`sql`, `Cursor.execute`), load Arrow (`stage_arrow`,
 `append_arrow`), merge and transactions (`Cursor.transaction`, `merge_in_transaction`), migrate, and the
 engine's caps (`released`, `heavy_reads`). What is read and written, table by table, is in the repositories
-written against this port: `batches`, `windows_log`, `model_builds`, `generations`, `erasures`, `quality`
+written against this port: `batch_store`, `watermarks`, `build_history`, `generations`, `erasures`, `quality`
 and `catalog` here, the report's reads in `flows.report.reads`.
 """
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from flows.sql_files import bind_named
 from flows.warehouse.base import utc_now
-from flows.warehouse.published import REBUILD, STAGING
+from flows.warehouse.generations import REBUILD, STAGING
 
 if TYPE_CHECKING:
     from flows.warehouse.base import Cursor, Warehouse

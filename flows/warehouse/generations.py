@@ -7,6 +7,7 @@ and switches over in one transaction once every batch was published; a failed re
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -14,10 +15,38 @@ import orjson
 
 from flows.sql_files import bind_named
 from flows.warehouse.base import utc_now
-from flows.warehouse.published import LANDING_TABLES, REBUILD, STAGING, Generation, PublishedBatch
 
 if TYPE_CHECKING:
     from flows.warehouse.base import Warehouse
+
+
+STAGING = "staging.persons"
+REBUILD = "staging.persons_rebuild"
+LANDING_TABLES = ("landing.persons", "landing.quarantined_persons")
+
+
+@dataclass(frozen=True)
+class Generation:
+    """The generation a run publishes into."""
+
+    generation_id: str
+    key_fingerprint: str
+    reference_date: date
+    rebuilding: bool = False
+
+    @property
+    def target(self) -> str:
+        """The table its batches merge into."""
+        return REBUILD if self.rebuilding else STAGING
+
+
+@dataclass(frozen=True)
+class PublishedBatch:
+    """A batch of a generation: its population (locale, birthday range) and pages."""
+
+    batch_id: str
+    page_query: dict[str, Any]
+    pages: list[tuple[int, int, int]]  # (page number, seed, quantity)
 
 
 def _as_date(value: Any) -> date:

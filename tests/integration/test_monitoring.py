@@ -24,7 +24,7 @@ from faker_twin import FakerTwin, TwinFaults
 
 from deployments.alerting import delete_automations, deploy_automations
 from flows.gate.validation import load_suite_definition
-from flows.monitoring.events import warehouse_resource
+from flows.monitoring.prefect_events import warehouse_resource
 from flows.settings import OFFLINE_DEMO_SECRET, get_settings
 from tests.conftest import PrefectServer
 from tests.integration.conftest import REFERENCE_DATE

@@ -16,10 +16,10 @@ from flows.analytics.project import dbt_vars, duckdb_target
 from flows.analytics.runner import DbtProcess
 from flows.anonymise.transform import PERSONS_SCHEMA, QUARANTINE_SCHEMA
 from flows.landing.files import LandedBatch, LocalLandingStore, table_to_parquet
-from flows.operations.erasure import erase
+from flows.operations.forget import erase
 from flows.rawdata.identities import IdentityKeys
 from flows.run.landed_rewrites import rewrite_pending_files
-from flows.warehouse import batches
+from flows.warehouse import batch_store
 from flows.warehouse.base import utc_now
 from flows.warehouse.duckdb_warehouse import DuckDBWarehouse
 from flows.warehouse.erasures import ErasureRequest, erase_rows
@@ -70,9 +70,9 @@ def land_and_publish(
     )
     store.write_bytes(landed.persons_key, table_to_parquet(table))
     store.write_bytes(landed.quarantine_key, table_to_parquet(held))
-    batches.load_batch(house, landed, table, held, "r1", GENERATION.generation_id)
-    batches.record_validation(house, "r1", batch_id, True, [], "docs")
-    batches.merge_batch(house, "r1", landed, GENERATION, PublishedBatch(batch_id, {"locale": "x"}, []))
+    batch_store.load_batch(house, landed, table, held, "r1", GENERATION.generation_id)
+    batch_store.record_validation(house, "r1", batch_id, True, [], "docs")
+    batch_store.merge_batch(house, "r1", landed, GENERATION, PublishedBatch(batch_id, {"locale": "x"}, []))
 
 
 @pytest.fixture(scope="module")

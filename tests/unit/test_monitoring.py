@@ -26,7 +26,7 @@ from flows.monitoring.metrics import (
     rate,
     run_metrics,
 )
-from flows.monitoring.record import thresholds_of
+from flows.monitoring.monitor import thresholds_of
 from flows.runtime.alerts import RUN_FAILED_AUTOMATION
 from flows.settings import PipelineSettings
 from flows.sql_files import load_sql

@@ -18,7 +18,7 @@ from flows.analytics.runner import DbtProcess
 from flows.anonymise.transform import PERSONS_SCHEMA, QUARANTINE_SCHEMA
 from flows.landing.files import LandedBatch
 from flows.report.reads import read_quality_trend, read_report
-from flows.warehouse import batches
+from flows.warehouse import batch_store
 from flows.warehouse.duckdb_warehouse import DuckDBWarehouse
 from flows.warehouse.generations import Generation, PublishedBatch, begin_generation
 
@@ -65,7 +65,7 @@ def landed(batch_id: str, table: pa.Table, quarantined: pa.Table | None = None) 
 
 
 def merge(house: DuckDBWarehouse, run_id: str, batch: LandedBatch) -> object:
-    return batches.merge_batch(
+    return batch_store.merge_batch(
         house, run_id, batch, GENERATION, PublishedBatch(batch.batch_id, {"locale": "x"}, [])
     )
 
@@ -101,8 +101,8 @@ def publish(
     house: DuckDBWarehouse, run_id: str, batch_id: str, table: pa.Table, q: pa.Table | None = None
 ) -> None:
     q = q if q is not None else quarantine([])
-    batches.load_batch(house, landed(batch_id, table, q), table, q, run_id, GENERATION.generation_id)
-    batches.record_validation(house, run_id, batch_id, True, [], "docs")
+    batch_store.load_batch(house, landed(batch_id, table, q), table, q, run_id, GENERATION.generation_id)
+    batch_store.record_validation(house, run_id, batch_id, True, [], "docs")
     merge(house, run_id, landed(batch_id, table, q))
 
 
@@ -114,8 +114,8 @@ def test_migrations_are_applied_once(tmp_path: Path) -> None:
 
 def test_load_is_retry_safe_and_merge_idempotent(warehouse: DuckDBWarehouse) -> None:
     table = persons([("k1", "male", "[21-30]", "gmail.com", "Germany", "DE")])
-    batches.load_batch(warehouse, landed("b1", table), table, quarantine([]), "run1", "g1")
-    batches.load_batch(
+    batch_store.load_batch(warehouse, landed("b1", table), table, quarantine([]), "run1", "g1")
+    batch_store.load_batch(
         warehouse, landed("b1", table), table, quarantine([]), "run1", "g1"
     )  # a retry replaces
     with warehouse.cursor() as cursor:
@@ -206,8 +206,8 @@ def test_empty_warehouse_report(warehouse: DuckDBWarehouse) -> None:
 
 def test_rejected_batches_stay_visible_until_merged(warehouse: DuckDBWarehouse) -> None:
     table = persons([("k1", "male", "[21-30]", "gmail.com", "Germany", "DE")])
-    batches.load_batch(warehouse, landed("b1", table), table, quarantine([]), "run1", "g1")
-    batches.record_validation(warehouse, "run1", "b1", False, ["gender_in_known_set"], "docs")
+    batch_store.load_batch(warehouse, landed("b1", table), table, quarantine([]), "run1", "g1")
+    batch_store.record_validation(warehouse, "run1", "b1", False, ["gender_in_known_set"], "docs")
     assert read_report(warehouse).rejected_batches == 1
     assert read_report(warehouse).total_persons == 0
     publish(warehouse, "run2", "b1", table)
@@ -235,8 +235,8 @@ def test_a_rebuilt_generation_switches_over_atomically_and_only_once(warehouse: 
     begin_generation(warehouse, rebuilt, "run2", "policy")
     table = persons([("new", "male", "[21-30]", "gmail.com", "Germany", "DE")])
     batch = landed("b1", table)
-    batches.load_batch(warehouse, batch, table, quarantine([]), "run2", rebuilt.generation_id)
-    batches.merge_batch(warehouse, "run2", batch, rebuilt, PublishedBatch("b1", {"locale": "x"}, []))
+    batch_store.load_batch(warehouse, batch, table, quarantine([]), "run2", rebuilt.generation_id)
+    batch_store.merge_batch(warehouse, "run2", batch, rebuilt, PublishedBatch("b1", {"locale": "x"}, []))
     with warehouse.cursor() as cursor:  # still the old generation until the switch
         assert cursor.run("select person_key from staging.persons") == [("old",)]
 
@@ -253,14 +253,14 @@ def test_a_rebuilt_generation_switches_over_atomically_and_only_once(warehouse: 
 def test_quality_trend_of_the_last_runs(warehouse: DuckDBWarehouse) -> None:
     assert read_quality_trend(warehouse, 10) == []
     table = persons([("k1", "male", "[21-30]", "gmail.com", "Germany", "DE")])
-    batches.load_batch(warehouse, landed("b1", table), table, quarantine([]), "run1", "g1")
-    batches.record_validation(warehouse, "run1", "b1", False, ["gender_in_known_set"], "docs")
+    batch_store.load_batch(warehouse, landed("b1", table), table, quarantine([]), "run1", "g1")
+    batch_store.record_validation(warehouse, "run1", "b1", False, ["gender_in_known_set"], "docs")
     publish(
         warehouse, "run2", "b1", table, quarantine([("q1", "bad_email"), ("q2", "bad_email"), ("q3", "x")])
     )
     publish(warehouse, "run2", "b2", persons([("k2", "female", "[31-40]", "web.de", "Germany", "DE")]))
-    batches.load_batch(warehouse, landed("b3", table), table, quarantine([]), "run3", "g1")
-    batches.hold_back_batch(warehouse, "run3", "b3")
+    batch_store.load_batch(warehouse, landed("b3", table), table, quarantine([]), "run3", "g1")
+    batch_store.hold_back_batch(warehouse, "run3", "b3")
 
     trend = read_quality_trend(warehouse, 10)
 

@@ -12,7 +12,7 @@ import pyarrow as pa
 from flows.landing.files import LandedBatch
 from flows.sql_files import bind_named
 from flows.warehouse.base import ArrowBatch, Warehouse, utc_now
-from flows.warehouse.published import Generation, PublishedBatch
+from flows.warehouse.generations import Generation, PublishedBatch
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from flows.monitoring import events
+from flows.monitoring import prefect_events as events
 from flows.monitoring.metrics import (
     Breach,
     Metric,
