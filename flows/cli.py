@@ -254,9 +254,7 @@ def status_command(args: argparse.Namespace) -> int:
         settings = get_settings()
         params = resolve_parameters(settings, data_dir=args.data_dir, warehouse=args.warehouse)
         targets = resolve_targets(settings, params)
-        looking = settings.model_copy(
-            update={"duckdb": settings.duckdb.model_copy(update={"lock_timeout_s": 0})}
-        )
+        looking = without_lock_wait(settings)
         with make_warehouse(targets, params.data_dir.resolve(), looking, read_only=True) as warehouse:
             if args.command == "history":
                 runs = read_history(warehouse, args.runs)
@@ -393,6 +391,11 @@ def forget(args: argparse.Namespace) -> int:
         return forget_command(args)
 
 
+def without_lock_wait(settings: PipelineSettings) -> PipelineSettings:
+    """The settings for a look at the DuckDB file: no wait for another process's write lock."""
+    return settings.model_copy(update={"duckdb": settings.duckdb.model_copy(update={"lock_timeout_s": 0})})
+
+
 def _refused(command: str, exc: Exception) -> int:
     """One line on stderr, exit code 2: nothing was started."""
     print(f"persons-pipeline {command}: error: {_one_line(exc)}", file=sys.stderr)
@@ -415,10 +418,7 @@ def check_run_key(params: RunParameters) -> None:
         return
     try:
         # A look, not a wait: while another run holds the file, the run itself checks once it has its turn.
-        looking = settings.model_copy(
-            update={"duckdb": settings.duckdb.model_copy(update={"lock_timeout_s": 0})}
-        )
-        warehouse = make_warehouse(targets, data_dir, looking)
+        warehouse = make_warehouse(targets, data_dir, without_lock_wait(settings))
         warehouse.open()
     except EnvironmentProblem:
         raise  # a damaged warehouse file: named, with what to do

@@ -11,6 +11,7 @@ import ast
 import inspect
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from enum import Enum
@@ -70,8 +71,13 @@ def group_of_fields(model: type[BaseModel]) -> dict[str, str]:
 def variable_of(name: str, info: FieldInfo) -> str:
     alias = info.validation_alias
     if isinstance(alias, AliasChoices):
-        return " or ".join(f"`{choice}`" for choice in alias.choices if isinstance(choice, str))
-    return f"`PERSONS_{name.upper()}`"
+        return written([choice for choice in alias.choices if isinstance(choice, str)])
+    return written([f"PERSONS_{name.upper()}"])
+
+
+def written(variables: Sequence[str]) -> str:
+    """Environment variables as the page writes them: `A` or `B`."""
+    return " or ".join(f"`{variable}`" for variable in variables)
 
 
 def shown(value: Any) -> str:
@@ -154,8 +160,9 @@ def rows_by_group(model: type[BaseModel] = PipelineSettings) -> dict[str, list[R
         title, _, note = " ".join((group.__doc__ or attribute).split()).partition(": ")
         rows = table.setdefault(f"{title} (`settings.{attribute}`): {note}", [])
         for name, info in group.model_fields.items():
-            variable = " or ".join(f"`{choice}`" for choice in group.variables(name))
-            rows.append(Row(variable, default_of(info), values_of(info), info.description or ""))
+            rows.append(
+                Row(written(group.variables(name)), default_of(info), values_of(info), info.description or "")
+            )
     return table
 
 
@@ -164,11 +171,7 @@ def every_variable() -> list[str]:
     top = [
         variable_of(name, info) for name, info in PipelineSettings.model_fields.items() if name not in GROUPS
     ]
-    grouped = [
-        " or ".join(f"`{choice}`" for choice in group.variables(name))
-        for group in GROUPS.values()
-        for name in group.model_fields
-    ]
+    grouped = [written(group.variables(name)) for group in GROUPS.values() for name in group.model_fields]
     return top + grouped
 
 

@@ -218,12 +218,11 @@ def load_validate_merge(
             validate_batch.with_options(task_run_name=f"validate-batch-{label}")(
                 run.warehouse, run.gate, landed, run.run_id
             )
-        started = time.perf_counter()
-        with run.clock.measure("merge"):
+        with run.clock.measure("merge") as lap:
             merged = merge_batch.with_options(task_run_name=f"merge-batch-{label}")(
                 run.warehouse, landed, run.run_id, publication.generation, planned.published
             )
-        run.clock.merged(merged.staging_rows, time.perf_counter() - started)
+        run.clock.merged(merged.staging_rows, lap.seconds)
         return merged
 
 

@@ -78,6 +78,13 @@ def stop_wins() -> Iterator[None]:
 
 
 @dataclass
+class Lap:
+    """One measured block: its seconds once it has ended."""
+
+    seconds: float = 0.0
+
+
+@dataclass
 class StageClock:
     """Seconds spent per stage over a run (summed over batches)."""
 
@@ -86,13 +93,14 @@ class StageClock:
     merges: list[tuple[int, float]] = field(default_factory=list)
 
     @contextmanager
-    def measure(self, stage: str) -> Iterator[None]:
-        """Add the duration of the block to `stage`."""
-        started = time.perf_counter()
+    def measure(self, stage: str) -> Iterator[Lap]:
+        """Add the duration of the block to `stage` (and give it to the block's lap)."""
+        started, lap = time.perf_counter(), Lap()
         try:
-            yield
+            yield lap
         finally:
-            self.seconds[stage] += time.perf_counter() - started
+            lap.seconds = time.perf_counter() - started
+            self.seconds[stage] += lap.seconds
 
     def merged(self, rows_after: int, seconds: float) -> None:
         """Note one merge's cost beside the rows its target held after it."""
