@@ -40,6 +40,16 @@ class RunDefaults(BaseModel):
     pages_per_batch: int = Field(
         100, ge=1, le=1000, description="API pages landed, validated and merged together as one batch"
     )
+    shards: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="shards in flight: 1 fetches in the run's own process; more fans the pages out as "
+        "persons-shard flow runs on the work pool while this run publishes what they land",
+    )
+    shard_pages: int = Field(
+        500, ge=1, le=100_000, description="API pages per shard (whole batches; with --shards above 1)"
+    )
     seed: int = Field(42, ge=0, le=2**31 - 1, description="run seed; every page's _seed is derived from it")
     locale: str = Field("en_US", pattern=r"^[a-z]{2,3}_[A-Z]{2}$", description="Faker locale, e.g. de_DE")
     birthday_start: date | None = Field(None, description="earliest birthday requested, YYYY-MM-DD")

@@ -105,6 +105,26 @@ class RunSettings(SettingsGroup):
         description="Where the validation gate runs: in the orchestrating process (leaner, no batch copied) "
         "or in a process of its own.",
     )
+    shard_deployment: str = Field(
+        "persons-shard/shard",
+        pattern=r"^[^/]+/[^/]+$",
+        description="The deployment (flow/deployment) a sharded run starts its shards as.",
+    )
+    shard_attempts: int = Field(
+        3, ge=1, le=10, description="Flow runs a shard gets (a failed or dead one is started again)."
+    )
+    shard_start_timeout_s: float = Field(
+        600.0,
+        ge=1,
+        le=86_400,
+        description="How long a shard may wait for a worker to start it before the run fails naming it.",
+    )
+    shard_heartbeat_s: float = Field(
+        10.0,
+        ge=0.5,
+        le=600,
+        description="How often a running shard says it is alive; one silent for 6 beats is taken as dead.",
+    )
     min_free_disk_mib: float = Field(
         64.0, ge=0, le=10_000_000, description="Free space a run needs on the data folder's disk to start."
     )

@@ -69,6 +69,8 @@ def persons_daily(
     max_catch_up_days: Annotated[int, Field(ge=1, le=3660)] = Field(
         31, description="the most days one run catches up; the next run goes on from there"
     ),
+    shards: int | None = None,
+    shard_pages: int | None = None,
     api_url: str | None = None,
     data_dir: str | None = None,
     warehouse: str | None = None,
@@ -92,6 +94,8 @@ def persons_daily(
         state = run_pipeline(
             window=window.key,
             total=persons_per_day,
+            shards=shards,
+            shard_pages=shard_pages,
             api_url=api_url,
             data_dir=data_dir,
             warehouse=warehouse,
@@ -122,6 +126,14 @@ def plan_backfill(
     if start_day and end_day:
         return date_windows(start_day, end_day)
     raise ParameterError("give --birthday-start and --birthday-end, or --start-day and --end-day")
+
+
+def window_parameters(kind: str, reference_date: date | None, **given: Any) -> dict[str, Any]:
+    """What every window's run is given: the backfill's own parameters; birthday windows share one reference
+    date (default: today in Berlin), so that they all publish into one generation."""
+    if kind == "birthdays":
+        given["reference_date"] = (reference_date or datetime.now(SCHEDULE_TIMEZONE).date()).isoformat()
+    return given
 
 
 def submit_windows(windows: list[LoadWindow], common: dict[str, Any], deployment: str) -> dict[str, UUID]:
@@ -163,6 +175,8 @@ def persons_backfill(
     timeout_s: Annotated[float, Field(gt=0, le=7 * 86_400)] = Field(
         6 * 3600, description="how long to wait for every window's run"
     ),
+    shards: int | None = None,
+    shard_pages: int | None = None,
     api_url: str | None = None,
     data_dir: str | None = None,
     warehouse: str | None = None,
@@ -180,29 +194,35 @@ def persons_backfill(
         len(windows) - len(todo),
         len(todo),
     )
-    common = {
-        "total": persons_per_window,
-        "api_url": api_url,
-        "data_dir": str(Path(data_dir).resolve()) if data_dir else None,
-        "warehouse": warehouse,
-        "landing_url": landing_url,
-    }
-    if kind == "birthdays":
-        common["reference_date"] = (reference_date or datetime.now(SCHEDULE_TIMEZONE).date()).isoformat()
+    common = window_parameters(
+        kind,
+        reference_date,
+        total=persons_per_window,
+        shards=shards,
+        shard_pages=shard_pages,
+        api_url=api_url,
+        data_dir=str(Path(data_dir).resolve()) if data_dir else None,
+        warehouse=warehouse,
+        landing_url=landing_url,
+    )
     children = submit_windows(todo, common, deployment)
-    states = wait_for_runs(children, timeout_s)
-    failed = sorted(key for key, state in states.items() if state != "COMPLETED")
-    if failed:
-        raise RuntimeError(
-            f"{len(failed)} of {len(todo)} windows did not complete: {', '.join(failed)}; rerun the backfill "
-            f"(loaded windows are skipped) or one window with: prefect deployment run '{deployment}' "
-            f"--param window=<window>"
-        )
+    raise_for_failed_windows(wait_for_runs(children, timeout_s), deployment)
     return {
         "windows": [window.key for window in windows],
         "ran": sorted(children),
         "skipped": sorted(completed),
     }
+
+
+def raise_for_failed_windows(states: dict[str, str], deployment: str) -> None:
+    """Fail the backfill naming the windows whose runs did not complete, and how to rerun them."""
+    failed = sorted(key for key, state in states.items() if state != "COMPLETED")
+    if failed:
+        raise RuntimeError(
+            f"{len(failed)} of {len(states)} windows did not complete: {', '.join(failed)}; rerun the "
+            f"backfill (loaded windows are skipped) or one window with: prefect deployment run '{deployment}' "
+            f"--param window=<window>"
+        )
 
 
 def wait_for_runs(runs: dict[str, Any], timeout_s: float, poll_s: float = 2.0) -> dict[str, str]:

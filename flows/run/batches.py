@@ -13,21 +13,19 @@ from prefect.artifacts import (
     create_progress_artifact,
     update_progress_artifact,
 )
-from prefect.futures import PrefectFuture
 from prefect.transactions import transaction
 
 from flows import release_free_memory
 from flows.gate.validation import BatchRejected
 from flows.landing.files import LandedBatch
 from flows.monitoring.monitor import announce_merge
-from flows.rawdata.client import ClientConfig, SourceUnreachable
 from flows.run.context import RunContext, log_event
+from flows.run.fleet import ShardFleet
+from flows.run.ingest import Ingest, batch_label, batch_position, disk_full_reason
 from flows.run.ledger import BatchState
 from flows.run.publication import PlannedBatch, Publication, record_translated_tombstones
-from flows.run.tasks import ingest_batch, load_batch, merge_batch, secret_fingerprint, validate_batch
-from flows.runtime.preflight import is_disk_full
-from flows.targets import result_storage
-from flows.warehouse.batch_store import MergeResult, RejectedBatch, record_rejected_batch
+from flows.run.tasks import load_batch, merge_batch, validate_batch
+from flows.warehouse.batch_store import MergeResult
 
 
 def process_batches(run: RunContext, publication: Publication) -> None:
@@ -36,12 +34,12 @@ def process_batches(run: RunContext, publication: Publication) -> None:
     plans = publication.batches
     run.ledger.plan((planned.plan.batch_id, planned.plan.index, planned.plan.persons) for planned in plans)
     announce_plan(run, publication)
-    ingest = Ingest(run, publication)
+    ingest = ShardFleet(run, publication) if run.params.shards > 1 else Ingest(run, publication)
     progress = cast(
         UUID,
         create_progress_artifact(progress=0.0, description=f"Extraction: batches landed by run {run.run_id}"),
     )
-    pending: deque[tuple[PlannedBatch, PrefectFuture[LandedBatch]]] = deque()
+    pending: deque[tuple[PlannedBatch, Any]] = deque()
     queue = deque(plans)
     while queue or pending:
         while queue and len(pending) < run.settings.runs.batches_in_flight:
@@ -59,7 +57,7 @@ def process_batches(run: RunContext, publication: Publication) -> None:
         record_translated_tombstones(run, publication)
         update_progress_artifact(progress, progress=100.0 * len(run.ledger.landed_batches()) / len(plans))
         # Logged last before publishing, as before: a stop seen after this line meets the publishing.
-        log_landed(run, landed, planned, len(plans), fresh=landed.landed_by_run == run.run_id)
+        log_landed(run, landed, planned, len(plans), fresh=ingest.fresh(landed))
         publish_batch(run, landed, publication, planned)
         release_free_memory()  # the batch as loaded and as validated
     logger = get_run_logger()
@@ -93,82 +91,6 @@ def announce_plan(run: RunContext, publication: Publication) -> None:
         )
 
 
-class Ingest:
-    """The `ingest-batch` task of one run: submitted ahead, its result checked, its outcome in the ledger."""
-
-    def __init__(self, run: RunContext, publication: Publication) -> None:
-        self.run, self.publication, self.batches = run, publication, len(publication.batches)
-        self.client = ClientConfig(
-            base_url=run.params.api_url, deadline_at=run.deadline_at, **run.settings.client.client_fields()
-        )
-        self.task = ingest_batch.with_options(
-            result_storage=result_storage(run.targets, run.store, run.data_dir)
-        )
-
-    def submit(self, planned: PlannedBatch, refresh: bool = False) -> PrefectFuture[LandedBatch]:
-        run, label = self.run, batch_label(planned.plan.index, self.batches)
-        runner = self.task.with_options(task_run_name=f"ingest-batch-{label}", refresh_cache=refresh)
-        return runner.submit(
-            planned.plan,
-            self.client,
-            planned.query,
-            run.secret,
-            self.publication.generation.reference_date,
-            run.store,
-            run.run_id,
-            run.run_date,
-            run.worker,
-            self.publication.exclusions,
-            label,
-        )
-
-    def result(self, planned: PlannedBatch, future: PrefectFuture[LandedBatch]) -> LandedBatch | None:
-        """The landed batch (fetched again if its cached files are gone), or None if it could not land."""
-        run, plan = self.run, planned.plan
-        with run.clock.measure("wait_for_ingest"):
-            try:
-                landed = future.result()
-                if not run.store.exists(landed.persons_key) or not run.store.exists(landed.quarantine_key):
-                    logger = get_run_logger()
-                    log_event(
-                        logger,
-                        "batch_cache_stale",
-                        run_id=run.run_id,
-                        batch_id=plan.batch_id,
-                        level=logging.WARNING,
-                    )
-                    landed = self.submit(planned, refresh=True).result()
-            except Exception as exc:
-                self.not_landed(planned, exc)
-                return None
-        run.ledger.landed(landed, cached=landed.landed_by_run != run.run_id)
-        return landed
-
-    def not_landed(self, planned: PlannedBatch, exc: Exception) -> None:
-        run, plan = self.run, planned.plan
-        if isinstance(exc, SourceUnreachable):  # later batches would wait as long for nothing
-            run.ledger.halt(f"the source is unreachable (batch {plan.batch_id})")
-        run.ledger.not_landed(plan.batch_id, _disk_full(run, exc) or str(exc))
-        rejected = RejectedBatch(plan.batch_id, plan.index, plan.persons, str(exc)[:1000])
-        record_rejected_batch(
-            run.warehouse,
-            run.run_id,
-            rejected,
-            secret_fingerprint(run.secret),
-            self.publication.generation.generation_id,
-        )
-        logger = get_run_logger()
-        log_event(
-            logger,
-            "batch_ingest_failed",
-            run_id=run.run_id,
-            batch_id=plan.batch_id,
-            **batch_position(plan.index, self.batches),
-            error=str(exc),
-            level=logging.ERROR,
-        )
-
-
 def log_landed(
     run: RunContext, landed: LandedBatch, planned: PlannedBatch, batches: int, fresh: bool
 ) -> None:
@@ -193,16 +115,6 @@ def log_landed(
         run.clock.seconds[stage] += seconds if fresh else 0.0
 
 
-def batch_label(index: int, batches: int) -> str:
-    """A batch as its task runs are named: `3-of-10` (the graph says which batch)."""
-    return f"{index + 1}-of-{batches}"
-
-
-def batch_position(index: int, batches: int) -> dict[str, int]:
-    """A batch's place in the run, as its events carry it (batch 3 of 10)."""
-    return {"batch_number": index + 1, "batches": batches}
-
-
 def load_validate_merge(
     run: RunContext, landed: LandedBatch, publication: Publication, planned: PlannedBatch, label: str
 ) -> MergeResult:
@@ -224,14 +136,6 @@ def load_validate_merge(
             )
         run.clock.merged(merged.staging_rows, lap.seconds)
         return merged
-
-
-def _disk_full(run: RunContext, exc: Exception) -> str | None:
-    """A full disk as a batch's reason, naming the folder (later batches are then not started)."""
-    if not is_disk_full(exc):
-        return None
-    run.ledger.halt(f"the disk of {run.data_dir} is full")
-    return f"no space left on the disk of {run.data_dir} ({type(exc).__name__})"
 
 
 def publish_batch(
@@ -259,7 +163,7 @@ def publish_batch(
         )
         return
     except Exception as exc:
-        reason = _disk_full(run, exc) or f"{type(exc).__name__}: {exc}"
+        reason = disk_full_reason(run, exc) or f"{type(exc).__name__}: {exc}"
         run.ledger.held_back(landed.batch_id, reason)
         log_event(
             logger, "batch_not_merged", run_id=run.run_id, batch_id=landed.batch_id, **position, error=reason,

@@ -23,6 +23,7 @@ from prefect.exceptions import TerminationSignal
 from prefect.runtime import flow_run
 from pydantic import SecretStr
 
+from flows.gate.recorded import RecordedGate
 from flows.gate.validation import Gate, open_gate, write_docs_home
 from flows.landing.files import LandingStore
 from flows.monitoring.monitor import RunSubject
@@ -275,6 +276,17 @@ def hold_back_abandoned_batches(run: RunContext) -> None:
         )
 
 
+def start_gate(
+    params: RunParameters, settings: PipelineSettings, data_dir: Path, run_id: str
+) -> Future[Gate]:
+    """The run's gate, made in the background; a sharded run's is its shards' verdicts."""
+    if params.shards > 1:
+        recorded: Future[Gate] = Future()
+        recorded.set_result(RecordedGate(data_dir / "data_docs", run_id))
+        return recorded
+    return in_background(open_gate, data_dir / "data_docs", run_id, settings.runs.gate_process == "separate")
+
+
 @contextmanager
 def open_run(parameters: dict[str, Any]) -> Iterator[RunContext]:
     """Resolve parameters and destinations, check them, start the workers, take the warehouse's slot."""
@@ -290,7 +302,8 @@ def open_run(parameters: dict[str, Any]) -> Iterator[RunContext]:
     store = make_landing_store(targets, settings)
     store.check_access()
     worker = IngestWorker()
-    worker.start()
+    if params.shards == 1:  # a sharded run's shards fetch and gate: it needs neither worker nor GX
+        worker.start()
     try:
         with (
             stop_on_signals(),  # SIGTERM/SIGINT: no retry, no new batch; the worker and dbt end at once
@@ -310,12 +323,7 @@ def open_run(parameters: dict[str, Any]) -> Iterator[RunContext]:
                 targets=targets,
                 store=store,
                 warehouse=warehouse,
-                workers=RunWorkers(
-                    worker,
-                    in_background(
-                        open_gate, data_dir / "data_docs", run_id, settings.runs.gate_process == "separate"
-                    ),
-                ),
+                workers=RunWorkers(worker, start_gate(params, settings, data_dir, run_id)),
             )
             tag_run(run_id, targets, data_dir)
             get_run_logger().info(

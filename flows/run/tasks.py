@@ -94,24 +94,43 @@ def secret_fingerprint(secret: SecretStr) -> str:
     return hashlib.sha256(b"person_key-secret|" + secret.get_secret_value().encode()).hexdigest()[:16]
 
 
-def ingest_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
-    """Same pages, filters, key, policy, reference date and landing place -> same landed batch."""
-    plan: BatchPlan = parameters["plan"]
-    client_config: ClientConfig = parameters["client_config"]
-    query: PageQuery = parameters["query"]
+def ingest_identity(
+    plan: BatchPlan,
+    base_url: str,
+    query: PageQuery,
+    reference_date: date,
+    key_fingerprint: str,
+    store_identity: str,
+    exclusions_digest: str,
+) -> str:
+    """Same pages, filters, key, policy, reference date and landing place -> same landed batch (pure)."""
     material = [
         POLICY_VERSION,
-        client_config.base_url,
+        base_url,
         query.locale,
         str(query.birthday_start),
         str(query.birthday_end),
         [[page.number, page.seed, page.quantity] for page in plan.pages],
-        parameters["reference_date"].isoformat(),
+        reference_date.isoformat(),
+        key_fingerprint,
+        store_identity,
+        exclusions_digest,
+    ]
+    return hashlib.sha256(orjson.dumps(material)).hexdigest()
+
+
+def ingest_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    """The landed batch's cache key: its `ingest_identity`."""
+    client_config: ClientConfig = parameters["client_config"]
+    return "ingest-" + ingest_identity(
+        parameters["plan"],
+        client_config.base_url,
+        parameters["query"],
+        parameters["reference_date"],
         secret_fingerprint(parameters["secret"]),
         parameters["store"].identity,
         parameters["exclusions"].digest,
-    ]
-    return "ingest-" + hashlib.sha256(orjson.dumps(material)).hexdigest()
+    )
 
 
 @task(name="ingest-batch", cache_key_fn=ingest_cache_key, persist_result=True)

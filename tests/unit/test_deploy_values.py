@@ -74,7 +74,8 @@ def test_every_value_prefect_yaml_reads_is_in_every_environment_file() -> None:
 
 
 def test_the_project_declares_its_deployments_and_automations_by_name() -> None:
-    assert [name for name, _ in declared_deployments()] == ["daily", "backfill", "build", "adhoc", "forget"]
+    names = [name for name, _ in declared_deployments()]
+    assert names == ["daily", "backfill", "shard", "build", "adhoc", "forget"]
     assert automation_names() == ["persons-freshness", "persons-run-failed", "persons-threshold-breach"]
 
 
