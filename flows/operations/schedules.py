@@ -220,8 +220,8 @@ def raise_for_failed_windows(states: dict[str, str], deployment: str) -> None:
     if failed:
         raise RuntimeError(
             f"{len(failed)} of {len(states)} windows did not complete: {', '.join(failed)}; rerun the "
-            f"backfill (loaded windows are skipped) or one window with: prefect deployment run '{deployment}' "
-            f"--param window=<window>"
+            f"backfill (loaded windows are skipped) or one window with: prefect deployment run "
+            f"'{deployment}' --param window=<window>"
         )
 
 
