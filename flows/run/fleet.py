@@ -53,6 +53,7 @@ from flows.run.sharding import (
 from flows.run.tasks import ingest_identity, secret_fingerprint
 
 POLL_S = 0.5
+START_GRACE_S = 60.0  # a flow run that has not beaten yet is still starting (a busy machine, a cold image)
 WAITING = {"SCHEDULED", "PENDING"}
 ENDED = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
@@ -241,8 +242,9 @@ class ShardFleet(Ingest):
                     "start one, e.g. make worker"
                 )
             return
-        silent_s = SILENT_BEATS * self.run.settings.runs.shard_heartbeat_s
-        last = max(self._last_beat(shard), state.timestamp.timestamp() if state else 0.0, shard.submitted_at)
+        beat = self._last_beat(shard)
+        silent_s = SILENT_BEATS * self.run.settings.runs.shard_heartbeat_s + (0.0 if beat else START_GRACE_S)
+        last = max(beat, state.timestamp.timestamp() if state else 0.0, shard.submitted_at)
         if now - last > silent_s:
             with suppress(Exception):  # best effort: it is started again either way
                 client.set_flow_run_state(

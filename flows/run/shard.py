@@ -154,7 +154,8 @@ class ShardWork:
         expected = landed.requested - landed.forgotten - landed.quarantined - landed.duplicates
         result = gate.validate(frame, batch.batch_id, expected)
         self.store.write_bytes(
-            verdict_key(self.identity(batch)), verdict_bytes(landed, result, self.spec.label, self.run_id)
+            verdict_key(self.identity(batch)),
+            verdict_bytes(landed, result, batch, self.spec.label, self.run_id),
         )
         self.counts["landed"] += 1
         self.counts["rejected"] += 0 if result.success else 1
@@ -196,19 +197,20 @@ def persons_shard(shard: ShardSpec) -> dict[str, Any]:
     store = make_landing_store(targets, settings)
     data_dir = params.data_dir.resolve()
     run_id = str(flow_run.get_id() or f"local-shard-{shard.key}")
-    work = ShardWork(shard, settings, store, run_id)
-    task = ingest_batch.with_options(result_storage=result_storage(targets, store, data_dir))
-    worker = IngestWorker()
-    gate = open_gate(data_dir / "data_docs", run_id)
-    beat_s = settings.runs.shard_heartbeat_s
-    try:
-        with stop_on_signals(), ended_on_stop(worker.abort), heartbeat(store, shard.key, beat_s, run_id):
-            work.run(worker, gate, task)
-            if work.counts["landed"]:
-                publish_docs(gate, store, data_dir)
-    finally:
-        worker.close()
-        gate.close()
+    # Alive from here on (making the gate imports GX for seconds; the publisher must not take that as death).
+    with heartbeat(store, shard.key, settings.runs.shard_heartbeat_s, run_id):
+        work = ShardWork(shard, settings, store, run_id)
+        task = ingest_batch.with_options(result_storage=result_storage(targets, store, data_dir))
+        worker = IngestWorker()
+        gate = open_gate(data_dir / "data_docs", run_id)
+        try:
+            with stop_on_signals(), ended_on_stop(worker.abort):
+                work.run(worker, gate, task)
+                if work.counts["landed"]:
+                    publish_docs(gate, store, data_dir)
+        finally:
+            worker.close()
+            gate.close()
     log_event(get_run_logger(), "shard_finished", shard=shard.label, **work.counts, failed=len(work.failures))
     if work.failures:
         raise RuntimeError(

@@ -120,12 +120,19 @@ def exclusions_key(digest: str) -> str:
     return f"{EXCLUSIONS}/{digest}.json"
 
 
-def verdict_bytes(landed: LandedBatch, result: GateResult, shard: str, flow_run_id: str) -> bytes:
-    """A batch's verdict as the landing store keeps it: counts, keys, the gate's verdict; no values."""
-    return orjson.dumps(
-        {"landed": landed.to_dict(), "gate": asdict(result), "shard": shard, "flow_run_id": flow_run_id},
-        option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS,
-    )
+def verdict_bytes(
+    landed: LandedBatch, result: GateResult, batch: ShardBatch, shard: str, flow_run_id: str
+) -> bytes:
+    """A batch's verdict as the landing store keeps it: its pages, counts, keys, the gate's verdict (no
+    values), and which shard's flow run landed it."""
+    record = {
+        "landed": landed.to_dict(),
+        "gate": asdict(result),
+        "pages": batch.pages,
+        "shard": shard,
+        "flow_run_id": flow_run_id,
+    }
+    return orjson.dumps(record, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
 
 
 def read_verdict(data: bytes, batch_id: str, batch_index: int) -> tuple[LandedBatch, GateResult]:
