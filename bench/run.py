@@ -44,6 +44,7 @@ from typing import Any
 import httpx
 
 from bench.sampler import TAG_VARIABLE, TreeSampler
+from bench.sharded import ShardedRound, sharded_line
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -159,10 +160,11 @@ class Services:
         self.on_demand_tag = on_demand_tag(tag)
         self.processes: list[subprocess.Popen[bytes]] = []
 
-    def start_twin(self) -> str:
+    def start_twin(self, latency_ms: int = 0) -> str:
         """The twin's API URL (the twin is the API, not part of the run: it carries no tag)."""
-        port_file = self.workdir / "twin.port"
-        self._spawn([str(BIN / "faker-twin"), "--port", "0", "--port-file", str(port_file)], {})
+        port_file = self.workdir / f"twin-{latency_ms}.port"
+        command = [str(BIN / "faker-twin"), "--port", "0", "--port-file", str(port_file)]
+        self._spawn([*command, "--latency-ms", str(latency_ms)], {})
         deadline = time.monotonic() + 60
         while not port_file.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -540,6 +542,15 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="also call the CLI once per round in one long-lived process: what a warm runner could reach",
     )
+    parser.add_argument(
+        "--sharded",
+        type=int,
+        default=1_000_000,
+        help="persons of the sharded speed-up (2 shards on 2 process workers against 1; 0 skips it)",
+    )
+    parser.add_argument(
+        "--latency-ms", type=int, default=300, help="the twin's delay per request for the sharded speed-up"
+    )
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "results")
     return parser.parse_args(argv)
 
@@ -572,11 +583,12 @@ def main(argv: list[str] | None = None) -> int:
     services = Services(workdir, tag)
     bench = Bench(workdir, "", modes, None, tag)
     started_at = datetime.now(UTC)
+    sharded: list[ShardedRound] = []
     notes: dict[str, Any] = {"load_at_start": os.getloadavg(), "cores": os.cpu_count()}
     try:
         twin_url = services.start_twin()
         api_url = None
-        if "external" in modes or args.warm_floor:
+        if "external" in modes or args.warm_floor or args.sharded:
             api_url, notes["external_prefect_start_s"] = services.start_prefect()
         bench.twin_url, bench.external_api_url = twin_url, api_url
         print(
@@ -584,6 +596,13 @@ def main(argv: list[str] | None = None) -> int:
             f"first run, then {args.repeat} warm round(s) of {sizes}"
         )
         measure_rounds(bench, args, sizes, modes)
+        if args.sharded:
+            from bench.sharded import measure_sharded  # noqa: PLC0415
+
+            slow_twin = services.start_twin(args.latency_ms)
+            assert api_url is not None
+            found = measure_sharded(workdir, slow_twin, api_url, args.sharded, args.latency_ms, tag, BIN)
+            sharded.append(found)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: stop measuring, report what was measured
         print("interrupted: the figures below cover the runs completed so far", flush=True)
     finally:
@@ -593,6 +612,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = summarise(bench.results, sizes, modes)
     print()
     print(render(rows))
+    print(sharded_line(sharded))
     print(
         f"\nload average (1, 5, 15 min) at start {tuple(round(x, 2) for x in notes['load_at_start'])}, "
         f"at end {tuple(round(x, 2) for x in notes['load_at_end'])} on {notes['cores']} cores"
@@ -601,7 +621,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"external Prefect server: healthy {notes['external_prefect_start_s']:.1f} s after start")
     args.output.mkdir(parents=True, exist_ok=True)
     path = args.output / f"bench-{started_at:%Y%m%dT%H%M%SZ}.json"
-    record = {"notes": notes, "rows": rows, "runs": [asdict(r) for r in bench.results]}
+    record = {
+        "notes": notes,
+        "rows": rows,
+        "runs": [asdict(r) for r in bench.results],
+        "sharded": [asdict(found) | {"speedup": found.speedup} for found in sharded],
+    }
     path.write_text(json.dumps(record, indent=2, default=str))
     print(f"saved {path}")
     return 0

@@ -33,7 +33,7 @@ def register_shard_deployment(pool: str, name: str = "shard", env: dict[str, str
     deployment = persons_shard.to_deployment(
         name=name, work_pool_name=pool, job_variables={"working_dir": str(REPO), "env": env or {}}
     )
-    deployment.apply()
+    deployment.apply()  # type: ignore[union-attr]  # sync here: Prefect's sync/async dispatch types both
     return f"{SHARD_FLOW}/{name}"
 
 

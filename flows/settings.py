@@ -123,7 +123,8 @@ class RunSettings(SettingsGroup):
         10.0,
         ge=0.5,
         le=600,
-        description="How often a running shard says it is alive; one silent for 6 beats is taken as dead.",
+        description="How often a running shard says it is alive; one silent for 6 beats (12 before its first)"
+        " is taken as dead and started again.",
     )
     min_free_disk_mib: float = Field(
         64.0, ge=0, le=10_000_000, description="Free space a run needs on the data folder's disk to start."

@@ -53,8 +53,7 @@ from flows.run.sharding import (
 from flows.run.tasks import ingest_identity, secret_fingerprint
 
 POLL_S = 0.5
-START_GRACE_S = 60.0  # a flow run that has not beaten yet is still starting (a busy machine, a cold image)
-WAITING = {"SCHEDULED", "PENDING"}
+WAITING = {"SCHEDULED", "PAUSED"}  # no worker has taken it (yet)
 ENDED = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
@@ -229,7 +228,7 @@ class ShardFleet(Ingest):
             self._retry_or_fail(client, shard, f"{name}: {message}")
             return
         now = time.time()
-        if name in WAITING or name == "PAUSED":
+        if name in WAITING:
             if now - shard.submitted_at > self.run.settings.runs.shard_start_timeout_s:
                 with suppress(Exception):  # best effort: the shard fails either way
                     client.set_flow_run_state(
@@ -243,7 +242,9 @@ class ShardFleet(Ingest):
                 )
             return
         beat = self._last_beat(shard)
-        silent_s = SILENT_BEATS * self.run.settings.runs.shard_heartbeat_s + (0.0 if beat else START_GRACE_S)
+        # Pending or Running: a process was started for it. One that never beat is given twice as long (it
+        # imports, on a machine that may be busy); one whose worker died while starting it stays Pending.
+        silent_s = SILENT_BEATS * self.run.settings.runs.shard_heartbeat_s * (1 if beat else 2)
         last = max(beat, state.timestamp.timestamp() if state else 0.0, shard.submitted_at)
         if now - last > silent_s:
             with suppress(Exception):  # best effort: it is started again either way

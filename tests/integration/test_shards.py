@@ -66,7 +66,8 @@ def shard_environment(api_url: str, home: Path, s3: S3Server) -> dict[str, str]:
         PERSONS_RATE_LIMIT_PER_S="0",
         PERSONS_BACKOFF_INITIAL_S="0.01",
         PERSONS_BACKOFF_MAX_S="0.2",
-        PERSONS_SHARD_HEARTBEAT_S="1",
+        PERSONS_SHARD_HEARTBEAT_S="2",
+        PERSONS_SHARD_START_TIMEOUT_S="180",
         PERSONS_PAGES_SERVER="false",
         **s3.environment(),
     )
@@ -96,7 +97,7 @@ def sharded(pool: Pool, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pool]:
     """This process publishes with the pool's deployment and the tests' heartbeat."""
     pool.ensure_workers()
     monkeypatch.setenv("PERSONS_SHARD_DEPLOYMENT", pool.deployment)
-    monkeypatch.setenv("PERSONS_SHARD_HEARTBEAT_S", "1")
+    monkeypatch.setenv("PERSONS_SHARD_HEARTBEAT_S", "2")
     monkeypatch.setenv("PERSONS_SHARD_START_TIMEOUT_S", "180")
     get_settings.cache_clear()
     yield pool

@@ -1,0 +1,132 @@
+"""The sharded speed-up (issue 21): a run with `--shards 1` and one with `--shards 2`, the same pages, on two
+process workers of a pool of the bench's own, against a twin with a per-request latency (so that fetching
+dominates, as it does against the real API), each run after a small warm-up run in its own data folder (the
+dbt models built). Printed: both wall times, their ratio against the 1.6x target, whether the reports agree,
+and the workers' summed peak memory (two shard flow runs at a time: what two Fargate tasks need).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.sampler import TAG_VARIABLE
+from bench.shard_pool import process_workers
+
+SPEEDUP_TARGET = 1.6
+POOL = "bench-shards"
+WARM_UP_PERSONS = 2000
+
+
+@dataclass
+class ShardedRound:
+    """The two runs of one round."""
+
+    persons: int
+    latency_ms: int
+    one_s: float
+    two_s: float
+    reports_equal: bool
+    workers_peak_mib: float
+    load: tuple[float, ...]
+
+    @property
+    def speedup(self) -> float:
+        return self.one_s / self.two_s if self.two_s else 0.0
+
+
+def sharded_line(rounds: list[ShardedRound]) -> str:
+    """The target's line: the median speed-up over the rounds, with its figures."""
+    if not rounds:
+        return "sharded 1M (2 shards on 2 process workers) >= 1.6x faster than 1: not measured"
+    ordered = sorted(rounds, key=lambda found: found.speedup)
+    middle = ordered[len(ordered) // 2]
+    verdict = "met" if middle.speedup >= SPEEDUP_TARGET and middle.reports_equal else "MISSED"
+    return (
+        f"sharded {middle.persons:,} at {middle.latency_ms} ms a request: 2 shards {middle.two_s:.1f} s "
+        f"against 1 shard {middle.one_s:.1f} s = {middle.speedup:.2f}x (target >= {SPEEDUP_TARGET}x), "
+        f"reports {'equal' if middle.reports_equal else 'DIFFERENT'}; the 2 workers with their shards peaked "
+        f"at {middle.workers_peak_mib:.0f} MiB summed RSS: {verdict}"
+    )
+
+
+def register(env: dict[str, str]) -> None:
+    """The shard deployment on the bench's pool (in a subprocess: this one keeps Prefect unloaded)."""
+    code = f"from bench.shard_pool import register_shard_deployment as r; r({POOL!r}, 'shard')"
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=Path(__file__).parents[1])
+
+
+def run_once(command: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(command[:3])}: exit {done.returncode}: {done.stdout[-2000:]}")
+    return time.perf_counter() - started
+
+
+def measure_sharded(
+    workdir: Path, twin_url: str, api_url: str, persons: int, latency_ms: int, tag: str, bin_dir: Path
+) -> ShardedRound:
+    """One round: warm up and measure `--shards 1`, then `--shards 2` (two shards), same pages."""
+    from bench.sampler import TreeSampler  # noqa: PLC0415
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") and k != TAG_VARIABLE}
+    env |= {
+        "PREFECT_API_URL": api_url,
+        "PREFECT_HOME": str(workdir / "prefect-home-sharded"),
+        "PERSONS_RATE_LIMIT_PER_S": "0",
+        "PERSONS_ALLOW_DEMO_SECRET": "true",
+        "PERSONS_PAGES_SERVER": "false",
+        "PERSONS_SHARD_DEPLOYMENT": "persons-shard/shard",
+    }
+    register(env)
+    pages = -(-persons // 1000)
+    reports: list[dict[str, Any]] = []
+    walls: list[float] = []
+    worker_tag = f"{tag}-shard-workers"
+    sampler = TreeSampler(worker_tag).start()
+    with process_workers(POOL, 2, env | {TAG_VARIABLE: worker_tag}, workdir):
+        for shards in (1, 2):
+            data_dir = workdir / f"data-sharded-{shards}"
+            shutil.rmtree(data_dir, ignore_errors=True)
+            base = [
+                str(bin_dir / "persons-pipeline"),
+                "run",
+                "--api-url",
+                twin_url,
+                "--data-dir",
+                str(data_dir),
+            ]
+            base += [
+                "--reference-date",
+                "2026-06-15",
+                "--shards",
+                str(shards),
+                "--shard-pages",
+                str(-(-pages // 2)),
+            ]
+            run_once([*base, "--total", str(WARM_UP_PERSONS), "--seed", "7"], env)  # the models, built
+            report = data_dir / "report.json"
+            walls.append(
+                run_once([*base, "--total", str(persons), "--seed", "42", "--report-json", str(report)], env)
+            )
+            document = json.loads(report.read_text())
+            document.pop("run")
+            reports.append(document)
+    profile = sampler.stop()
+    return ShardedRound(
+        persons,
+        latency_ms,
+        walls[0],
+        walls[1],
+        reports[0] == reports[1],
+        profile.peak_sum_mib,
+        os.getloadavg(),
+    )
