@@ -50,7 +50,12 @@ def replace_batch_metrics(
 
 
 def run_counts(warehouse: Warehouse, run_id: str) -> RunCounts:
-    """The warehouse's counts of a run, in one connection."""
+    """The warehouse's counts of a run, in one connection; they scan the published layers, so with the
+    engine's caps for such reads (as the report's)."""
+    return warehouse.heavy_reads(lambda: _run_counts(warehouse, run_id))
+
+
+def _run_counts(warehouse: Warehouse, run_id: str) -> RunCounts:
     with warehouse.cursor() as cursor:
         reasons = cursor.execute(warehouse.sql("monitoring/select_run_quarantine"), run_id=run_id)
         layers = cursor.execute(warehouse.sql("monitoring/select_layer_rows"), run_id=run_id)

@@ -31,8 +31,14 @@ quarantined as (
         on records.run_id = merged_batches.run_id and records.batch_id = merged_batches.batch_id
 ),
 
+-- The quarantined keys that were published since: the join's hash table holds the few quarantined keys and
+-- staging streams past it (`not in (select ... from staging)` hashed every published key: out of memory
+-- under DuckDB's cap at 20M persons).
 published as (
-    select person_key from {{ source('staging', 'persons') }}
+    select distinct quarantined.person_key
+    from quarantined
+    inner join {{ source('staging', 'persons') }} as persons
+        on quarantined.person_key = persons.person_key
 ),
 
 held_back as (
@@ -43,7 +49,10 @@ held_back as (
             order by quarantined.loaded_at, quarantined.run_id
         ) as arrival
     from quarantined
-    where quarantined.person_key not in (select published.person_key from published)
+    where not exists (
+        select 1 from published
+        where published.person_key = quarantined.person_key
+    )
 ),
 
 final as (
