@@ -37,6 +37,12 @@ def register_shard_deployment(pool: str, name: str = "shard", env: dict[str, str
     return f"{SHARD_FLOW}/{name}"
 
 
+def register_in_subprocess(env: dict[str, str], pool: str, name: str = "shard") -> None:
+    """`register_shard_deployment` against the API in `env` (this process keeps its own Prefect settings)."""
+    code = f"from bench.shard_pool import register_shard_deployment as r; r({pool!r}, {name!r})"
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=REPO, capture_output=True)
+
+
 def stop_session(process: subprocess.Popen[bytes], timeout_s: float = 15.0) -> None:
     """SIGTERM to the process's session (the worker and the flow runs it started), SIGKILL if it stays."""
     with suppress(ProcessLookupError):

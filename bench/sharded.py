@@ -11,14 +11,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench.sampler import TAG_VARIABLE
-from bench.shard_pool import process_workers
+from bench.shard_pool import process_workers, register_in_subprocess
 
 SPEEDUP_TARGET = 1.6
 POOL = "bench-shards"
@@ -57,12 +56,6 @@ def sharded_line(rounds: list[ShardedRound]) -> str:
     )
 
 
-def register(env: dict[str, str]) -> None:
-    """The shard deployment on the bench's pool (in a subprocess: this one keeps Prefect unloaded)."""
-    code = f"from bench.shard_pool import register_shard_deployment as r; r({POOL!r}, 'shard')"
-    subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=Path(__file__).parents[1])
-
-
 def run_once(command: list[str], env: dict[str, str]) -> float:
     started = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
@@ -86,7 +79,7 @@ def measure_sharded(
         "PERSONS_PAGES_SERVER": "false",
         "PERSONS_SHARD_DEPLOYMENT": "persons-shard/shard",
     }
-    register(env)
+    register_in_subprocess(env, POOL)  # in a subprocess: this one keeps Prefect unloaded
     pages = -(-persons // 1000)
     reports: list[dict[str, Any]] = []
     walls: list[float] = []

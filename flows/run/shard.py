@@ -14,6 +14,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -32,7 +33,7 @@ from flows.parameters import ParameterError, resolve_parameters
 from flows.rawdata.client import ClientConfig
 from flows.rawdata.exclusions import Exclusions
 from flows.rawdata.worker import IngestWorker
-from flows.run.context import log_event
+from flows.run.context import in_background, log_event
 from flows.run.sharding import (
     SILENT_BEATS,
     ShardBatch,
@@ -114,7 +115,7 @@ class ShardWork:
             self.spec.exclusions_digest,
         )
 
-    def run(self, worker: IngestWorker, gate: Gate, task: Any) -> None:
+    def run(self, worker: IngestWorker, gate: Future[Gate], task: Any) -> None:
         """Every batch without a verdict yet: ingest (ahead), gate, write its verdict."""
         todo = deque(batch for batch in self.spec.batches if not self.found(batch))
         pending: deque[tuple[ShardBatch, PrefectFuture[LandedBatch]]] = deque()
@@ -133,7 +134,7 @@ class ShardWork:
             batch, future = pending.popleft()
             try:
                 landed = future.result()
-                self.hand_over(batch, landed, gate)
+                self.hand_over(batch, landed, gate.result())
             except Exception as exc:
                 self.failures.append(f"batch {batch.batch_id}: {type(exc).__name__}: {str(exc)[:300]}")
                 log_event(
@@ -202,15 +203,16 @@ def persons_shard(shard: ShardSpec) -> dict[str, Any]:
         work = ShardWork(shard, settings, store, run_id)
         task = ingest_batch.with_options(result_storage=result_storage(targets, store, data_dir))
         worker = IngestWorker()
-        gate = open_gate(data_dir / "data_docs", run_id)
+        gate = in_background(open_gate, data_dir / "data_docs", run_id)  # GX imports while pages download
         try:
             with stop_on_signals(), ended_on_stop(worker.abort):
                 work.run(worker, gate, task)
                 if work.counts["landed"]:
-                    publish_docs(gate, store, data_dir)
+                    publish_docs(gate.result(), store, data_dir)
         finally:
             worker.close()
-            gate.close()
+            if gate.done() and gate.exception() is None:
+                gate.result().close()
     log_event(get_run_logger(), "shard_finished", shard=shard.label, **work.counts, failed=len(work.failures))
     if work.failures:
         raise RuntimeError(

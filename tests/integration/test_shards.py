@@ -24,10 +24,10 @@ from typing import Any
 import pytest
 from faker_twin import FakerTwin, TwinFaults
 
-from bench.shard_pool import register_shard_deployment, start_worker, stop_session
+from bench.shard_pool import register_in_subprocess, register_shard_deployment, start_worker, stop_session
 from flows.run.sharding import VERDICTS
 from flows.settings import OFFLINE_DEMO_SECRET, get_settings
-from tests.conftest import PrefectServer, S3Server, SnowflakeServer
+from tests.conftest import BIN, PrefectServer, S3Server, SnowflakeServer, free_port, wait_for_http
 from tests.integration.conftest import REFERENCE_DATE, FlowRun
 from tests.oracle import expected_from_served
 
@@ -258,11 +258,15 @@ def test_kill_9_then_the_same_command_again_publishes_every_person_once_and_fetc
             for process in (first,):
                 if process.poll() is None:
                     os.killpg(process.pid, signal.SIGKILL)
-        fetched_after = served_seeds(twin, served_at_kill)
-        assert not set(fetched_after) & landed_at_kill  # nothing that had landed was fetched again
-        expected = expected_from_served(
-            twin.served(), TwinFaults(), REFERENCE_DATE, OFFLINE_DEMO_SECRET.encode()
-        )
+        assert_every_person_once(twin, data_dir, served_at_kill, landed_at_kill)
+
+
+def assert_every_person_once(
+    twin: FakerTwin, data_dir: Path, served_at_kill: int, landed_at_kill: set[int]
+) -> None:
+    """Nothing landed at the kill was fetched again; staging holds every person once; the counts agree."""
+    assert not set(served_seeds(twin, served_at_kill)) & landed_at_kill
+    expected = expected_from_served(twin.served(), TwinFaults(), REFERENCE_DATE, OFFLINE_DEMO_SECRET.encode())
     report = json.loads((data_dir / "report.json").read_text())
     assert report["total_persons"] == len(expected.persons) == SHARDED["total"]
     accounting = report["accounting"]
@@ -272,6 +276,56 @@ def test_kill_9_then_the_same_command_again_publishes_every_person_once_and_fetc
     )
     run = FlowRun(None, data_dir, data_dir / "report.json")
     assert published_keys(run) == (SHARDED["total"], SHARDED["total"])
+
+
+def test_kill_9_of_the_prefect_server_then_the_same_command_again_publishes_every_person_once(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    """A server of the test's own (killed, then started again on its port and database), its own pool."""
+    port, home = free_port(), tmp_path / "server-home"
+    api_url = f"http://127.0.0.1:{port}/api"
+    env = shard_environment(api_url, tmp_path / "client-home", s3_server)
+    env["PERSONS_SHARD_DEPLOYMENT"] = "persons-shard/shard"
+    server_env = {k: v for k, v in env.items() if not k.startswith("PREFECT_")}
+    server_env |= {"PREFECT_HOME": str(home), "PREFECT_LOGGING_LEVEL": "WARNING"}
+    command = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+
+    def start_server() -> subprocess.Popen[bytes]:
+        with (tmp_path / "server.log").open("ab") as log:
+            server = subprocess.Popen(
+                command, env=server_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        wait_for_http(f"{api_url}/health", 120, server)
+        return server
+
+    server = start_server()
+    pool = f"persons-shards-{uuid.uuid4().hex[:6]}"
+    register_in_subprocess(env, pool, "shard")
+    workers = [start_worker(pool, env, tmp_path / f"worker-{number}.log") for number in range(2)]
+    data_dir = tmp_path / "data"
+    try:
+        with FakerTwin(faults=TwinFaults(latency_ms=150)) as twin:
+            first = run_cli(env, data_dir, twin.url, **SHARDED)
+            wait_for(lambda: verdict_seeds(data_dir / "landing"), 240, "a first landed batch")
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+            landed_at_kill, served_at_kill = verdict_seeds(data_dir / "landing"), len(twin.served())
+            try:
+                finish(first, 180)  # without its API the run ends (or is ended here: a second kill, then)
+            except subprocess.TimeoutExpired:
+                os.killpg(first.pid, signal.SIGKILL)
+                first.wait()
+            server = start_server()
+            workers = [
+                worker if worker.poll() is None else start_worker(pool, env, tmp_path / "worker-again.log")
+                for worker in workers
+            ]
+            again, output = finish(run_cli(env, data_dir, twin.url, **SHARDED))
+            assert again == 0, output[-4000:]
+            assert_every_person_once(twin, data_dir, served_at_kill, landed_at_kill)
+    finally:
+        for process in (*workers, server):
+            stop_session(process)
 
 
 def test_a_shard_that_cannot_finish_fails_the_run_naming_the_shard_and_the_reason(
