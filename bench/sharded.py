@@ -85,7 +85,10 @@ def measure_sharded(
     walls: list[float] = []
     worker_tag = f"{tag}-shard-workers"
     sampler = TreeSampler(worker_tag).start()
-    with process_workers(POOL, 2, env | {TAG_VARIABLE: worker_tag}, workdir):
+    # Workers ask for new flow runs every 2 s (Prefect's default, 10 s, can keep a shard waiting that long;
+    # docs/operations/scaling.md recommends the same for a shard pool).
+    workers_env = env | {TAG_VARIABLE: worker_tag, "PREFECT_WORKER_QUERY_SECONDS": "2"}
+    with process_workers(POOL, 2, workers_env, workdir):
         for shards in (1, 2):
             data_dir = workdir / f"data-sharded-{shards}"
             shutil.rmtree(data_dir, ignore_errors=True)

@@ -95,6 +95,25 @@ class ClientConfig:
     rate_limit_per_s: float = 100.0
     max_in_flight: int = 4
     deadline_at: float | None = None  # epoch seconds (time.time()): no page is waited for beyond it
+    # Requests in flight across every extraction this process runs at once (None: max_in_flight each). Set,
+    # a batch fetched alone uses what a batch fetched beside it leaves: the last batch of a shard or a run is
+    # not fetched at half speed while the lane beside it is empty.
+    process_in_flight: int | None = None
+
+    @property
+    def window(self) -> int:
+        """Requests one extraction keeps outstanding."""
+        return self.process_in_flight or self.max_in_flight
+
+
+_BUDGETS: dict[int, threading.BoundedSemaphore] = {}
+_BUDGETS_LOCK = threading.Lock()
+
+
+def process_budget(size: int) -> threading.BoundedSemaphore:
+    """The process-wide request budget of that size (one per size, shared by every client using it)."""
+    with _BUDGETS_LOCK:
+        return _BUDGETS.setdefault(size, threading.BoundedSemaphore(size))
 
 
 @dataclass(frozen=True)
@@ -244,9 +263,7 @@ class FakerApiClient:
         self._cancelled = threading.Event()
         self._never_connected = True  # until a request reaches the server: it is unreachable if it never does
         self._source = source_name(config.base_url)
-        limits = httpx.Limits(
-            max_connections=config.max_in_flight, max_keepalive_connections=config.max_in_flight
-        )
+        limits = httpx.Limits(max_connections=config.window, max_keepalive_connections=config.window)
         self._http = httpx.Client(
             base_url=config.base_url.rstrip("/"),
             timeout=config.timeout_s,
@@ -266,6 +283,10 @@ class FakerApiClient:
     def close(self) -> None:
         """Release pooled connections."""
         self._http.close()
+
+    def _fetch_in_budget(self, page: PageRequest, query: PageQuery, parse: PageParser[T]) -> T:
+        with process_budget(self.config.window):
+            return self.fetch_page(page, query, parse)
 
     def fetch_page(
         self,
@@ -401,13 +422,16 @@ class FakerApiClient:
         query: PageQuery,
         parse: PageParser[T] = default_parser,  # type: ignore[assignment]
     ) -> Iterator[tuple[PageRequest, T]]:
-        """Yield (page, envelope) in page order with at most max_in_flight requests outstanding."""
+        """Yield (page, envelope) in page order with at most max_in_flight requests outstanding (or, with a
+        process budget, as many as the process's other extractions leave of it)."""
         window: deque[tuple[PageRequest, Future[T]]] = deque()
-        with ThreadPoolExecutor(self.config.max_in_flight, thread_name_prefix="faker-fetch") as pool:
+        size = self.config.window
+        fetch = self.fetch_page if self.config.process_in_flight is None else self._fetch_in_budget
+        with ThreadPoolExecutor(size, thread_name_prefix="faker-fetch") as pool:
             try:
                 for page in pages:
-                    window.append((page, pool.submit(self.fetch_page, page, query, parse)))
-                    if len(window) >= self.config.max_in_flight:
+                    window.append((page, pool.submit(fetch, page, query, parse)))
+                    if len(window) >= size:
                         done_page, future = window.popleft()
                         yield done_page, future.result()
                 while window:

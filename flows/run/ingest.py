@@ -17,8 +17,17 @@ from flows.run.context import RunContext, log_event
 from flows.run.publication import PlannedBatch, Publication
 from flows.run.tasks import ingest_batch, secret_fingerprint
 from flows.runtime.preflight import is_disk_full
+from flows.settings import PipelineSettings
 from flows.targets import result_storage
 from flows.warehouse.batch_store import RejectedBatch, record_rejected_batch
+
+
+def client_config(settings: PipelineSettings, api_url: str, deadline_at: float | None) -> ClientConfig:
+    """The raw-data client of a run or a shard: the client's settings; requests in flight shared by the
+    batches extracted at once (max_in_flight for each of batches_in_flight, lent to a batch fetched alone)."""
+    fields = settings.client.client_fields()
+    budget = int(fields["max_in_flight"]) * settings.runs.batches_in_flight
+    return ClientConfig(base_url=api_url, deadline_at=deadline_at, process_in_flight=budget, **fields)
 
 
 class Ingest:
@@ -26,9 +35,7 @@ class Ingest:
 
     def __init__(self, run: RunContext, publication: Publication) -> None:
         self.run, self.publication, self.batches = run, publication, len(publication.batches)
-        self.client = ClientConfig(
-            base_url=run.params.api_url, deadline_at=run.deadline_at, **run.settings.client.client_fields()
-        )
+        self.client = client_config(run.settings, run.params.api_url, run.deadline_at)
         self.task = ingest_batch.with_options(
             result_storage=result_storage(run.targets, run.store, run.data_dir)
         )

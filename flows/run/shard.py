@@ -30,10 +30,10 @@ from flows.gate.offline_docs import SHARED_VENDOR, shared_vendor
 from flows.gate.validation import Gate, open_gate
 from flows.landing.files import LandedBatch, LandingStore, parquet_to_table
 from flows.parameters import ParameterError, resolve_parameters
-from flows.rawdata.client import ClientConfig
 from flows.rawdata.exclusions import Exclusions
 from flows.rawdata.worker import IngestWorker
 from flows.run.context import in_background, log_event
+from flows.run.ingest import client_config
 from flows.run.sharding import (
     SILENT_BEATS,
     ShardBatch,
@@ -99,7 +99,7 @@ class ShardWork:
         self.spec, self.settings, self.store, self.run_id = spec, settings, store, run_id
         self.secret = settings.person_key_secret()
         self.exclusions = read_exclusions(store, spec.exclusions_digest)
-        self.client = ClientConfig(base_url=spec.api_url, deadline_at=None, **settings.client.client_fields())
+        self.client = client_config(settings, spec.api_url, None)
         self.run_date = datetime.now(UTC).date()
         self.counts = {"landed": 0, "found": 0, "rejected": 0}
         self.failures: list[str] = []
