@@ -64,6 +64,23 @@ def run_once(command: list[str], env: dict[str, str]) -> float:
     return time.perf_counter() - started
 
 
+def warm_then_measure(
+    workdir: Path, twin_url: str, persons: int, shards: int, env: dict[str, str], bin_dir: Path
+) -> tuple[float, dict[str, Any]]:
+    """A warm-up run (the models built), then the measured one, in a fresh folder: (wall s, report)."""
+    data_dir = workdir / f"data-sharded-{shards}"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    half = str(-(-persons // 1000 // 2))  # pages per shard: two shards
+    base = [str(bin_dir / "persons-pipeline"), "run", "--api-url", twin_url, "--data-dir", str(data_dir)]
+    base += ["--reference-date", "2026-06-15", "--shards", str(shards), "--shard-pages", half]
+    run_once([*base, "--total", str(WARM_UP_PERSONS), "--seed", "7"], env)
+    report = data_dir / "report.json"
+    wall = run_once([*base, "--total", str(persons), "--seed", "42", "--report-json", str(report)], env)
+    document = json.loads(report.read_text())
+    document.pop("run")
+    return wall, document
+
+
 def measure_sharded(
     workdir: Path, twin_url: str, api_url: str, persons: int, latency_ms: int, tag: str, bin_dir: Path
 ) -> ShardedRound:
@@ -80,7 +97,6 @@ def measure_sharded(
         "PERSONS_SHARD_DEPLOYMENT": "persons-shard/shard",
     }
     register_in_subprocess(env, POOL)  # in a subprocess: this one keeps Prefect unloaded
-    pages = -(-persons // 1000)
     reports: list[dict[str, Any]] = []
     walls: list[float] = []
     worker_tag = f"{tag}-shard-workers"
@@ -90,32 +106,9 @@ def measure_sharded(
     workers_env = env | {TAG_VARIABLE: worker_tag, "PREFECT_WORKER_QUERY_SECONDS": "2"}
     with process_workers(POOL, 2, workers_env, workdir):
         for shards in (1, 2):
-            data_dir = workdir / f"data-sharded-{shards}"
-            shutil.rmtree(data_dir, ignore_errors=True)
-            base = [
-                str(bin_dir / "persons-pipeline"),
-                "run",
-                "--api-url",
-                twin_url,
-                "--data-dir",
-                str(data_dir),
-            ]
-            base += [
-                "--reference-date",
-                "2026-06-15",
-                "--shards",
-                str(shards),
-                "--shard-pages",
-                str(-(-pages // 2)),
-            ]
-            run_once([*base, "--total", str(WARM_UP_PERSONS), "--seed", "7"], env)  # the models, built
-            report = data_dir / "report.json"
-            walls.append(
-                run_once([*base, "--total", str(persons), "--seed", "42", "--report-json", str(report)], env)
-            )
-            document = json.loads(report.read_text())
-            document.pop("run")
-            reports.append(document)
+            wall, report = warm_then_measure(workdir, twin_url, persons, shards, env, bin_dir)
+            walls.append(wall)
+            reports.append(report)
     profile = sampler.stop()
     return ShardedRound(
         persons,

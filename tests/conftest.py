@@ -31,6 +31,7 @@ BIN = Path(sys.executable).parent
 LONGEST_FIRST = tuple(  # measured with `make test ARGS=--durations=0`, longest first
     f"integration/{name}.py"
     for name in (
+        "test_shards",
         "test_recovery",
         "test_stop_and_secrets",
         "test_pipeline_flow",

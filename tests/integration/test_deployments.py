@@ -119,7 +119,7 @@ def test_deploy_says_what_it_made_in_a_few_lines_and_keeps_prefects_output_in_a_
     assert len(lines) <= 20, deployed.output
     assert lines[0] == f"Deploying ENV=local to the Prefect API at {deployed.env['PREFECT_API_URL']}"
     assert f"  work pool {POOL} (process): created" in lines
-    assert "  deployments (5 created): persons-daily/daily, persons-backfill/backfill" in deployed.output
+    assert "  deployments (6 created): persons-daily/daily, persons-backfill/backfill" in deployed.output
     assert f"  runs fetch persons from the Faker twin at {deployed.twin_url}" in lines
     assert any(line.startswith("  models: built in ") for line in lines), deployed.output
     assert f"  make worker                    a process worker on {POOL} and the Faker twin" in lines
@@ -292,7 +292,7 @@ def test_undeploy_removes_what_deploy_made_and_keeps_the_rest(deployed: Deployed
     foreign = make_foreign_deployment()
 
     output = run_script("undeploy", deployed.env)
-    assert "  deployments deleted (5): persons-daily/daily, persons-backfill/backfill" in output
+    assert "  deployments deleted (6): persons-daily/daily, persons-backfill/backfill" in output
     assert f"  automations deleted (3): {', '.join(automations)}" in output
     assert f"  work pool {POOL}: kept (1 other deployment(s) use it)" in output
     assert project_deployments(POOL) == [] and existing_automations(automations) == []

@@ -26,6 +26,7 @@ from faker_twin import FakerTwin, TwinFaults
 
 from bench.shard_pool import register_in_subprocess, register_shard_deployment, start_worker, stop_session
 from flows.run.sharding import VERDICTS
+from flows.runtime.server import LEASE_STORAGE
 from flows.settings import OFFLINE_DEMO_SECRET, get_settings
 from tests.conftest import BIN, PrefectServer, S3Server, SnowflakeServer, free_port, wait_for_http
 from tests.integration.conftest import REFERENCE_DATE, FlowRun
@@ -287,7 +288,14 @@ def test_kill_9_of_the_prefect_server_then_the_same_command_again_publishes_ever
     env = shard_environment(api_url, tmp_path / "client-home", s3_server)
     env["PERSONS_SHARD_DEPLOYMENT"] = "persons-shard/shard"
     server_env = {k: v for k, v in env.items() if not k.startswith("PREFECT_")}
-    server_env |= {"PREFECT_HOME": str(home), "PREFECT_LOGGING_LEVEL": "WARNING"}
+    # As the local server the CLI starts (flows.runtime.server): leases on disk, so that the warehouse slot
+    # outlives a server restart and expires there instead of staying taken.
+    server_env |= {
+        "PREFECT_HOME": str(home),
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+        "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": LEASE_STORAGE,
+    }
+    env["PERSONS_WAREHOUSE_SLOT_TIMEOUT_S"] = "180"  # a slot that never frees fails the test, not hangs it
     command = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
 
     def start_server() -> subprocess.Popen[bytes]:
@@ -311,7 +319,7 @@ def test_kill_9_of_the_prefect_server_then_the_same_command_again_publishes_ever
             server.wait()
             landed_at_kill, served_at_kill = verdict_seeds(data_dir / "landing"), len(twin.served())
             try:
-                finish(first, 180)  # without its API the run ends (or is ended here: a second kill, then)
+                finish(first, 60)  # without its API the run ends, or is ended here (a second kill, then)
             except subprocess.TimeoutExpired:
                 os.killpg(first.pid, signal.SIGKILL)
                 first.wait()
