@@ -30,6 +30,7 @@ from flows.runtime.server import LEASE_STORAGE
 from flows.settings import OFFLINE_DEMO_SECRET, get_settings
 from tests.conftest import BIN, PrefectServer, S3Server, SnowflakeServer, free_port, wait_for_http
 from tests.integration.conftest import REFERENCE_DATE, FlowRun
+from tests.leakscan import Needles, scan
 from tests.oracle import expected_from_served
 
 SCRIPT = Path(sys.executable).parent / "persons-pipeline"
@@ -131,7 +132,8 @@ def published_keys(run: FlowRun) -> tuple[int, int]:
 def test_a_sharded_run_publishes_what_an_unsharded_run_of_the_same_pages_publishes(
     twin: FakerTwin, run_pipeline: Callable[..., FlowRun], sharded: Pool, tmp_path: Path
 ) -> None:
-    twin.set_faults(TwinFaults(bad_record_rate=0.05, extra_fields=True))
+    faults = TwinFaults(bad_record_rate=0.05, extra_fields=True)
+    twin.set_faults(faults)
     one = run_pipeline(twin.url, data_dir=tmp_path / "one", **{**SHARDED, "shards": 1})
     assert one.state.is_completed(), one.state.message
     twin.reset()
@@ -157,6 +159,10 @@ def test_a_sharded_run_publishes_what_an_unsharded_run_of_the_same_pages_publish
     assert holders == {run_id}
     staged = published_keys(many)
     assert staged[0] == staged[1] == report_of(many)["total_persons"]
+    # No raw value in anything the shards or the publisher left: landed files, verdicts, heartbeats, the
+    # shards' data docs, the warehouse, the workers' logs (the same scan as the local leak test).
+    served = expected_from_served(twin.served(), faults, REFERENCE_DATE, OFFLINE_DEMO_SECRET.encode())
+    assert scan([tmp_path / "many", sharded.logs], Needles.from_records(served.raw_records)) == []
 
 
 @contextmanager
