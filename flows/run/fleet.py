@@ -23,13 +23,14 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 from uuid import UUID
 
+import httpx
 import orjson
 from prefect import get_run_logger
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.states import Cancelled, Crashed
 
 from flows.gate.recorded import RecordedGate
@@ -53,6 +54,7 @@ from flows.run.sharding import (
 from flows.run.tasks import ingest_identity, secret_fingerprint
 
 POLL_S = 0.5
+API_PATIENCE_S = 60.0  # the Prefect API may not answer for this long while the run waits for its shards
 WAITING = {"SCHEDULED", "PAUSED"}  # no worker has taken it (yet)
 ENDED = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
@@ -99,6 +101,7 @@ class ShardFleet(Ingest):
             planned.plan.batch_id: shard for shard in self.shards for planned in shard.plan.batches
         }
         self.own_runs: set[str] = set()
+        self._api_failures = 0
         self._write_exclusions()
         log_event(
             get_run_logger(),
@@ -182,7 +185,7 @@ class ShardFleet(Ingest):
                 if refusal := run.refusal():
                     self.not_landed(planned, RuntimeError(refusal))
                     return None
-                self._tend(client)
+                self._tend_through_hiccups(client)
                 time.sleep(POLL_S)
         landed, verdict = handed
         cast(RecordedGate, run.gate).record(verdict)
@@ -196,6 +199,24 @@ class ShardFleet(Ingest):
         return read_verdict(self.run.store.read_bytes(key), planned.plan.batch_id, planned.plan.index)
 
     # --- looking after the shards ---
+    def _tend_through_hiccups(self, client: SyncPrefectClient) -> None:
+        """`_tend`, waiting out a Prefect API that does not answer for a while (up to a minute)."""
+        try:
+            self._tend(client)
+            self._api_failures = 0
+        except PrefectHTTPStatusError as exc:
+            if exc.response.status_code < 500:
+                raise
+            self._api_hiccup(exc)
+        except httpx.TransportError as exc:
+            self._api_hiccup(exc)
+
+    def _api_hiccup(self, exc: Exception) -> None:
+        self._api_failures += 1
+        if self._api_failures * POLL_S > API_PATIENCE_S:
+            raise exc
+        log_event(get_run_logger(), "shard_api_unanswered", run_id=self.run.run_id, error=type(exc).__name__)
+
     def _tend(self, client: SyncPrefectClient) -> None:
         """Read the states of the shards in flight, act on each, start more up to --shards in flight."""
         flying = [shard for shard in self.shards if shard.in_flight]
@@ -221,7 +242,10 @@ class ShardFleet(Ingest):
         name = state.type.value if state else "PENDING"
         shard.state = name
         if name == "COMPLETED":
-            shard.done = True
+            if self._all_landed(shard):
+                shard.done = True
+            else:  # its verdicts are written before it completes: one missing is a shard that stopped short
+                self._retry_or_fail(client, shard, "COMPLETED without a verdict for every batch")
             return
         if name in ENDED:
             message = (state.message if state else "") or name.lower()
@@ -275,11 +299,13 @@ class ShardFleet(Ingest):
             return
         self._start(client, shard)
 
+    def _all_landed(self, shard: Shard) -> bool:
+        store = self.run.store
+        return all(store.exists(verdict_key(self.identities[p.plan.batch_id])) for p in shard.plan.batches)
+
     def _start(self, client: SyncPrefectClient, shard: Shard) -> None:
         """Start the shard's next flow run, unless its batches all landed or a live run of it is found."""
-        if all(
-            self.run.store.exists(verdict_key(self.identities[p.plan.batch_id])) for p in shard.plan.batches
-        ):
+        if self._all_landed(shard):
             shard.done = True
             return
         if shard.attempts == 0 and self._adopt(client, shard):
