@@ -21,6 +21,8 @@ from pathlib import Path
 
 import orjson
 
+from flows.landing.files import LandingStore
+
 OFFLINE_DIR = Path(__file__).resolve().parent / "offline"
 LOCK_PATH = OFFLINE_DIR / "assets.lock.json"
 VENDOR_DIR = OFFLINE_DIR / "vendor"
@@ -211,6 +213,13 @@ def rewrite_stylesheet(text: str, to_root: str) -> tuple[str, list[str]]:
 def shared_vendor(site: Path) -> Path:
     """The vendor folder the pages of `site` point to (shared by every run's site beside it)."""
     return (site / SITE_VENDOR).resolve()
+
+
+def upload_site(store: LandingStore, site: Path) -> str:
+    """A data docs site put where the landing place keeps files (a local folder stays where it is): the assets
+    every site shares first, once, then the site; its index."""
+    store.upload_folder(shared_vendor(site), f"data_docs/{SHARED_VENDOR}", only_new=True)
+    return f"{store.upload_folder(site, f'data_docs/{site.name}')}/index.html"
 
 
 def _link_or_copy(source: str, target: str) -> None:

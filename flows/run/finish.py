@@ -19,7 +19,7 @@ from prefect.artifacts import (
 )
 
 from flows.anonymise.transform import POLICY_VERSION
-from flows.gate.offline_docs import SHARED_VENDOR, shared_vendor
+from flows.gate.offline_docs import upload_site
 from flows.landing.files import write_manifest
 from flows.monitoring.metrics import Breach
 from flows.monitoring.monitor import record_run_quality, thresholds_of
@@ -136,9 +136,8 @@ def write_report(run: RunContext, publication: Publication) -> Written:
     report = build_report(run.warehouse)
     docs_folder = run.gate.docs_dir
     docs_index: str | None = None
-    if run.gate.index_path.exists():  # its pages use the assets all runs share: those first, once
-        run.store.upload_folder(shared_vendor(docs_folder), f"data_docs/{SHARED_VENDOR}", only_new=True)
-        docs_index = f"{run.store.upload_folder(docs_folder, f'data_docs/{docs_folder.name}')}/index.html"
+    if run.gate.index_path.exists():
+        docs_index = upload_site(run.store, docs_folder)
     context = {
         "run_id": run.run_id,
         "started_at": run.started_at.isoformat(timespec="seconds"),

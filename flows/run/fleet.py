@@ -37,7 +37,7 @@ from flows.gate.recorded import RecordedGate
 from flows.landing.files import LandedBatch
 from flows.parameters import ParameterError
 from flows.run.context import RunContext, log_event
-from flows.run.ingest import Ingest
+from flows.run.ingest import BatchLanding
 from flows.run.publication import PlannedBatch, Publication
 from flows.run.sharding import (
     SILENT_BEATS,
@@ -83,7 +83,7 @@ class Shard:
         return self.flow_run_id is not None and not self.done and self.failure is None
 
 
-class ShardFleet(Ingest):
+class ShardFleet(BatchLanding):
     """A sharded run's batches, landed by `persons-shard` flow runs and handed over in plan order."""
 
     def __init__(self, run: RunContext, publication: Publication) -> None:
@@ -163,7 +163,7 @@ class ShardFleet(Ingest):
             )
 
     # --- Ingest's face ---
-    def submit(self, planned: PlannedBatch, refresh: bool = False) -> None:  # type: ignore[override]
+    def submit(self, planned: PlannedBatch, refresh: bool = False) -> None:
         """Nothing per batch: the batch's shard is started (or found) while the loop waits for it."""
         return
 
@@ -277,13 +277,20 @@ class ShardFleet(Ingest):
                 )
             self._retry_or_fail(client, shard, f"CRASHED: silent for {now - last:.0f} s (its process died)")
 
-    def _last_beat(self, shard: Shard) -> float:
+    def _heartbeat(self, shard: Shard) -> tuple[str, float]:
+        """(flow run id, epoch seconds) of the shard's last heartbeat, whichever flow run wrote it; ("", 0.0)
+        where there is none that can be read."""
         key = heartbeat_key(shard.spec.key)
         try:
             beat = orjson.loads(self.run.store.read_bytes(key)) if self.run.store.exists(key) else {}
-        except (OSError, ValueError):
-            return 0.0
-        return float(beat.get("at", 0.0)) if beat.get("flow_run_id") == str(shard.flow_run_id) else 0.0
+            return str(beat.get("flow_run_id", "")), float(beat.get("at", 0.0))
+        except (OSError, ValueError, TypeError, AttributeError):
+            return "", 0.0
+
+    def _last_beat(self, shard: Shard) -> float:
+        """When the shard's current flow run last beat (0.0: not yet)."""
+        flow_run_id, at = self._heartbeat(shard)
+        return at if flow_run_id == str(shard.flow_run_id) else 0.0
 
     def _retry_or_fail(self, client: SyncPrefectClient, shard: Shard, reason: str) -> None:
         logger = get_run_logger()
@@ -332,17 +339,14 @@ class ShardFleet(Ingest):
 
     def _adopt(self, client: SyncPrefectClient, shard: Shard) -> bool:
         """A live flow run of the same shard (an earlier run of the same pages died): wait for it instead."""
-        key = heartbeat_key(shard.spec.key)
-        if not self.run.store.exists(key):
-            return False
+        flow_run_id, at = self._heartbeat(shard)
+        if time.time() - at > SILENT_BEATS * self.run.settings.runs.shard_heartbeat_s:
+            return False  # none, or a dead one's
         try:
-            beat = orjson.loads(self.run.store.read_bytes(key))
-            flow_run = client.read_flow_run(UUID(beat["flow_run_id"]))
-        except (OSError, ValueError, KeyError, ObjectNotFound):
+            flow_run = client.read_flow_run(UUID(flow_run_id))
+        except (ValueError, ObjectNotFound):
             return False
-        silent_s = SILENT_BEATS * self.run.settings.runs.shard_heartbeat_s
-        state = flow_run.state.type.value if flow_run.state else ""
-        if state != "RUNNING" or time.time() - float(beat.get("at", 0.0)) > silent_s:
+        if not flow_run.state or flow_run.state.type.value != "RUNNING":
             return False
         self._follow(shard, flow_run)
         log_event(

@@ -30,11 +30,47 @@ def client_config(settings: PipelineSettings, api_url: str, deadline_at: float |
     return ClientConfig(base_url=api_url, deadline_at=deadline_at, process_in_flight=budget, **fields)
 
 
-class Ingest:
-    """The `ingest-batch` task of one run: submitted ahead, its result checked, its outcome in the ledger."""
+class BatchLanding:
+    """What every way of landing a run's batches shares: a batch that did not land is recorded (ledger,
+    warehouse, event) the same way; `fresh` tells the batches this run landed from those found landed."""
 
     def __init__(self, run: RunContext, publication: Publication) -> None:
         self.run, self.publication, self.batches = run, publication, len(publication.batches)
+
+    def fresh(self, landed: LandedBatch) -> bool:
+        """Whether this run landed the batch (an earlier run's is cached: its stages' time is not ours)."""
+        return landed.landed_by_run == self.run.run_id
+
+    def not_landed(self, planned: PlannedBatch, exc: Exception) -> None:
+        run, plan = self.run, planned.plan
+        if isinstance(exc, SourceUnreachable):  # later batches would wait as long for nothing
+            run.ledger.halt(f"the source is unreachable (batch {plan.batch_id})")
+        run.ledger.not_landed(plan.batch_id, disk_full_reason(run, exc) or str(exc))
+        rejected = RejectedBatch(plan.batch_id, plan.index, plan.persons, str(exc)[:1000])
+        record_rejected_batch(
+            run.warehouse,
+            run.run_id,
+            rejected,
+            secret_fingerprint(run.secret),
+            self.publication.generation.generation_id,
+        )
+        logger = get_run_logger()
+        log_event(
+            logger,
+            "batch_ingest_failed",
+            run_id=run.run_id,
+            batch_id=plan.batch_id,
+            **batch_position(plan.index, self.batches),
+            error=str(exc),
+            level=logging.ERROR,
+        )
+
+
+class Ingest(BatchLanding):
+    """The `ingest-batch` task of one run: submitted ahead, its result checked, its outcome in the ledger."""
+
+    def __init__(self, run: RunContext, publication: Publication) -> None:
+        super().__init__(run, publication)
         self.client = client_config(run.settings, run.params.api_url, run.deadline_at)
         self.task = ingest_batch.with_options(
             result_storage=result_storage(run.targets, run.store, run.data_dir)
@@ -78,34 +114,6 @@ class Ingest:
                 return None
         run.ledger.landed(landed, cached=not self.fresh(landed))
         return landed
-
-    def fresh(self, landed: LandedBatch) -> bool:
-        """Whether this run landed the batch (an earlier run's is cached: its stages' time is not ours)."""
-        return landed.landed_by_run == self.run.run_id
-
-    def not_landed(self, planned: PlannedBatch, exc: Exception) -> None:
-        run, plan = self.run, planned.plan
-        if isinstance(exc, SourceUnreachable):  # later batches would wait as long for nothing
-            run.ledger.halt(f"the source is unreachable (batch {plan.batch_id})")
-        run.ledger.not_landed(plan.batch_id, disk_full_reason(run, exc) or str(exc))
-        rejected = RejectedBatch(plan.batch_id, plan.index, plan.persons, str(exc)[:1000])
-        record_rejected_batch(
-            run.warehouse,
-            run.run_id,
-            rejected,
-            secret_fingerprint(run.secret),
-            self.publication.generation.generation_id,
-        )
-        logger = get_run_logger()
-        log_event(
-            logger,
-            "batch_ingest_failed",
-            run_id=run.run_id,
-            batch_id=plan.batch_id,
-            **batch_position(plan.index, self.batches),
-            error=str(exc),
-            level=logging.ERROR,
-        )
 
 
 def batch_label(index: int, batches: int) -> str:

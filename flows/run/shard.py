@@ -26,7 +26,7 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.gate.docs_home import write_docs_home
-from flows.gate.offline_docs import SHARED_VENDOR, shared_vendor
+from flows.gate.offline_docs import upload_site
 from flows.gate.validation import Gate, open_gate
 from flows.landing.files import LandedBatch, LandingStore, parquet_to_table
 from flows.parameters import ParameterError, resolve_parameters
@@ -171,8 +171,7 @@ def publish_docs(gate: Gate, store: LandingStore, data_dir: Any) -> None:
     gate.build_docs()
     write_docs_home(data_dir / "data_docs")
     if gate.index_path.exists():
-        store.upload_folder(shared_vendor(gate.docs_dir), f"data_docs/{SHARED_VENDOR}", only_new=True)
-        store.upload_folder(gate.docs_dir, f"data_docs/{gate.docs_dir.name}")
+        upload_site(store, gate.docs_dir)
 
 
 @flow(name=SHARD_FLOW, persist_result=False, task_runner=ThreadPoolTaskRunner(max_workers=4))  # type: ignore[arg-type]
